@@ -1,0 +1,110 @@
+"""The ``deqfam`` command line: the one place where derive/, templates and runtime meet.
+
+Exit codes: 0 ok, 1 a negative verdict, 2 bad input, 3 inconclusive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+import sympy as sp
+
+from deqfam.derive.family import Family, builtin_names, load_family
+from deqfam.derive.spec import SpecError
+
+EXIT_OK, EXIT_NEGATIVE, EXIT_BAD_INPUT, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+
+
+def _fmt(expr: sp.Expr | None, latex: bool, missing: str = "(no closed form found)") -> str:
+    if expr is None:
+        return missing
+    return sp.latex(expr) if latex else sp.sstr(expr)
+
+
+def derivation_rows(fam: Family) -> list[tuple[str, sp.Expr | None]]:
+    """The derived objects of a family, labelled, in display order."""
+    return [
+        ("T(y)", fam.T),
+        ("h(y)", fam.h),
+        ("A(eta)", fam.A),
+        ("sigma = A'", fam.sigma),
+        ("sigma' = A''", fam.dsigma),
+        ("sigma'' = A'''", fam.d2sigma),
+        ("inverse link (A')^-1(mu)", fam.inverse_link),
+        ("stable A", fam.A_stable),
+        ("stable sigma", fam.sigma_stable),
+        ("stable sigma'", fam.dsigma_stable),
+        ("stable sigma''", fam.d2sigma_stable),
+    ]
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    for name in builtin_names():
+        fam = load_family(name)
+        print(f"{name:22s} {fam.description}")
+    return EXIT_OK
+
+
+def cmd_derive(args: argparse.Namespace) -> int:
+    fam = load_family(args.spec)
+    params = ", ".join(f"{k}={v}" for k, v in fam.parameters.items()) or "none"
+    lo, hi = fam.domain
+    print(f"family {fam.name}: {fam.description}")
+    print(f"support {fam.support}; parameters {params}; domain eta in ({lo}, {hi})")
+    for label, expr in derivation_rows(fam):
+        missing = "(not given in the spec)" if label == "h(y)" else "(no closed form found)"
+        print(f"{label:26s} {_fmt(expr, args.latex, missing)}")
+    print(f"{'strict convexity':26s} {fam.convexity.status} ({fam.convexity.method})")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deqfam",
+        description="Deep equilibrium layers derived from exponential-family specs.",
+        epilog="SPEC is a built-in family name (deqfam list) or a path to a YAML spec. "
+        "Exit codes: 0 ok, 1 negative verdict, 2 bad input, 3 inconclusive.",
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list the built-in families")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("derive", help="print the derived expressions of a family")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--latex", action="store_true", help="print LaTeX instead of plain text")
+    p.set_defaults(func=cmd_derive)
+
+    for register in EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+def _version() -> str:
+    from deqfam import __version__
+
+    return f"deqfam {__version__}"
+
+
+#: Subcommand registrars added by the later pipeline stages (check, generate, fit, demo ...).
+EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except SpecError as exc:
+        print(f"deqfam: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BrokenPipeError:  # e.g. `deqfam derive X | head`
+        sys.stderr.close()
+        return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

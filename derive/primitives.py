@@ -1,0 +1,316 @@
+"""Stable primitive functions: a small set closed under differentiation.
+
+Every numerically delicate piece of a log-partition function is rewritten (by
+:mod:`deqfam.derive.stable`) onto these SymPy functions. Each has
+
+* ``fdiff`` that stays inside the set (so A, A', A'', A''' all print with primitives),
+* ``definition()``: the plain elementary/special-function expression it stands for
+  (used for mpmath reference evaluation and for proofs),
+* ``numpy_impl``: a float64 evaluation (used by derive-side checks and plots).
+
+The runtime's torch versions live in ``runtime/special.py`` under the same names.
+
+=================  ==========================  ===========================
+primitive          meaning                     derivative in x
+=================  ==========================  ===========================
+softplus(x)        log(1 + e^x)                sigmoid(x)
+sigmoid(x)         1 / (1 + e^-x)              sigmoid(x) sigmoid(-x)
+logcosh(x)         log cosh x                  tanh(x)
+polylog_exp(s, x)  Li_s(e^x), x < 0            polylog_exp(s - 1, x)
+fermi_dirac(s, x)  -Li_s(-e^x)                 fermi_dirac(s - 1, x)
+logexpm1x(k, x)    d^k/dx^k log((e^x - 1)/x)   logexpm1x(k + 1, x)
+=================  ==========================  ===========================
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import mpmath
+import numpy as np
+import sympy as sp
+from scipy import special as sps
+
+_X = sp.Dummy("x", real=True)
+
+
+class StablePrimitive(sp.Function):
+    """Base class: a primitive with a plain ``definition`` and a float64 ``numpy_impl``."""
+
+    is_real = True
+
+    def definition(self) -> sp.Expr:
+        """The plain SymPy expression this primitive stands for."""
+        raise NotImplementedError
+
+    def _eval_rewrite_as_elementary(self, *args, **kwargs):
+        return self.definition()
+
+    def _eval_evalf(self, prec):
+        return self.definition()._eval_evalf(prec)
+
+
+class softplus(StablePrimitive):
+    """softplus(x) = log(1 + e^x), evaluated as max(x, 0) + log1p(e^{-|x|})."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return sigmoid(self.args[0])
+
+    def definition(self):
+        return sp.log(1 + sp.exp(self.args[0]))
+
+    def _eval_is_positive(self):
+        return True  # log(1 + e^x) > 0 for real x
+
+    @staticmethod
+    def numpy_impl(x):
+        return np.logaddexp(0.0, x)
+
+
+class sigmoid(StablePrimitive):
+    """sigmoid(x) = 1/(1 + e^{-x}); d/dx = sigmoid(x) sigmoid(-x) (no cancellation)."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        x = self.args[0]
+        return sigmoid(x) * sigmoid(-x)
+
+    def definition(self):
+        return 1 / (1 + sp.exp(-self.args[0]))
+
+    def _eval_is_positive(self):
+        return True
+
+    @staticmethod
+    def numpy_impl(x):
+        return sps.expit(x)
+
+
+class logcosh(StablePrimitive):
+    """logcosh(x) = log cosh x = |x| + log1p(e^{-2|x|}) - log 2."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return sp.tanh(self.args[0])
+
+    def definition(self):
+        return sp.log(sp.cosh(self.args[0]))
+
+    def _eval_is_positive(self):
+        return self.args[0].is_nonzero  # cosh x > 1 for x != 0
+
+    @staticmethod
+    def numpy_impl(x):
+        a = np.abs(x)
+        return a + np.log1p(np.exp(-2.0 * a)) - math.log(2.0)
+
+
+def _mp_elementwise(fn, *arrays):
+    """Evaluate an mpmath scalar function elementwise at 30 digits, returning float64."""
+    out = np.empty(np.broadcast(*arrays).shape)
+    with mpmath.workdps(30):
+        for idx, vals in zip(np.ndindex(out.shape), np.broadcast(*arrays), strict=True):
+            try:
+                v = fn(*[mpmath.mpf(float(a)) for a in vals])
+                out[idx] = float(v.real) if abs(v.imag) <= 1e-25 * max(1, abs(v.real)) else np.nan
+            except (ValueError, ZeroDivisionError, OverflowError):
+                out[idx] = np.nan
+    return out
+
+
+def _li_nonpositive(n: int, x):
+    """Li_{-n}(e^x) for integer n >= 0 by closed forms in g = e^x/(1 - e^x).
+
+    Li_0 = g and Li_{-(m+1)} = g (1 + g) d/dg Li_{-m}: a polynomial in g, finite for
+    x -> -inf (g -> 0) with no overflow.
+    """
+    g = 1.0 / np.expm1(-x)
+    poly = np.polynomial.Polynomial([0.0, 1.0])
+    step = np.polynomial.Polynomial([0.0, 1.0, 1.0])  # g (1 + g)
+    for _ in range(n):
+        poly = step * poly.deriv()
+    return poly(g)
+
+
+def _log1mexp(x):
+    """log(1 - e^x) for x < 0, switching at -log 2 (Maechler 2012)."""
+    x = np.asarray(x, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(x > -math.log(2.0), np.log(-np.expm1(x)), np.log1p(-np.exp(x)))
+
+
+class polylog_exp(StablePrimitive):
+    """polylog_exp(s, x) = Li_s(e^x) for real order s and x < 0 (Bose-Einstein integral).
+
+    d/dx Li_s(e^x) = Li_{s-1}(e^x) keeps derivatives in the family. Integer s <= 1 use
+    closed forms (Li_1 = -log(1 - e^x)); other orders are evaluated with mpmath here (the
+    fast float64/float32 series lives in ``runtime/special.py``).
+    """
+
+    nargs = 2
+
+    def fdiff(self, argindex=2):
+        if argindex != 2:
+            raise sp.ArgumentIndexError(self, argindex)
+        s, x = self.args
+        return polylog_exp(s - 1, x)
+
+    def definition(self):
+        s, x = self.args
+        return sp.polylog(s, sp.exp(x))
+
+    def _eval_is_positive(self):
+        # sum_k e^{kx}/k^s is a series of positive terms when x < 0
+        return True if self.args[1].is_negative else None
+
+    @staticmethod
+    def numpy_impl(s, x):
+        x = np.asarray(x, dtype=float)
+        s = float(s)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            if s == 1:
+                return np.where(x < 0, -_log1mexp(x), np.nan)
+            if s <= 0 and s == int(s):
+                return np.where(x < 0, _li_nonpositive(int(-s), x), np.nan)
+        return _mp_elementwise(
+            lambda xx: mpmath.polylog(s, mpmath.exp(xx)) if xx < 0 else mpmath.nan, x
+        )
+
+
+class fermi_dirac(StablePrimitive):
+    """fermi_dirac(s, x) = -Li_s(-e^x), the complete Fermi-Dirac integral F_{s-1}(x).
+
+    d/dx = fermi_dirac(s - 1, x); fermi_dirac(1, x) = softplus(x), fermi_dirac(0, x) = sigmoid.
+    """
+
+    nargs = 2
+
+    def fdiff(self, argindex=2):
+        if argindex != 2:
+            raise sp.ArgumentIndexError(self, argindex)
+        s, x = self.args
+        return fermi_dirac(s - 1, x)
+
+    def definition(self):
+        s, x = self.args
+        return -sp.polylog(s, -sp.exp(x))
+
+    def _eval_is_positive(self):
+        # s > 0: F_{s-1}(x) = int y^{s-1}/(e^{y-x}+1) dy / Gamma(s) > 0; s = 0, -1: sigmoid
+        # and sigmoid' are positive. Lower orders change sign.
+        s = self.args[0]
+        return True if (s.is_positive or s in (0, -1)) else None
+
+    @staticmethod
+    def numpy_impl(s, x):
+        x = np.asarray(x, dtype=float)
+        s = float(s)
+        if s == 1:
+            return np.logaddexp(0.0, x)
+        if s == 0:
+            return sps.expit(x)
+        return _mp_elementwise(lambda xx: -mpmath.polylog(s, -mpmath.exp(xx)), x)
+
+
+#: |x| below which logexpm1x uses its Taylor series (the removable singularity at 0).
+LOGEXPM1X_SERIES_RADIUS = 0.5
+#: Taylor order used near 0: the series converges for |x| < 2 pi, so the truncation error at
+#: |x| = 0.5 is about (0.5 / 2 pi)^28 ~ 1e-31, far below float64 resolution.
+LOGEXPM1X_SERIES_ORDER = 28
+
+
+@functools.lru_cache(maxsize=16)
+def logexpm1x_series(k: int) -> tuple[float, ...]:
+    """Taylor coefficients c_m of d^k/dx^k log((e^x - 1)/x) = sum_m c_m x^m about 0.
+
+    Generated with SymPy's ``series`` (exact rationals), then rounded to float64.
+    """
+    x = sp.Symbol("x")
+    L = sp.log((sp.exp(x) - 1) / x)
+    ser = sp.series(L, x, 0, LOGEXPM1X_SERIES_ORDER + k + 1).removeO()
+    ser = sp.diff(ser, x, k)
+    poly = sp.Poly(sp.expand(ser), x)
+    coeffs = [0.0] * (LOGEXPM1X_SERIES_ORDER + 1)
+    for (m,), c in poly.terms():
+        if m <= LOGEXPM1X_SERIES_ORDER:
+            coeffs[m] = float(c)
+    return tuple(coeffs)
+
+
+class logexpm1x(StablePrimitive):
+    """logexpm1x(k, x) = d^k/dx^k L(x), L(x) = log((e^x - 1)/x): continuous Bernoulli.
+
+    L' (k=1) is the continuous-Bernoulli mean 1/(1 - e^{-x}) - 1/x, L'' its variance.
+    Near 0 (removable singularity) a SymPy-generated Taylor series is used. Away from 0,
+    with 1/(e^x - 1) = Li_0(e^{-x}) for x > 0 and 1/(1 - e^{-x}) = -Li_0(e^x) for x < 0,
+
+        L^(k)(x) = (-1)^(k-1) Li_{1-k}(e^{-x}) + [k = 1] + (-1)^k (k-1)!/x^k   (x > 0)
+        L^(k)(x) = -Li_{1-k}(e^{x}) + (-1)^k (k-1)!/x^k                       (x < 0)
+
+    for k >= 1, and L = |x| [x > 0] + log(1 - e^{-|x|}) - log|x| for k = 0: no overflow.
+    """
+
+    nargs = 2
+
+    def fdiff(self, argindex=2):
+        if argindex != 2:
+            raise sp.ArgumentIndexError(self, argindex)
+        k, x = self.args
+        return logexpm1x(k + 1, x)
+
+    def definition(self):
+        k, x = self.args
+        return sp.diff(sp.log((sp.exp(_X) - 1) / _X), _X, int(k)).subs(_X, x)
+
+    def _eval_is_positive(self):
+        # L' is the mean (in (0, 1)) and L'' the variance of the nondegenerate law with
+        # density proportional to e^{x y} on [0, 1]: both strictly positive.
+        return True if self.args[0] in (1, 2) else None
+
+    def _eval_evalf(self, prec):
+        k, x = self.args
+        if x.is_number and x.is_zero:
+            return sp.Float(logexpm1x_series(int(k))[0], prec)
+        return self.definition()._eval_evalf(prec)
+
+    @staticmethod
+    def numpy_impl(k, x):
+        k = int(k)
+        x = np.asarray(x, dtype=float)
+        near = np.abs(x) < LOGEXPM1X_SERIES_RADIUS
+        series = np.polynomial.polynomial.polyval(np.where(near, x, 0.0), logexpm1x_series(k))
+        xf = np.where(near, 1.0, x)  # keep the far branch finite where it is not used
+        ax = np.abs(xf)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            if k == 0:
+                far = np.where(xf > 0, ax, 0.0) + _log1mexp(-ax) - np.log(ax)
+            else:
+                li = _li_nonpositive(k - 1, -ax) if k >= 1 else None
+                pole = (-1.0) ** k * math.factorial(k - 1) / xf**k
+                far = np.where(xf > 0, (-1.0) ** (k - 1) * li + (k == 1), -li) + pole
+        return np.where(near, series, far)
+
+
+PRIMITIVES: tuple[type[StablePrimitive], ...] = (
+    softplus,
+    sigmoid,
+    logcosh,
+    polylog_exp,
+    fermi_dirac,
+    logexpm1x,
+)
+
+
+def numpy_module() -> dict[str, object]:
+    """Name -> float64 implementation mapping for ``sympy.lambdify(..., modules=[...])``."""
+    return {p.__name__: p.numpy_impl for p in PRIMITIVES}
+
+
+def to_definition(expr: sp.Expr) -> sp.Expr:
+    """Replace every primitive in ``expr`` by its plain definition (for mpmath references)."""
+    return expr.replace(lambda e: isinstance(e, StablePrimitive), lambda e: e.definition())

@@ -1,0 +1,1 @@
+"""deqfam.examples: user-style specs shipped for the demo and README."""

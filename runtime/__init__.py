@@ -1,0 +1,1 @@
+"""deqfam.runtime subpackage."""

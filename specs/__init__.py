@@ -1,0 +1,1 @@
+"""deqfam.specs: the built-in family catalogue (one YAML file per family)."""
