@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 # torch is pinned to the CPU build on local disk; a bare `torch` pulls a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: venv install dev test test-all lint format demo bench clean
+.PHONY: venv install dev test test-all lint format demo bench clean generated
 
 $(VENV)/.installed-torch:
 	$(PYTHON) -m venv $(VENV)
@@ -45,3 +45,7 @@ demo: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache .ruff_cache build *.egg-info
+
+# Regenerate the committed golden files for every built-in family.
+generated: $(VENV)/.installed
+	$(VENV)/bin/deqfam generate --builtins --target all -o generated

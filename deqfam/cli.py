@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 a negative verdict, 2 bad input, 3 inconclusive.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 
@@ -60,6 +61,67 @@ def cmd_derive(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from deqfam.derive.admissibility import check, plot_report
+
+    report = check(load_family(args.spec))
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        print(report.format_text())
+    if args.plot:
+        plot_report(report, args.plot)
+        if not args.json:
+            print(f"plot written to {args.plot}")
+    return int(report.exit_code)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from deqfam.api import InadmissibleFamilyError, _admissibility_warning
+    from deqfam.derive.codegen import TARGETS, write_generated
+
+    targets = TARGETS if args.target == "all" else (args.target,)
+    if args.builtins:
+        for name in builtin_names():
+            code = cmd_generate(
+                argparse.Namespace(
+                    **{**vars(args), "spec": name, "builtins": False, "allow_inadmissible": True}
+                )
+            )
+            if code != EXIT_OK:
+                return code
+        return EXIT_OK
+    if args.spec is None:
+        print("deqfam: error: generate needs SPEC (or --builtins)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    fam = load_family(args.spec)
+    try:
+        warning = _admissibility_warning(fam, args.allow_inadmissible)
+    except InadmissibleFamilyError as exc:
+        print(f"deqfam: refused: {exc}", file=sys.stderr)
+        return EXIT_NEGATIVE
+    for target, path in write_generated(fam, args.output, targets, warning=warning).items():
+        print(f"{target:6s} {path}")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from deqfam.api import family_module
+    from deqfam.runtime.export import ExportError, export_activation
+
+    module = family_module(args.spec)
+    try:
+        diff = export_activation(module, args.format, args.output)
+    except ExportError as exc:
+        print(f"deqfam: export failed: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(
+        f"exported {module.NAME} activation as {args.format} to {args.output}; reloaded "
+        f"artifact matches eager output (max |diff| = {diff:.3g})"
+    )
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deqfam",
@@ -77,6 +139,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", metavar="SPEC")
     p.add_argument("--latex", action="store_true", help="print LaTeX instead of plain text")
     p.set_defaults(func=cmd_derive)
+
+    p = sub.add_parser("check", help="admissibility report of a family (Lemma 1)")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--plot", metavar="FILE", help="write a PNG of phi and the base measure")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("generate", help="generate the torch layer module and C++/CUDA kernels")
+    p.add_argument("spec", metavar="SPEC", nargs="?")
+    p.add_argument(
+        "--builtins",
+        action="store_true",
+        help="regenerate every built-in family (the golden files in generated/); "
+        "inadmissible ones are generated with their warning",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        default="generated",
+        metavar="DIR",
+        help="output folder (default: ./generated)",
+    )
+    p.add_argument("--target", choices=("torch", "cpp", "cuda", "all"), default="torch")
+    p.add_argument(
+        "--allow-inadmissible",
+        action="store_true",
+        help="generate even if `deqfam check` rejects the family (loud warning)",
+    )
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("export", help="export the activation (TorchScript / torch.export)")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument(
+        "--format", choices=("torchscript", "exported-program"), default="exported-program"
+    )
+    p.add_argument("-o", "--output", required=True, metavar="FILE")
+    p.set_defaults(func=cmd_export)
 
     for register in EXTRA_COMMANDS:
         register(sub)
