@@ -99,6 +99,9 @@ class TorchLayerPrinter(TorchPrinter):
     def _print_Abs(self, expr):
         return f"torch.abs({self._print(expr.args[0])})"
 
+    def _print_loggamma(self, expr):
+        return f"torch.lgamma({self._print(expr.args[0])})"
+
     def _print_softplus(self, expr):
         return f"special.softplus({self._print(expr.args[0])})"
 
@@ -382,6 +385,9 @@ def torch_context(family: Family, warning: str | None = None) -> dict:
         "activation_grad": torch_code(family.dsigma_stable, eta),
         "activation_grad2": torch_code(family.d2sigma_stable, eta),
         "sufficient_statistic": torch_code(family.T, y, name="y"),
+        "log_base_measure": (None if family.log_base_measure is None
+                             else torch_code(family.log_base_measure, y, name="y")),
+        "h_text": sp.sstr(family.h) if family.h is not None else "",
     }
 
 

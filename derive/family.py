@@ -93,6 +93,19 @@ class Family:
         return self.dsigma
 
     @property
+    def log_base_measure(self) -> sp.Expr | None:
+        """log h(y) with factorials/binomials as log-gamma (finite for large y), or None."""
+        if self.h is None:
+            return None
+        expr = sp.expand_log(sp.log(self.h.rewrite(sp.gamma)), force=True)
+        expr = expr.replace(
+            lambda e: isinstance(e, sp.log) and isinstance(e.args[0], sp.gamma),
+            lambda e: sp.loggamma(e.args[0].args[0]),
+        )
+        const, rest = expr.as_independent(Y, as_Add=True)
+        return rest + (sp.Float(sp.N(const, 30), 30) if const != 0 else 0)
+
+    @property
     def domain_floats(self) -> tuple[float, float]:
         return float(self.domain[0]), float(self.domain[1])
 

@@ -48,6 +48,14 @@ def sufficient_statistic(y: torch.Tensor) -> torch.Tensor:
     return y.clone()
 
 
+HAS_BASE_MEASURE = True
+
+
+def log_base_measure(y: torch.Tensor) -> torch.Tensor:
+    """log h(y) with h(y) = 1."""
+    return torch.full_like(y, 0.0)
+
+
 def _activation_forward(eta: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(eta)
 

@@ -50,6 +50,14 @@ def sufficient_statistic(y: torch.Tensor) -> torch.Tensor:
     return y.clone()
 
 
+HAS_BASE_MEASURE = True
+
+
+def log_base_measure(y: torch.Tensor) -> torch.Tensor:
+    """log h(y) with h(y) = binomial(16, y)."""
+    return -torch.lgamma(17.0 - y) - torch.lgamma(y + 1.0) + 30.671860106080672
+
+
 def _activation_forward(eta: torch.Tensor) -> torch.Tensor:
     return 16.0 * torch.sigmoid(eta)
 

@@ -49,6 +49,14 @@ def sufficient_statistic(y: torch.Tensor) -> torch.Tensor:
     return y.clone()
 
 
+HAS_BASE_MEASURE = False
+
+
+def log_base_measure(y: torch.Tensor) -> torch.Tensor:
+    """The spec gives no closed-form base measure h(y)."""
+    raise NotImplementedError("the bose_einstein spec gives no closed-form base measure h(y)")
+
+
 def _activation_forward(eta: torch.Tensor) -> torch.Tensor:
     return torch.ops.deqfam.polylog_exp(eta, 1.5)
 

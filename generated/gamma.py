@@ -48,6 +48,14 @@ def sufficient_statistic(y: torch.Tensor) -> torch.Tensor:
     return y.clone()
 
 
+HAS_BASE_MEASURE = True
+
+
+def log_base_measure(y: torch.Tensor) -> torch.Tensor:
+    """log h(y) with h(y) = y."""
+    return torch.log(y)
+
+
 def _activation_forward(eta: torch.Tensor) -> torch.Tensor:
     return -2.0 / eta
 

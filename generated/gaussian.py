@@ -46,6 +46,14 @@ def sufficient_statistic(y: torch.Tensor) -> torch.Tensor:
     return y.clone()
 
 
+HAS_BASE_MEASURE = True
+
+
+def log_base_measure(y: torch.Tensor) -> torch.Tensor:
+    """log h(y) with h(y) = sqrt(2)*exp(-y**2/2)/(2*sqrt(pi))."""
+    return -0.5 * torch.square(y) - 0.9189385332046728
+
+
 def _activation_forward(eta: torch.Tensor) -> torch.Tensor:
     return eta.clone()
 

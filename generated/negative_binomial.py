@@ -48,6 +48,14 @@ def sufficient_statistic(y: torch.Tensor) -> torch.Tensor:
     return y.clone()
 
 
+HAS_BASE_MEASURE = True
+
+
+def log_base_measure(y: torch.Tensor) -> torch.Tensor:
+    """log h(y) with h(y) = binomial(y + 2, y)."""
+    return -torch.lgamma(y + 1.0) + torch.lgamma(y + 3.0) - 0.6931471805599453
+
+
 def _activation_forward(eta: torch.Tensor) -> torch.Tensor:
     return 3.0 * torch.ops.deqfam.polylog_exp(eta, 0.0)
 

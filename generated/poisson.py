@@ -46,6 +46,14 @@ def sufficient_statistic(y: torch.Tensor) -> torch.Tensor:
     return y.clone()
 
 
+HAS_BASE_MEASURE = True
+
+
+def log_base_measure(y: torch.Tensor) -> torch.Tensor:
+    """log h(y) with h(y) = 1/factorial(y)."""
+    return -torch.lgamma(y + 1.0)
+
+
 def _activation_forward(eta: torch.Tensor) -> torch.Tensor:
     return torch.exp(eta)
 
