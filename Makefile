@@ -22,6 +22,10 @@ $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
 	$(PIP) install -e '.[dev]'
 	touch $@
 
+$(VENV)/.installed-demo: $(VENV)/.installed pyproject.toml
+	$(PIP) install -e '.[demo]'
+	touch $@
+
 venv: $(VENV)/.installed
 install: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
@@ -40,8 +44,8 @@ format: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-demo: $(VENV)/.installed
-	$(VENV)/bin/deqfam derive bose_einstein
+demo: $(VENV)/.installed-demo
+	$(VENV)/bin/deqfam demo
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache .ruff_cache build *.egg-info

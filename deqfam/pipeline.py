@@ -1,0 +1,350 @@
+"""End-to-end jobs: ``deqfam fit`` (ExpFamPCA on a data file) and ``deqfam demo``.
+
+The demo runs the whole pipeline on a user-style spec: check -> generate -> import the
+generated layer -> sample the paper's synthetic dataset -> fit ExpFamPCA -> compare with
+PCA (StandardScaler + PCA, as in Appendix C) by Procrustes error -> a Markdown report with
+the embeddings (PNG) and Laplace ellipses.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.linalg import orthogonal_procrustes
+from scipy.spatial import procrustes
+
+from deqfam.api import check, generate, torch_family
+from deqfam.derive.family import load_family
+from deqfam.runtime.datasets import make_dataset
+from deqfam.runtime.laplace import posterior_from_latents
+from deqfam.runtime.models import ExpFamPCA
+from deqfam.runtime.plots import save_embedding_png, save_history_png
+from deqfam.runtime.train import TrainConfig, train
+from deqfam.runtime.validation import DataError, validate_observations
+
+
+def default_demo_spec() -> Path:
+    """The demo's embedded default: the logarithmic-series family in ``examples/``."""
+    import importlib.resources
+
+    return Path(str(importlib.resources.files("deqfam.examples") / "logarithmic.yaml"))
+
+
+def load_data(path: str | Path) -> torch.Tensor:
+    """Read a data matrix (rows = samples) from ``.npy`` or ``.csv`` (header row allowed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file {path} does not exist")
+    if path.suffix == ".npy":
+        arr = np.load(path, allow_pickle=False)
+    elif path.suffix in (".csv", ".txt"):
+        try:
+            arr = np.loadtxt(path, delimiter=",", ndmin=2)
+        except ValueError:
+            arr = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=1)
+    else:
+        raise DataError(f"unsupported data format {path.suffix!r}: use .npy or .csv")
+    if arr.dtype.kind not in "fiub":
+        raise DataError(f"{path}: data must be numeric, got dtype {arr.dtype}")
+    return torch.as_tensor(np.asarray(arr, dtype=np.float64))
+
+
+def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
+    tmp = path.with_name(path.stem + ".tmp.npy")
+    np.save(tmp, arr)
+    tmp.replace(path)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def orthogonal_basis(z: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Latents in an orthogonal basis (as in Figure 3): W = Q R, so W z = Q (R z).
+
+    Returns (z R^T, R): the transformed latents and R (to map covariances: R C R^T).
+    """
+    _, r = np.linalg.qr(w)
+    return z @ r.T, r
+
+
+def align_to(truth: np.ndarray, emb: np.ndarray) -> tuple[np.ndarray, float, np.ndarray, float]:
+    """Orthogonal Procrustes alignment of ``emb`` to ``truth`` (translation, rotation, scale).
+
+    Returns the aligned embedding, the disparity of ``scipy.spatial.procrustes`` (the sum of
+    squared differences after both are centred and scaled to unit norm), the rotation and the
+    scale applied to the centred embedding.
+    """
+    _, _, disparity = procrustes(truth, emb)
+    t0, e0 = truth - truth.mean(0), emb - emb.mean(0)
+    rot, _ = orthogonal_procrustes(e0, t0)
+    scale = np.trace((e0 @ rot).T @ t0) / np.trace(e0.T @ e0)
+    return scale * (e0 @ rot) + truth.mean(0), float(disparity), rot, float(scale)
+
+
+@dataclass
+class FitResult:
+    model: ExpFamPCA
+    latents: np.ndarray
+    covariances: np.ndarray
+    history: Any
+    out_dir: Path | None
+
+
+def fit(
+    data: torch.Tensor,
+    family: Any,
+    latent_dim: int,
+    *,
+    lam: float = 0.1,
+    epochs: int = 30,
+    batch_size: int = 500,
+    lr: float = 1e-2,
+    seed: int = 0,
+    weight_decay: float = 0.0,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    labels: np.ndarray | None = None,
+) -> FitResult:
+    """Fit ExpFamPCA to ``data`` and (with ``out_dir``) write latents, Laplace covariances,
+    parameters, history and plots there (each file written atomically)."""
+    fam_torch = torch_family(family)
+    data = validate_observations(data.to(torch.float64), fam_torch.support)
+    model = ExpFamPCA(
+        fam_torch,
+        data.shape[1],
+        latent_dim,
+        lam=lam,
+        weight_decay=weight_decay,
+        generator=torch.Generator().manual_seed(seed),
+        dtype=torch.float64,
+    )
+    out = Path(out_dir) if out_dir is not None else None
+    ckpt_dir = out / "checkpoints" if out is not None else None
+    ckpt = ckpt_dir / "last.pt" if ckpt_dir is not None else None
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        progress=progress,
+        checkpoint_dir=str(ckpt_dir) if ckpt_dir else None,
+    )
+    history = train(model, data, cfg, resume=ckpt if resume and ckpt and ckpt.exists() else None)
+    with torch.no_grad():
+        z = model(data)
+        post = posterior_from_latents(model.family, model.W, model.B, model.lam, z)
+        cov = post.covariance()
+    result = FitResult(model, z.numpy(), cov.numpy(), history, out)
+    if out is not None:
+        _write_fit_outputs(result, labels)
+    return result
+
+
+def _write_fit_outputs(res: FitResult, labels: np.ndarray | None) -> None:
+    out = res.out_dir
+    assert out is not None
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_save_npy(out / "latents.npy", res.latents)
+    _atomic_save_npy(out / "covariances.npy", res.covariances)
+    tmp = out / "params.pt.tmp"
+    torch.save(
+        {
+            "W": res.model.W.detach(),
+            "B": res.model.B.detach(),
+            "lam": res.model.lam,
+            "family": res.model.family.name,
+        },
+        tmp,
+    )
+    tmp.replace(out / "params.pt")
+    _atomic_write_text(out / "history.json", json.dumps(res.history.to_dict(), indent=2))
+    z, r = orthogonal_basis(res.latents[:, :2], res.model.W.detach().numpy()[:, :2])
+    cov = r @ res.covariances[:, :2, :2] @ r.T
+    idx = np.linspace(0, len(z) - 1, min(12, len(z))).astype(int)
+    save_embedding_png(
+        out / "embedding.png",
+        z,
+        labels,
+        cov,
+        idx,
+        f"{res.model.family.name}: MAP latents (orthogonal basis)",
+    )
+    save_history_png(out / "loss.png", res.history.loss)
+
+
+def pca_embedding(y: np.ndarray, k: int = 2) -> np.ndarray:
+    """StandardScaler + PCA (sklearn when installed, else the same SVD in numpy)."""
+    try:
+        from sklearn.decomposition import PCA
+        from sklearn.preprocessing import StandardScaler
+    except ImportError:  # pragma: no cover - sklearn ships with the dev/demo extras
+        sd = y.std(0)
+        x = (y - y.mean(0)) / np.where(sd > 0, sd, 1.0)
+        u, s, _ = np.linalg.svd(x, full_matrices=False)
+        return u[:, :k] * s[:k]
+    return PCA(k).fit_transform(StandardScaler().fit_transform(y))
+
+
+@dataclass
+class DemoConfig:
+    spec: str | Path | None = None
+    out: str | Path = "demo_out"
+    n_grid: int = 50
+    data_dim: int = 50
+    #: variance of W's entries; None: the paper's 1/2 on an unbounded domain, else 0.02 so
+    #: that W Z + B (shifted below the domain's end) stays where the family is informative
+    w_var: float | None = None
+    epochs: int = 30
+    batch_size: int = 250
+    lr: float = 2e-2
+    lam: float = 0.1
+    seed: int = 0
+    progress: bool = True
+
+
+def run_demo(cfg: DemoConfig) -> dict[str, Any]:
+    """The main job end to end; returns a summary dict and writes ``cfg.out/report.md``."""
+    t_start = time.perf_counter()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = cfg.spec if cfg.spec is not None else default_demo_spec()
+    fam = load_family(spec)
+    timings: dict[str, float] = {}
+
+    t = time.perf_counter()
+    report = check(fam)
+    timings["check"] = time.perf_counter() - t
+    summary: dict[str, Any] = {
+        "family": fam.name,
+        "verdict": report.verdict,
+        "strength": report.strength,
+    }
+    if report.verdict == "not_admissible":
+        _atomic_write_text(
+            out / "report.md",
+            f"# deqfam demo: {fam.name}\n\nThe family is "
+            f"**not admissible**; nothing was fitted.\n\n```\n"
+            f"{report.format_text()}\n```\n",
+        )
+        return summary
+
+    t = time.perf_counter()
+    module = generate(fam, out / "generated", check_admissibility=False)
+    timings["generate"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    w_var = cfg.w_var
+    if w_var is None:
+        w_var = 0.5 if fam.domain_floats == (-np.inf, np.inf) else 0.02
+    ds = make_dataset(module, n_grid=cfg.n_grid, data_dim=cfg.data_dim, w_var=w_var, seed=cfg.seed)
+    timings["sample"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    res = fit(
+        ds.Y,
+        module,
+        2,
+        lam=cfg.lam,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        lr=cfg.lr,
+        seed=cfg.seed,
+        out_dir=out / "fit",
+        progress=cfg.progress,
+        labels=ds.labels.numpy(),
+    )
+    timings["fit"] = time.perf_counter() - t
+
+    truth = ds.Z.numpy()
+    z_deq, r = orthogonal_basis(res.latents, res.model.W.detach().numpy())
+    deq_aligned, deq_err, rot, scale = align_to(truth, z_deq)
+    cov = scale**2 * rot.T @ (r @ res.covariances @ r.T) @ rot
+    pca_aligned, pca_err, _, _ = align_to(truth, pca_embedding(ds.Y.numpy()))
+    labels = ds.labels.numpy()
+    idx = np.linspace(0, len(truth) - 1, 10).astype(int)
+    save_embedding_png(
+        out / "deq_embedding.png",
+        deq_aligned,
+        labels,
+        cov,
+        idx,
+        f"DEQ ({fam.name}), Procrustes error {deq_err:.4f}",
+    )
+    save_embedding_png(
+        out / "pca_embedding.png", pca_aligned, labels, title=f"PCA, Procrustes error {pca_err:.4f}"
+    )
+    save_embedding_png(out / "ground_truth.png", truth, labels, title="ground truth Z")
+    timings["total"] = time.perf_counter() - t_start
+    summary.update(
+        {
+            "w_var": w_var,
+            "deq_procrustes": deq_err,
+            "pca_procrustes": pca_err,
+            "n_samples": int(ds.Y.shape[0]),
+            "timings": timings,
+            "nonconverged_last_epoch": res.history.nonconverged[-1],
+        }
+    )
+    _atomic_write_text(out / "report.md", _demo_markdown(fam, report, summary, cfg))
+    _atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def _demo_markdown(fam, report, s: dict[str, Any], cfg: DemoConfig) -> str:
+    t = s["timings"]
+    better = "DEQ" if s["deq_procrustes"] < s["pca_procrustes"] else "PCA"
+    return f"""# deqfam demo: {fam.name}
+
+{fam.description}
+
+- log-partition A(eta) = `{fam.A}`, domain eta in ({fam.domain[0]}, {fam.domain[1]})
+- activation sigma = A' = `{fam.sigma_stable}` (stable form)
+
+## Admissibility (`deqfam check`)
+
+Verdict: **{report.verdict}** ({report.strength}).
+
+```
+{report.format_text()}
+```
+
+## Dimensionality reduction (paper section 3, Appendix C)
+
+{s["n_samples"]} samples of dimension {cfg.data_dim} drawn from the family at canonical
+parameters W Z + B, with the ground-truth latents of Figure 2 (grid {cfg.n_grid} x
+{cfg.n_grid}), W_ij ~ N(0, {s["w_var"]}) (the paper's 1/2 on an unbounded domain; smaller
+on a half-line, where B shifts W Z below the domain's end and a wide spread would push
+most samples where the family carries no information). ExpFamPCA (lam = {cfg.lam}, Newton solver, Adam lr
+{cfg.lr}, batch {cfg.batch_size}, {cfg.epochs} epochs) against StandardScaler + PCA.
+
+| method | Procrustes error (lower is better) |
+|---|---|
+| DEQ (ExpFamPCA) | {s["deq_procrustes"]:.5f} |
+| PCA | {s["pca_procrustes"]:.5f} |
+
+{better} recovers the ground truth better. Embeddings are aligned to the truth by
+orthogonal Procrustes (after the orthogonal basis W = QR for the DEQ); ellipses are
+2-sigma Laplace posteriors N(z*, H(z*)^-1). Samples whose solve did not converge in the
+last epoch: {s["nonconverged_last_epoch"]}.
+
+| ground truth | DEQ | PCA |
+|---|---|---|
+| ![truth](ground_truth.png) | ![deq](deq_embedding.png) | ![pca](pca_embedding.png) |
+
+Training loss: ![loss](fit/loss.png)
+
+## Timings (s)
+
+check {t["check"]:.2f} · generate {t["generate"]:.2f} · sample {t["sample"]:.2f} ·
+fit {t["fit"]:.2f} · total {t["total"]:.2f}
+"""
