@@ -324,8 +324,9 @@ Verdict: **{report.verdict}** ({report.strength}).
 parameters W Z + B, with the ground-truth latents of Figure 2 (grid {cfg.n_grid} x
 {cfg.n_grid}), W_ij ~ N(0, {s["w_var"]}) (the paper's 1/2 on an unbounded domain; smaller
 on a half-line, where B shifts W Z below the domain's end and a wide spread would push
-most samples where the family carries no information). ExpFamPCA (lam = {cfg.lam}, Newton solver, Adam lr
-{cfg.lr}, batch {cfg.batch_size}, {cfg.epochs} epochs) against StandardScaler + PCA.
+most samples where the family carries no information). ExpFamPCA (lam = {cfg.lam},
+Newton solver, Adam lr {cfg.lr}, batch {cfg.batch_size}, {cfg.epochs} epochs) against
+StandardScaler + PCA.
 
 | method | Procrustes error (lower is better) |
 |---|---|
