@@ -106,7 +106,7 @@ class TorchLayerPrinter(TorchPrinter):
         return f"special.softplus({self._print(expr.args[0])})"
 
     def _print_sigmoid(self, expr):
-        return f"torch.sigmoid({self._print(expr.args[0])})"
+        return f"special.sigmoid({self._print(expr.args[0])})"
 
     def _print_logcosh(self, expr):
         return f"special.logcosh({self._print(expr.args[0])})"

@@ -33,14 +33,14 @@ def log_partition(eta: torch.Tensor) -> torch.Tensor:
 
 def activation_grad(eta: torch.Tensor) -> torch.Tensor:
     """sigma'(eta) = A''(eta), the variance of T(y)."""
-    return torch.sigmoid(-eta) * torch.sigmoid(eta)
+    return special.sigmoid(-eta) * special.sigmoid(eta)
 
 
 def activation_grad2(eta: torch.Tensor) -> torch.Tensor:
     """sigma''(eta) = A'''(eta)."""
-    return torch.square(torch.sigmoid(-eta)) * torch.sigmoid(eta) - torch.sigmoid(
+    return torch.square(special.sigmoid(-eta)) * special.sigmoid(eta) - special.sigmoid(
         -eta
-    ) * torch.square(torch.sigmoid(eta))
+    ) * torch.square(special.sigmoid(eta))
 
 
 def sufficient_statistic(y: torch.Tensor) -> torch.Tensor:
@@ -57,7 +57,7 @@ def log_base_measure(y: torch.Tensor) -> torch.Tensor:
 
 
 def _activation_forward(eta: torch.Tensor) -> torch.Tensor:
-    return torch.sigmoid(eta)
+    return special.sigmoid(eta)
 
 
 define_activation_op("bernoulli_51e2a0441fd1_activation", _activation_forward, activation_grad)

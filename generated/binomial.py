@@ -35,14 +35,14 @@ def log_partition(eta: torch.Tensor) -> torch.Tensor:
 
 def activation_grad(eta: torch.Tensor) -> torch.Tensor:
     """sigma'(eta) = A''(eta), the variance of T(y)."""
-    return 16.0 * torch.sigmoid(-eta) * torch.sigmoid(eta)
+    return 16.0 * special.sigmoid(-eta) * special.sigmoid(eta)
 
 
 def activation_grad2(eta: torch.Tensor) -> torch.Tensor:
     """sigma''(eta) = A'''(eta)."""
-    return 16.0 * torch.square(torch.sigmoid(-eta)) * torch.sigmoid(eta) - 16.0 * torch.sigmoid(
-        -eta
-    ) * torch.square(torch.sigmoid(eta))
+    return 16.0 * torch.square(special.sigmoid(-eta)) * special.sigmoid(
+        eta
+    ) - 16.0 * special.sigmoid(-eta) * torch.square(special.sigmoid(eta))
 
 
 def sufficient_statistic(y: torch.Tensor) -> torch.Tensor:
@@ -59,7 +59,7 @@ def log_base_measure(y: torch.Tensor) -> torch.Tensor:
 
 
 def _activation_forward(eta: torch.Tensor) -> torch.Tensor:
-    return 16.0 * torch.sigmoid(eta)
+    return 16.0 * special.sigmoid(eta)
 
 
 define_activation_op("binomial_8902881fdded_activation", _activation_forward, activation_grad)

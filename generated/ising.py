@@ -33,14 +33,14 @@ def log_partition(eta: torch.Tensor) -> torch.Tensor:
 
 def activation_grad(eta: torch.Tensor) -> torch.Tensor:
     """sigma'(eta) = A''(eta), the variance of T(y)."""
-    return 4.0 * torch.sigmoid(-2.0 * eta) * torch.sigmoid(2.0 * eta)
+    return 4.0 * special.sigmoid(-2.0 * eta) * special.sigmoid(2.0 * eta)
 
 
 def activation_grad2(eta: torch.Tensor) -> torch.Tensor:
     """sigma''(eta) = A'''(eta)."""
-    return 8.0 * torch.square(torch.sigmoid(-2.0 * eta)) * torch.sigmoid(
+    return 8.0 * torch.square(special.sigmoid(-2.0 * eta)) * special.sigmoid(
         2.0 * eta
-    ) - 8.0 * torch.sigmoid(-2.0 * eta) * torch.square(torch.sigmoid(2.0 * eta))
+    ) - 8.0 * special.sigmoid(-2.0 * eta) * torch.square(special.sigmoid(2.0 * eta))
 
 
 def sufficient_statistic(y: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,819 @@
+r"""Torch special functions used by generated exponential-family layers.
+
+Every function maps a floating tensor ``x`` (float32 or float64; any shape, any device) to a
+tensor of the same dtype and shape, and is differentiable with autograd.
+
+Plain TorchScript-compatible functions (only torch ops, so ``torch.jit.script`` and
+``torch.compile(fullgraph=True)`` trace them directly):
+
+=====================  =========================================  ======================
+function               meaning                                    derivative in x
+=====================  =========================================  ======================
+``softplus(x)``        log(1 + e^x)                               sigmoid(x)
+``sigmoid(x)``         1 / (1 + e^{-x})                           sigmoid(x) sigmoid(-x)
+``logcosh(x)``         log cosh x                                 tanh(x)
+=====================  =========================================  ======================
+
+Custom operators (``torch.library.custom_op`` in namespace ``deqfam``; callable as
+``torch.ops.deqfam.NAME`` from eager code, TorchScript and ``torch.compile``). Each has a fake
+(meta) kernel and an autograd formula whose backward calls the operator again, so they are
+differentiable any number of times (within the supported orders):
+
+================================  ===================================  =========================
+operator                          meaning                              derivative in x
+================================  ===================================  =========================
+``polylog_exp(x, s)``             Li_s(e^x), real s, x < 0             polylog_exp(x, s - 1)
+``fermi_dirac(x, s)``             -Li_s(-e^x) = F_{s-1}(x), x <= 0      fermi_dirac(x, s - 1)
+``logexpm1x(x, k)``               d^k/dx^k log((e^x - 1)/x)            logexpm1x(x, k + 1)
+================================  ===================================  =========================
+
+The operators evaluate in float64 internally whatever the input dtype and round the result
+once to the input dtype, so float32 accuracy is limited only by that final rounding.
+Elementwise domain problems never raise: an element that is NaN or outside the documented
+domain gives NaN (never a wrong finite number) and leaves the other elements untouched.
+
+Constants (zeta/eta values, Gamma factors, Bernoulli numbers, series weights) are computed
+once per order with mpmath at 40+ significant digits, cached with ``functools.lru_cache``,
+and rounded to float64 literals; :func:`polylog_near0_coefficients`,
+:func:`fermi_dirac_near0_coefficients` and :func:`logexpm1x_taylor_coefficients` expose them
+for code generators.
+
+Switch points and term counts (term counts are chosen per order by bounding the truncated
+tail below 1e-17 relative; the figures quoted are for 0.5 <= s <= 4.5):
+
+* ``polylog_exp``: series sum_{k>=1} e^{kx}/k^s for x <= -1.5, expansion about 0 for
+  -1.5 < x < 0. The series tail after N terms is about e^{-1.5 N} relative to the first
+  term e^x (a lower bound of Li_s(e^x)), so 18-26 terms; the expansion about 0 has radius
+  2 pi, its terms shrink like (1.5/(2 pi))^k, so 24-27 terms. x0 = -1.5 balances the two
+  counts (x0 = -1 needs ~40 series terms, x0 = -2 ~35 expansion terms); the expansion's
+  cancellation (terms up to ~20x the result for s = 1.5 near x0) costs at most ~5e-15.
+* ``fermi_dirac``: alternating series for x <= -1, expansion about 0 for -1 < x <= 0. The
+  expansion of -Li_s(-e^x) has radius pi (singularities at x = +-i pi), so its terms shrink
+  like (1/pi)^k: 27-34 terms; the series needs 26-39 terms at x = -1.
+* ``logexpm1x``: Taylor series for |x| < a_k and closed forms for |x| >= a_k with
+  a_k = 2.5, 2.5, 3, 3.5, 4, 4, 4 for k = 0..6. The closed form of L^{(k)} (k >= 2) subtracts
+  (k-1)!/|x|^k from a polynomial in 1/expm1(|x|) to produce a result of size
+  ~(k-1)!/(2 pi)^k, a cancellation of about (2 pi/|x|)^k, so a_k grows with k (measured
+  error at the switch below 3e-15 for k <= 4). The Taylor series (radius 2 pi) needs 20, 22, 31,
+  44, 63, 68, 72 Bernoulli terms for k = 0..6.
+"""
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from fractions import Fraction
+from typing import NamedTuple
+
+import mpmath
+import torch
+
+__all__ = [
+    "FERMI_DIRAC_X0",
+    "LOGEXPM1X_K_MAX",
+    "LOGEXPM1X_THRESHOLDS",
+    "POLYLOG_X0",
+    "PolylogNear0",
+    "fermi_dirac",
+    "fermi_dirac_near0_coefficients",
+    "logcosh",
+    "logexpm1x",
+    "logexpm1x_taylor_coefficients",
+    "polylog_exp",
+    "polylog_near0_coefficients",
+    "sigmoid",
+    "softplus",
+]
+
+# ---------------------------------------------------------------------------------------
+# Plain TorchScript-compatible functions
+# ---------------------------------------------------------------------------------------
+
+
+def softplus(x: torch.Tensor) -> torch.Tensor:
+    """softplus(x) = log(1 + e^x) = max(x, 0) + log1p(e^{-|x|}), accurate to ~1 ulp.
+
+    Uses ``torch.logaddexp(x, 0)`` (no threshold cut-off, unlike
+    ``torch.nn.functional.softplus``); finite for all finite x, derivative sigmoid(x)
+    (0.5 exactly at x = 0).
+    """
+    return torch.logaddexp(x, torch.zeros_like(x))
+
+
+def sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """sigmoid(x) = 1 / (1 + e^{-x}); derivative sigmoid(x) sigmoid(-x).
+
+    Evaluated as 1/(1 + e) for x >= 0 and e/(1 + e) for x < 0 with e = e^{-|x|} <= 1 (no
+    overflow, ~1 ulp). Unlike ``torch.sigmoid``, whose backward forms sigma (1 - sigma) and
+    loses all relative accuracy for large x (1 - sigma cancels), autograd through this form
+    yields e/(1 + e)^2 = sigmoid(x) sigmoid(-x) to a few ulp everywhere. e is built from
+    ``torch.where(x >= 0, -x, x)`` rather than ``-abs(x)`` so the gradient at x = 0 is right.
+    """
+    pos = x >= 0
+    e = torch.exp(torch.where(pos, -x, x))
+    return torch.where(pos, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def logcosh(x: torch.Tensor) -> torch.Tensor:
+    """logcosh(x) = log cosh x; derivative tanh(x).
+
+    For |x| >= 1: log cosh x = |x| + log1p(e^{-2|x|}) - log 2 (no overflow; every term is
+    O(1) relative to the result >= 0.43). For |x| < 1 that form cancels (log cosh x ~ x^2/2),
+    so there log cosh x = log1p(cosh x - 1) = log1p(2 sinh^2(x/2)), which is accurate to a
+    few ulp. The small branch is fed 0 outside |x| < 1 so its gradient stays finite.
+    """
+    ax = torch.abs(x)
+    small = ax < 1.0
+    xs = torch.where(small, x, torch.zeros_like(x))
+    sh = torch.sinh(0.5 * xs)
+    near = torch.log1p(2.0 * sh * sh)
+    far = ax + torch.log1p(torch.exp(-2.0 * ax)) - 0.6931471805599453
+    return torch.where(small, near, far)
+
+
+# ---------------------------------------------------------------------------------------
+# Shared numerical helpers
+# ---------------------------------------------------------------------------------------
+
+_DPS = 40  # mpmath working precision (decimal digits) for all constants
+_TAIL_TOL = 1e-17  # relative truncation tolerance for all series
+_MAX_TERMS = 4000  # safety cap on any series length
+
+#: polylog_exp: series for x <= POLYLOG_X0, expansion about 0 for POLYLOG_X0 < x < 0.
+POLYLOG_X0 = -1.5
+#: fermi_dirac: alternating series for x <= FERMI_DIRAC_X0, expansion about 0 above.
+FERMI_DIRAC_X0 = -1.0
+#: logexpm1x: Taylor series for |x| < LOGEXPM1X_THRESHOLDS[k], closed forms otherwise.
+LOGEXPM1X_THRESHOLDS = (2.5, 2.5, 3.0, 3.5, 4.0, 4.0, 4.0)
+#: largest derivative order accepted by logexpm1x (backward of order k needs k + 1).
+LOGEXPM1X_K_MAX = len(LOGEXPM1X_THRESHOLDS) - 1
+
+
+#: devices on which piecewise functions index each branch's elements (others use torch.where)
+_INDEXED_DEVICES = ("cpu",)
+
+
+def _horner(t: torch.Tensor, coeffs: Sequence[float]) -> torch.Tensor:
+    """sum_i coeffs[i] t^i by Horner's rule (fresh tensor, t untouched)."""
+    if len(coeffs) == 0:
+        return torch.zeros_like(t)
+    acc = torch.full_like(t, float(coeffs[-1]))
+    for c in reversed(coeffs[:-1]):
+        acc.mul_(t)
+        if c != 0.0:
+            acc.add_(float(c))
+    return acc
+
+
+def _assemble(
+    x: torch.Tensor, pieces: Sequence[tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]]
+) -> torch.Tensor:
+    """Piecewise evaluation: element i gets fn(x_i) for the first (mask, fn) with mask_i true.
+
+    Elements in no mask (NaN inputs, out-of-domain) are NaN. On CPU each branch is evaluated
+    only on its own elements (boolean indexing); on other devices every branch is evaluated
+    on the whole tensor and merged with ``torch.where`` (no host synchronisation).
+    """
+    out = torch.full_like(x, math.nan)
+    if x.device.type in _INDEXED_DEVICES:
+        taken = torch.zeros_like(x, dtype=torch.bool)
+        for mask, fn in pieces:
+            m = mask & ~taken
+            taken |= m
+            sub = x[m]
+            if sub.numel() > 0:
+                out[m] = fn(sub)
+    else:
+        for mask, fn in reversed(pieces):
+            out = torch.where(mask, fn(x), out)
+    return out
+
+
+def _check_float(x: torch.Tensor, name: str) -> None:
+    if not (x.is_floating_point()):
+        raise TypeError(f"{name}: expected a floating-point tensor, got {x.dtype}")
+
+
+def _is_integer(s: float) -> bool:
+    return math.isfinite(s) and float(s).is_integer()
+
+
+def _choose_terms(mags: Sequence[float], tol: float, window: int = 8) -> int:
+    """Smallest n such that every |term_k| (k >= n) in the rest of ``mags`` is below tol.
+
+    ``mags`` are bounds |c_k| r^k at the largest |argument| of the region; the terms decay
+    at least geometrically beyond the checked window, so the neglected tail is a small
+    multiple of tol.
+    """
+    n = len(mags)
+    while n > 0 and mags[n - 1] < tol:
+        n -= 1
+    if n + window > len(mags):
+        raise RuntimeError("series term count did not converge (increase the trial length)")
+    return max(n, 1)
+
+
+# ---------------------------------------------------------------------------------------
+# Li_s(e^x): constants
+# ---------------------------------------------------------------------------------------
+
+
+class PolylogNear0(NamedTuple):
+    r"""Expansion of Li_s(e^x) about x = 0 (valid for |x| < 2 pi, x < 0).
+
+    Li_s(e^x) = sum_k coeffs[k] x^k + x^m S(x) with the singular part
+
+    * ``kind == "log"`` (integer s = n >= 1, m = n - 1): S = -a log(-x), a = 1/m!;
+      coeffs[k] = zeta(n - k)/k! for k != m and coeffs[m] = H_m/m! (harmonic number).
+    * ``kind == "pow"`` (non-integer s with |s - round(s)| >= 1/4 or s < 1/2, and integer
+      s <= 0): m = 0, S = a (-x)^delta with a = Gamma(1 - s), delta = s - 1;
+      coeffs[k] = zeta(s - k)/k!.
+    * ``kind == "expm1"`` (non-integer s >= 3/4 within 1/4 of an integer n, m = n - 1):
+      S = a expm1(delta log(-x)) with delta = s - n, a = (-1)^m Gamma(1 - s);
+      coeffs[k] = zeta(s - k)/k! for k != m and coeffs[m] = a + zeta(s - m)/m!.
+      This is the "pow" form with the two poles (Gamma(1 - s) and zeta(1 + delta), both
+      ~ 1/delta) cancelled analytically, so it stays accurate as s approaches an integer.
+    """
+
+    coeffs: tuple[float, ...]
+    m: int
+    kind: str
+    a: float
+    delta: float
+
+
+def _polylog_near0_mp(s: float, n_terms: int):
+    """mpmath values of the expansion about 0 (see PolylogNear0), as mpf."""
+    s_mp = mpmath.mpf(s)
+    if _is_integer(s):
+        n = int(s)
+        coeffs = [mpmath.zeta(s_mp - k) / mpmath.factorial(k) if n - k != 1 else None
+                  for k in range(n_terms)]
+        if n >= 1:
+            m = n - 1
+            if m < n_terms:
+                coeffs[m] = mpmath.harmonic(m) / mpmath.factorial(m)
+            return coeffs, m, "log", 1 / mpmath.factorial(m), mpmath.mpf(0)
+        return coeffs, 0, "pow", mpmath.gamma(1 - s_mp), s_mp - 1
+    n = math.floor(s + 0.5)
+    delta = s_mp - n
+    coeffs = [mpmath.zeta(s_mp - k) / mpmath.factorial(k) for k in range(n_terms)]
+    if n >= 1 and abs(delta) < 0.25:
+        m = n - 1
+        a = (-1) ** m * mpmath.gamma(1 - s_mp)
+        c_m = a + mpmath.zeta(s_mp - m) / mpmath.factorial(m)
+        if m < n_terms:
+            coeffs[m] = c_m
+        return coeffs, m, "expm1", a, delta
+    return coeffs, 0, "pow", mpmath.gamma(1 - s_mp), s_mp - 1
+
+
+def _extra_dps(s: float) -> int:
+    """Guard digits for orders close to an integer (poles cancel like 1/|s - round(s)|)."""
+    d = abs(s - round(s))
+    return 10 + (int(-math.log10(d)) if 0 < d < 1 else 0)
+
+
+@functools.lru_cache(maxsize=512)
+def polylog_near0_coefficients(s: float, n_terms: int | None = None) -> PolylogNear0:
+    """Float64 literals of the expansion of Li_s(e^x) about x = 0 (see :class:`PolylogNear0`).
+
+    Non-integer s: Li_s(e^x) = Gamma(1-s)(-x)^{s-1} + sum_{k>=0} zeta(s-k) x^k/k!.
+    Integer s = n >= 1: Li_n(e^x) = x^{n-1}/(n-1)! [H_{n-1} - log(-x)]
+    + sum_{k>=0, k != n-1} zeta(n-k) x^k/k!. Both converge for |x| < 2 pi.
+    Computed with mpmath at 40+ digits. ``n_terms=None`` gives the count used by
+    :func:`polylog_exp` (tail below 1e-17 relative on -1.5 < x < 0).
+    """
+    s = float(s)
+    if not math.isfinite(s):
+        raise ValueError("order s must be finite")
+    if n_terms is None:
+        n_terms = _polylog_near0_nterms(s)
+    with mpmath.workdps(_DPS + _extra_dps(s)):
+        coeffs, m, kind, a, delta = _polylog_near0_mp(s, n_terms)
+        return PolylogNear0(tuple(float(c) for c in coeffs), m, kind, float(a), float(delta))
+
+
+@functools.lru_cache(maxsize=512)
+def _polylog_near0_nterms(s: float) -> int:
+    r = -POLYLOG_X0
+    trial = 60
+    while True:
+        with mpmath.workdps(20 + _extra_dps(s)):
+            coeffs = _polylog_near0_mp(s, trial)[0]
+            # Li_s(z) >= z on 0 < z < 1 (positive series), so e^{x0} bounds the value below.
+            mags = [abs(float(c)) * r**k for k, c in enumerate(coeffs)]
+        try:
+            return _choose_terms(mags, _TAIL_TOL * math.exp(POLYLOG_X0))
+        except RuntimeError:
+            if trial >= _MAX_TERMS:
+                raise
+            trial *= 2
+
+
+def _series_nterms(s: float, x0: float, scale: float) -> int:
+    """Smallest N with sum_{k>N} e^{(k-1) x0} k^{-s} < tol * scale (tail relative to e^x)."""
+    logs = []
+    k = 1
+    while True:
+        logs.append((k - 1) * x0 - s * math.log(k))
+        # stop once past the maximum of the terms and far below the tolerance
+        if k > 2 and logs[-1] < logs[-2] and logs[-1] < math.log(_TAIL_TOL) - 20:
+            break
+        k += 1
+        if k > _MAX_TERMS:
+            raise RuntimeError(f"series for order {s} needs more than {_MAX_TERMS} terms")
+    tail = 0.0
+    n = len(logs)
+    for idx in range(len(logs) - 1, -1, -1):
+        if tail + math.exp(logs[idx]) >= _TAIL_TOL * scale:
+            n = idx + 1
+            break
+        tail += math.exp(logs[idx])
+    return n
+
+
+@functools.lru_cache(maxsize=512)
+def _polylog_series_coeffs(s: float) -> tuple[float, ...]:
+    """k^{-s} for k = 1..N (series sum_k e^{kx} k^{-s} on x <= POLYLOG_X0)."""
+    n = _series_nterms(s, POLYLOG_X0, 1.0)
+    with mpmath.workdps(_DPS):
+        return tuple(float(mpmath.power(k, -mpmath.mpf(s))) for k in range(1, n + 1))
+
+
+@functools.lru_cache(maxsize=512)
+def _zeta(s: float) -> float:
+    with mpmath.workdps(_DPS):
+        return float(mpmath.zeta(mpmath.mpf(s)))
+
+
+@functools.lru_cache(maxsize=64)
+def _eulerian_poly(n: int) -> tuple[float, ...]:
+    """Coefficients (in g) of P_n with Li_{-n}(e^x) = P_n(g), g = e^x/(1 - e^x).
+
+    P_0(g) = g and P_{j+1}(g) = g (1 + g) P_j'(g) (since dg/dx = g(1 + g)); all coefficients
+    are positive integers (Eulerian numbers), exact in Python ints.
+    """
+    p = [0, 1]
+    for _ in range(n):
+        dp = [i * p[i] for i in range(1, len(p))]  # P'
+        q = [0] * (len(dp) + 2)
+        for i, c in enumerate(dp):  # (g + g^2) * P'
+            q[i + 1] += c
+            q[i + 2] += c
+        p = q
+    return tuple(float(c) for c in p)
+
+
+# ---------------------------------------------------------------------------------------
+# Li_s(e^x): evaluation (float64 tensors)
+# ---------------------------------------------------------------------------------------
+
+
+def _series_pos(x: torch.Tensor, coeffs: Sequence[float]) -> torch.Tensor:
+    """sum_{k=1}^N coeffs[k-1] e^{kx} = z * (c_1 + z (c_2 + ...)), z = e^x."""
+    z = torch.exp(x)
+    return z * _horner(z, coeffs)
+
+
+def _polylog_near0_eval(x: torch.Tensor, e: PolylogNear0) -> torch.Tensor:
+    lx = torch.log(-x)
+    if e.kind == "log":
+        sing = (-e.a) * lx
+    elif e.kind == "expm1":
+        sing = e.a * torch.expm1(e.delta * lx)
+    else:
+        sing = e.a * torch.pow(-x, e.delta)
+    if e.m > 0:
+        sing = sing * torch.pow(x, e.m)
+    return _horner(x, e.coeffs) + sing
+
+
+def _li1(x: torch.Tensor) -> torch.Tensor:
+    """Li_1(e^x) = -log(1 - e^x): log(-expm1(x)) for x > -ln 2, log1p(-e^x) below."""
+    near = x > -0.6931471805599453
+    return -torch.where(near, torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+
+
+def _li_nonpos_int(x: torch.Tensor, n: int) -> torch.Tensor:
+    """Li_{-n}(e^x), integer n >= 0, for all real x != 0.
+
+    Li_0(e^x) = g = 1/expm1(-x). For n >= 1, Li_{-n}(e^x) = P_n(g) evaluated at -|x| (g in
+    (0, inf), positive coefficients, no cancellation), using the inversion formula
+    Li_{-n}(1/z) = (-1)^{n+1} Li_{-n}(z) for x > 0.
+    """
+    if n == 0:
+        return 1.0 / torch.expm1(-x)
+    g = 1.0 / torch.expm1(torch.abs(x))
+    val = _horner(g, _eulerian_poly(n))
+    if n % 2 == 0:  # (-1)^{n+1} = -1 for x > 0
+        val = torch.where(x > 0, -val, val)
+    return val
+
+
+def _polylog_exp_f64(x: torch.Tensor, s: float) -> torch.Tensor:
+    if _is_integer(s) and s <= 1:
+        if s == 1:
+            fn = _li1
+        else:
+            n = int(-s)
+
+            def fn(t: torch.Tensor) -> torch.Tensor:
+                return _li_nonpos_int(t, n)
+        lo = (x < 0) if s == 1 else (x != 0)  # x = 0 is a pole; s = 1, x > 0 is complex
+        return _assemble(x, [(lo, fn)])
+    ser = _polylog_series_coeffs(s)
+    near = polylog_near0_coefficients(s)
+    pieces = [
+        (x <= POLYLOG_X0, lambda t: _series_pos(t, ser)),
+        ((x > POLYLOG_X0) & (x < 0), lambda t: _polylog_near0_eval(t, near)),
+    ]
+    if s > 1:
+        zs = _zeta(s)
+        pieces.append((x == 0, lambda t: torch.full_like(t, zs)))
+    return _assemble(x, pieces)
+
+
+# ---------------------------------------------------------------------------------------
+# -Li_s(-e^x): constants and evaluation
+# ---------------------------------------------------------------------------------------
+
+
+def _fd_near0_mp(s: float, n_terms: int) -> list:
+    s_mp = mpmath.mpf(s)
+    return [mpmath.altzeta(s_mp - k) / mpmath.factorial(k) for k in range(n_terms)]
+
+
+@functools.lru_cache(maxsize=512)
+def fermi_dirac_near0_coefficients(s: float, n_terms: int | None = None) -> tuple[float, ...]:
+    """Float64 literals eta(s - k)/k!, k = 0..n_terms-1, of -Li_s(-e^x) = sum_k eta(s-k) x^k/k!.
+
+    eta(z) = (1 - 2^{1-z}) zeta(z) is the Dirichlet eta function (entire; eta(1) = log 2),
+    computed with ``mpmath.altzeta`` at 40 digits. The series converges for |x| < pi.
+    ``n_terms=None`` gives the count used by :func:`fermi_dirac` (-1 < x <= 0).
+    """
+    s = float(s)
+    if not math.isfinite(s):
+        raise ValueError("order s must be finite")
+    if n_terms is None:
+        n_terms = _fd_near0_nterms(s)
+    with mpmath.workdps(_DPS):
+        return tuple(float(c) for c in _fd_near0_mp(s, n_terms))
+
+
+@functools.lru_cache(maxsize=512)
+def _fd_near0_nterms(s: float) -> int:
+    r = -FERMI_DIRAC_X0
+    trial = 80
+    while True:
+        with mpmath.workdps(20):
+            mags = [abs(float(c)) * r**k for k, c in enumerate(_fd_near0_mp(s, trial))]
+        # for s >= 0, -Li_s(-z) >= z (1 - z/2^s) >= e^{x0}/2 on the region
+        try:
+            return _choose_terms(mags, _TAIL_TOL * 0.5 * math.exp(FERMI_DIRAC_X0))
+        except RuntimeError:
+            if trial >= _MAX_TERMS:
+                raise
+            trial *= 2
+
+
+@functools.lru_cache(maxsize=512)
+def _fd_series_coeffs(s: float) -> tuple[float, ...]:
+    """(-1)^{k+1} k^{-s}, k = 1..N (series -Li_s(-e^x) = sum_k (-1)^{k+1} e^{kx}/k^s)."""
+    n = _series_nterms(s, FERMI_DIRAC_X0, 0.5)
+    with mpmath.workdps(_DPS):
+        return tuple(float((-1) ** (k + 1) * mpmath.power(k, -mpmath.mpf(s)))
+                     for k in range(1, n + 1))
+
+
+@functools.lru_cache(maxsize=64)
+def _fd_tanh_poly(n: int) -> tuple[float, ...]:
+    """Coefficients (in t = tanh(x/2)) of R_n with F(x, -n) = (1 - t^2) R_n(t), n >= 1.
+
+    With sigma = (1 + t)/2 and dt/dx = (1 - t^2)/2: R_1 = 1/4 (F(x, -1) = sigma (1 - sigma))
+    and R_{n+1}(t) = -t R_n(t) + (1 - t^2)/2 R_n'(t). Exact rationals, then float64.
+    """
+    r = [Fraction(1, 4)]
+    for _ in range(n - 1):
+        d = [i * r[i] for i in range(1, len(r))]
+        q = [Fraction(0)] * (len(r) + 1)
+        for i, c in enumerate(r):
+            q[i + 1] -= c
+        for i, c in enumerate(d):
+            q[i] += c / 2
+            q[i + 2] -= c / 2
+        r = q
+    return tuple(float(c) for c in r)
+
+
+@functools.lru_cache(maxsize=64)
+def _fd_inversion_poly(n: int) -> tuple[float, ...]:
+    """Coefficients (in x) of Q_n with -Li_n(-e^x) = Q_n(x) + (-1)^{n+1} (-Li_n(-e^{-x})).
+
+    From Li_n(-e^x) + (-1)^n Li_n(-e^{-x}) = -(2 pi i)^n/n! B_n(1/2 + x/(2 pi i)):
+    Q_n(x) = sum_j binom(n, 2j)/n! |B_{2j}(1/2)| (2 pi)^{2j} x^{n-2j}; every term is
+    non-negative for x >= 0 (B_{2j}(1/2) = (2^{1-2j} - 1) B_{2j} has sign (-1)^j).
+    """
+    with mpmath.workdps(_DPS):
+        c = [0.0] * (n + 1)
+        for j in range(n // 2 + 1):
+            v = (mpmath.binomial(n, 2 * j) / mpmath.factorial(n)
+                 * abs(mpmath.bernpoly(2 * j, mpmath.mpf(1) / 2)) * (2 * mpmath.pi) ** (2 * j))
+            c[n - 2 * j] = float(v)
+    return tuple(c)
+
+
+def _fd_nonpos_int(x: torch.Tensor, n: int) -> torch.Tensor:
+    """F(x, -n) = -Li_{-n}(-e^x), n >= 1, all real x: (1 - t^2) R_n(t), t = tanh(x/2).
+
+    1 - t^2 = 4 sigmoid(x) sigmoid(-x) is formed without cancellation for large |x|.
+    """
+    w = 4.0 * torch.sigmoid(x) * torch.sigmoid(-x)
+    return w * _horner(torch.tanh(0.5 * x), _fd_tanh_poly(n))
+
+
+def _fd_nonpositive_x(x: torch.Tensor, s: float) -> torch.Tensor:
+    """-Li_s(-e^x) for x <= 0 (series / expansion about 0); NaN elsewhere."""
+    ser = _fd_series_coeffs(s)
+    near = fermi_dirac_near0_coefficients(s)
+    return _assemble(x, [
+        (x <= FERMI_DIRAC_X0, lambda t: _series_pos(t, ser)),
+        ((x > FERMI_DIRAC_X0) & (x <= 0), lambda t: _horner(t, near)),
+    ])
+
+
+def _fermi_dirac_f64(x: torch.Tensor, s: float) -> torch.Tensor:
+    if _is_integer(s) and s <= 1:
+        if s == 1:
+            return torch.logaddexp(x, torch.zeros_like(x))
+        if s == 0:
+            return torch.sigmoid(x)
+        return _fd_nonpos_int(x, int(-s))
+    if not _is_integer(s):
+        return _fd_nonpositive_x(x, s)
+    n = int(s)
+    q = _fd_inversion_poly(n)
+    sign = 1.0 if n % 2 == 1 else -1.0
+
+    def pos(t: torch.Tensor) -> torch.Tensor:
+        return _horner(t, q) + sign * _fd_nonpositive_x(-t, s)
+
+    return _assemble(x, [(x <= 0, lambda t: _fd_nonpositive_x(t, s)), (x > 0, pos)])
+
+
+# ---------------------------------------------------------------------------------------
+# L(x) = log((e^x - 1)/x) and its derivatives
+# ---------------------------------------------------------------------------------------
+
+
+def _logexpm1x_taylor_mp(k: int, n_bern: int) -> list:
+    """mpmath coefficients (of x^j) of L^{(k)} from L = x/2 + sum_n B_2n x^2n/(2n (2n)!)."""
+    deg = 2 * n_bern - k
+    c = [mpmath.mpf(0)] * max(deg + 1, 2)
+    if k == 0:
+        c[1] += mpmath.mpf(1) / 2
+    elif k == 1:
+        c[0] += mpmath.mpf(1) / 2
+    for n in range(1, n_bern + 1):
+        if 2 * n >= k:
+            c[2 * n - k] += mpmath.bernoulli(2 * n) / (2 * n) / mpmath.factorial(2 * n - k)
+    return c
+
+
+@functools.lru_cache(maxsize=64)
+def _logexpm1x_nbern(k: int) -> int:
+    a = LOGEXPM1X_THRESHOLDS[k]
+    with mpmath.workdps(30):
+        # the truncation error is largest at |x| = a; guard against a root of L^{(k)} near a
+        ref = max(abs(_mp_logexpm1x_closed(mpmath.mpf(a), k)),
+                  1e-3 * abs(_mp_logexpm1x_closed(mpmath.mpf(a) / 2, k)))
+        trial = 60
+        while True:
+            c = _logexpm1x_taylor_mp(k, trial)
+            mags = [abs(float(c[2 * n - k])) * a ** (2 * n - k) if 2 * n >= k else 0.0
+                    for n in range(1, trial + 1)]
+            try:
+                return _choose_terms(mags, _TAIL_TOL * 0.1 * float(ref), window=4)
+            except RuntimeError:
+                if trial >= _MAX_TERMS:
+                    raise
+                trial *= 2
+
+
+def _mp_logexpm1x_closed(x, k: int):
+    """mpmath closed form of L^{(k)}(x), x != 0 (used only to size the Taylor series)."""
+    if k == 0:
+        return mpmath.log(mpmath.expm1(x) / x)
+    return mpmath.diff(lambda t: mpmath.log(mpmath.expm1(t) / t), x, k)
+
+
+@functools.lru_cache(maxsize=64)
+def logexpm1x_taylor_coefficients(k: int, n_terms: int | None = None) -> tuple[float, ...]:
+    """Float64 coefficients c_j (of x^j) of the Taylor series of L^{(k)} about 0.
+
+    L(x) = log((e^x - 1)/x) = x/2 + sum_{n>=1} B_{2n} x^{2n} / (2n (2n)!) (radius 2 pi), so
+    L^{(k)}(x) = [k=0] x/2 + [k=1] 1/2 + sum_{2n>=k} B_{2n}/(2n (2n-k)!) x^{2n-k}.
+    ``n_terms`` counts Bernoulli terms n = 1..n_terms (``None``: the count used by
+    :func:`logexpm1x`, tail below 1e-17 relative for |x| < LOGEXPM1X_THRESHOLDS[k]).
+    """
+    k = int(k)
+    if k < 0:
+        raise ValueError("k must be >= 0")
+    if n_terms is None:
+        n_terms = _logexpm1x_nbern(k)
+    with mpmath.workdps(_DPS):
+        return tuple(float(c) for c in _logexpm1x_taylor_mp(k, n_terms))
+
+
+@functools.lru_cache(maxsize=64)
+def _bose_poly(j: int) -> tuple[float, ...]:
+    """Coefficients (in u) of p_j with d^j/dx^j u = p_j(u), u = 1/(e^x - 1).
+
+    du/dx = -u (1 + u), so p_0 = u and p_{j+1} = -u (1 + u) p_j'(u); for u > 0 all terms of
+    p_j have the sign (-1)^j (no cancellation).
+    """
+    p = [0, 1]
+    for _ in range(j):
+        dp = [i * p[i] for i in range(1, len(p))]
+        q = [0] * (len(dp) + 2)
+        for i, c in enumerate(dp):
+            q[i + 1] -= c
+            q[i + 2] -= c
+        p = q
+    return tuple(float(c) for c in p)
+
+
+def _logexpm1x_taylor_eval(x: torch.Tensor, k: int) -> torch.Tensor:
+    c = logexpm1x_taylor_coefficients(k)
+    even = c[0::2]
+    odd = c[1::2]
+    x2 = x * x
+    out = _horner(x2, even) if any(v != 0.0 for v in even) else torch.zeros_like(x)
+    if any(v != 0.0 for v in odd):
+        out = out + x * _horner(x2, odd)
+    return out
+
+
+def _logexpm1x_far_eval(x: torch.Tensor, k: int) -> torch.Tensor:
+    """L^{(k)}(x) for |x| >= a_k from closed forms in y = |x| and u = 1/expm1(y) <= 1/(e^2-1).
+
+    L(x) = max(x, 0) + log(-expm1(-y)) - log(y)   (L(x) = x + L(-x));
+    L'(x) = 1 + u - 1/y for x > 0 and 1/y - u for x < 0 (L'(x) = 1 - L'(-x));
+    L^{(k)}(y) = p_{k-1}(u) - (-1)^{k-1} (k-1)!/y^k and L^{(k)}(x) = (-1)^k L^{(k)}(-x), k >= 2.
+    """
+    y = torch.abs(x)
+    if k == 0:
+        val = torch.clamp_min(x, 0.0) + torch.log(-torch.expm1(-y)) - torch.log(y)
+        return torch.where(x == math.inf, x, val)
+    u = 1.0 / torch.expm1(y)
+    inv_y = 1.0 / y
+    if k == 1:
+        return torch.where(x > 0, (1.0 + u) - inv_y, inv_y - u)
+    val = _horner(u, _bose_poly(k - 1)) - ((-1) ** (k - 1) * math.factorial(k - 1)) * torch.pow(
+        inv_y, k
+    )
+    if k % 2 == 1:
+        val = torch.where(x < 0, -val, val)
+    return val
+
+
+def _logexpm1x_f64(x: torch.Tensor, k: int) -> torch.Tensor:
+    a = LOGEXPM1X_THRESHOLDS[k]
+    ax = torch.abs(x)
+    return _assemble(x, [
+        (ax < a, lambda t: _logexpm1x_taylor_eval(t, k)),
+        (ax >= a, lambda t: _logexpm1x_far_eval(t, k)),
+    ])
+
+
+# ---------------------------------------------------------------------------------------
+# Custom operators
+# ---------------------------------------------------------------------------------------
+
+
+def _via_f64(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Evaluate fn in float64 and round once to x's dtype (always a fresh tensor)."""
+    out = fn(x.to(torch.float64))
+    return out.to(x.dtype)
+
+
+@torch.library.custom_op("deqfam::polylog_exp", mutates_args=())
+def _polylog_exp_op(x: torch.Tensor, s: float) -> torch.Tensor:
+    _check_float(x, "polylog_exp")
+    s = float(s)
+    if not math.isfinite(s):
+        raise ValueError("polylog_exp: order s must be finite")
+    return _via_f64(x, lambda t: _polylog_exp_f64(t, s))
+
+
+@_polylog_exp_op.register_fake
+def _(x: torch.Tensor, s: float) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+def _setup_s(ctx, inputs, output) -> None:
+    x, s = inputs
+    ctx.save_for_backward(x)
+    ctx.s = s
+
+
+def _polylog_exp_bwd(ctx, grad: torch.Tensor):
+    (x,) = ctx.saved_tensors
+    return grad * _polylog_exp_op(x, ctx.s - 1.0), None
+
+
+_polylog_exp_op.register_autograd(_polylog_exp_bwd, setup_context=_setup_s)
+
+
+@torch.library.custom_op("deqfam::fermi_dirac", mutates_args=())
+def _fermi_dirac_op(x: torch.Tensor, s: float) -> torch.Tensor:
+    _check_float(x, "fermi_dirac")
+    s = float(s)
+    if not math.isfinite(s):
+        raise ValueError("fermi_dirac: order s must be finite")
+    return _via_f64(x, lambda t: _fermi_dirac_f64(t, s))
+
+
+@_fermi_dirac_op.register_fake
+def _(x: torch.Tensor, s: float) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+def _fermi_dirac_bwd(ctx, grad: torch.Tensor):
+    (x,) = ctx.saved_tensors
+    return grad * _fermi_dirac_op(x, ctx.s - 1.0), None
+
+
+_fermi_dirac_op.register_autograd(_fermi_dirac_bwd, setup_context=_setup_s)
+
+
+@torch.library.custom_op("deqfam::logexpm1x", mutates_args=())
+def _logexpm1x_op(x: torch.Tensor, k: int) -> torch.Tensor:
+    _check_float(x, "logexpm1x")
+    k = int(k)
+    if not 0 <= k <= LOGEXPM1X_K_MAX:
+        raise ValueError(f"logexpm1x: derivative order k must be in 0..{LOGEXPM1X_K_MAX}")
+    return _via_f64(x, lambda t: _logexpm1x_f64(t, k))
+
+
+@_logexpm1x_op.register_fake
+def _(x: torch.Tensor, k: int) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+def _setup_k(ctx, inputs, output) -> None:
+    x, k = inputs
+    ctx.save_for_backward(x)
+    ctx.k = k
+
+
+def _logexpm1x_bwd(ctx, grad: torch.Tensor):
+    (x,) = ctx.saved_tensors
+    return grad * _logexpm1x_op(x, ctx.k + 1), None
+
+
+_logexpm1x_op.register_autograd(_logexpm1x_bwd, setup_context=_setup_k)
+
+
+# ---------------------------------------------------------------------------------------
+# Public wrappers
+# ---------------------------------------------------------------------------------------
+
+
+def polylog_exp(x: torch.Tensor, s: float) -> torch.Tensor:
+    """Li_s(e^x) = sum_{k>=1} e^{kx}/k^s (Bose-Einstein integral), real order s.
+
+    Domain: x < 0 (x -> -inf gives 0). x = 0 gives zeta(s) for s > 1 and NaN for s <= 1
+    (pole). x > 0 gives NaN (Li_s is complex there), except integer s <= 0 where the
+    rational closed form Li_{-n}(z) is real for all z != 1. d/dx = polylog_exp(x, s - 1).
+
+    Integer s <= 1 use closed forms: Li_1(e^x) = -log(1 - e^x), Li_0(e^x) = 1/expm1(-x) and
+    Li_{-n}(e^x) = P_n(g) (Eulerian polynomial recursion, g = e^x/(1 - e^x)). Other orders:
+    series for x <= -1.5, expansion about 0 above (see :class:`PolylogNear0`).
+    """
+    return torch.ops.deqfam.polylog_exp(x, float(s))
+
+
+def fermi_dirac(x: torch.Tensor, s: float) -> torch.Tensor:
+    """-Li_s(-e^x) = sum_{k>=1} (-1)^{k+1} e^{kx}/k^s: the complete Fermi-Dirac integral
+    F_{s-1}(x) = 1/Gamma(s) int_0^inf t^{s-1}/(e^{t-x} + 1) dt.
+
+    Domain: x <= 0 for every real s (alternating series for x <= -1, expansion
+    sum_k eta(s-k) x^k/k! about 0 for -1 < x <= 0). Integer s: all real x, by closed forms
+    for s <= 1 (s = 1 softplus, s = 0 sigmoid, s = -n a polynomial recursion in
+    t = tanh(x/2) = 2 sigmoid(x) - 1 times 4 sigmoid(x) sigmoid(-x)) and, for s = n >= 2 and
+    x > 0, the inversion formula F = Q_n(x) + (-1)^{n+1} F(-x). Non-integer s with x > 0 gives
+    NaN (outside the supported domain). d/dx = fermi_dirac(x, s - 1).
+    """
+    return torch.ops.deqfam.fermi_dirac(x, float(s))
+
+
+def logexpm1x(x: torch.Tensor, k: int = 0) -> torch.Tensor:
+    """L^{(k)}(x), the k-th derivative of L(x) = log((e^x - 1)/x) (L(0) = 0), k = 0..6.
+
+    L is the continuous-Bernoulli log-partition: L' = 1/(1 - e^{-x}) - 1/x is its mean and
+    L'' = 1/x^2 - e^x/(e^x - 1)^2 its variance. Taylor series about 0 (removable singularity)
+    for |x| < LOGEXPM1X_THRESHOLDS[k], closed forms in e^{-|x|} otherwise (finite for all
+    finite x). d/dx = logexpm1x(x, k + 1); k <= 4 is the public range (first and second
+    derivatives of k = 4 use k = 5, 6), k > 6 raises ValueError.
+    """
+    return torch.ops.deqfam.logexpm1x(x, int(k))
