@@ -32,6 +32,7 @@ from concurrent.futures import ProcessPoolExecutor
 import mpmath
 import numpy as np
 import torch
+
 from deqfam.runtime.special import fermi_dirac, logexpm1x, polylog_exp
 
 ORDERS = (-1.0, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.5)

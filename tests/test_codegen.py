@@ -14,10 +14,10 @@ import mpmath
 import numpy as np
 import pytest
 import torch
-from deqfam.derive.codegen import TARGETS, output_paths, render
-from deqfam.derive.family import builtin_names, load_family
 
 from deqfam.api import generate, import_generated
+from deqfam.derive.codegen import TARGETS, output_paths, render
+from deqfam.derive.family import builtin_names, load_family
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILTINS = builtin_names()

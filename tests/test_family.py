@@ -8,10 +8,11 @@ import mpmath
 import numpy as np
 import pytest
 import sympy as sp
+from scipy import stats
+
 from deqfam.derive.family import builtin_names, high_precision_derivative, load_family
 from deqfam.derive.primitives import logexpm1x
 from deqfam.derive.spec import SpecError
-from scipy import stats
 
 BUILTINS = builtin_names()
 N_POINTS = 50

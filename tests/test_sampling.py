@@ -8,11 +8,11 @@ import math
 import mpmath
 import pytest
 import torch
+
+from deqfam.api import generate
 from deqfam.derive.family import builtin_names
 from deqfam.runtime.datasets import ground_truth_latents, make_dataset, shape_labels
 from deqfam.runtime.sampling import sample
-
-from deqfam.api import generate
 
 N = 40_000
 

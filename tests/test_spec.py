@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import sympy as sp
+
 from deqfam.derive.spec import ETA, SpecError, parse_spec, read_spec
 
 GOOD = """\

@@ -8,9 +8,10 @@ import mpmath
 import numpy as np
 import pytest
 import torch
-from deqfam.runtime import special as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from deqfam.runtime import special as sp
 
 DPS = 50
 ORDERS = (-1.0, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.5)

@@ -8,13 +8,13 @@ import json
 import numpy as np
 import pytest
 import torch
+
+from deqfam.cli import main
+from deqfam.pipeline import DemoConfig, align_to, fit, load_data, run_demo
 from deqfam.runtime.datasets import make_dataset
 from deqfam.runtime.models import ExpFamPCA
 from deqfam.runtime.train import TrainConfig, train
 from deqfam.runtime.validation import DataError, validate_observations
-
-from deqfam.cli import main
-from deqfam.pipeline import DemoConfig, align_to, fit, load_data, run_demo
 
 POISSON = importlib.import_module("deqfam.generated.poisson")
 
