@@ -99,6 +99,14 @@ class TorchLayerPrinter(TorchPrinter):
     def _print_Abs(self, expr):
         return f"torch.abs({self._print(expr.args[0])})"
 
+    def _print_Heaviside(self, expr):
+        x = self._print(expr.args[0])
+        return f"torch.heaviside({x}, torch.full_like({x}, 0.5))"
+
+    def _print_DiracDelta(self, expr):
+        # almost-everywhere value of the derivative of a kink (piecewise specs only)
+        return f"torch.zeros_like({self._print(expr.args[0])})"
+
     def _print_loggamma(self, expr):
         return f"torch.lgamma({self._print(expr.args[0])})"
 
@@ -184,6 +192,13 @@ class KernelPrinter(C99CodePrinter):
 
     def _print_softplus(self, expr):
         return f"deqfam_softplus({self._print(expr.args[0])})"
+
+    def _print_Heaviside(self, expr):
+        x = self._print(expr.args[0])
+        return f"(({x}) > 0.0 ? 1.0 : (({x}) < 0.0 ? 0.0 : 0.5))"
+
+    def _print_DiracDelta(self, expr):
+        return "0.0"  # almost-everywhere value (piecewise specs only)
 
     def _print_sigmoid(self, expr):
         return f"deqfam_sigmoid({self._print(expr.args[0])})"
@@ -385,8 +400,11 @@ def torch_context(family: Family, warning: str | None = None) -> dict:
         "activation_grad": torch_code(family.dsigma_stable, eta),
         "activation_grad2": torch_code(family.d2sigma_stable, eta),
         "sufficient_statistic": torch_code(family.T, y, name="y"),
-        "log_base_measure": (None if family.log_base_measure is None
-                             else torch_code(family.log_base_measure, y, name="y")),
+        "log_base_measure": (
+            None
+            if family.log_base_measure is None
+            else torch_code(family.log_base_measure, y, name="y")
+        ),
         "h_text": sp.sstr(family.h) if family.h is not None else "",
     }
 

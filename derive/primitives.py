@@ -307,8 +307,15 @@ PRIMITIVES: tuple[type[StablePrimitive], ...] = (
 
 
 def numpy_module() -> dict[str, object]:
-    """Name -> float64 implementation mapping for ``sympy.lambdify(..., modules=[...])``."""
-    return {p.__name__: p.numpy_impl for p in PRIMITIVES}
+    """Name -> float64 implementation mapping for ``sympy.lambdify(..., modules=[...])``.
+
+    Derivatives of piecewise specs (Max, Abs) bring Heaviside and DiracDelta; they evaluate
+    to their almost-everywhere values (H(0) = 1/2, delta = 0 off the kink).
+    """
+    table: dict[str, object] = {p.__name__: p.numpy_impl for p in PRIMITIVES}
+    table["Heaviside"] = lambda x, h0=0.5: np.heaviside(x, h0)
+    table["DiracDelta"] = lambda x, k=0: np.zeros_like(np.asarray(x, dtype=float))
+    return table
 
 
 def to_definition(expr: sp.Expr) -> sp.Expr:
