@@ -247,9 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("demo", help="the main job end to end on an example family")
-    p.add_argument("--spec", metavar="SPEC", help="default: examples/logarithmic.yaml")
+    p.add_argument("--spec", metavar="SPEC", help="default: examples/bernoulli_poisson.yaml")
     p.add_argument("--out", default="demo_out", metavar="DIR")
-    p.add_argument("--n-grid", type=int, default=50)
+    p.add_argument("--n-grid", type=int, default=100)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")

@@ -19,6 +19,7 @@ import math
 from typing import Any
 
 import torch
+from torch import Tensor
 
 LATTICE = {"binary", "plus_minus_one", "integers", "nonnegative_integers", "positive_integers"}
 CONTINUOUS = {"real", "positive_real", "unit_interval"}
@@ -109,9 +110,8 @@ def _bose_einstein(module: Any, eta: torch.Tensor, gen) -> torch.Tensor:
     return out
 
 
-def _lattice_range(module: Any, eta: torch.Tensor) -> tuple[int, int]:
-    mean, var = module.activation(eta), module.activation_grad(eta)
-    sd = torch.sqrt(var)
+def _lattice_range(module: Any, mean: Tensor, sd: Tensor) -> tuple[int, int]:
+    """Integer range [lo, hi] holding mean +- TAIL_SDS sd of every tilted law in a chunk."""
     lo = math.floor(float((mean - TAIL_SDS * sd).min()))
     hi = math.ceil(float((mean + TAIL_SDS * sd).max()))
     support = module.SUPPORT
@@ -124,35 +124,68 @@ def _lattice_range(module: Any, eta: torch.Tensor) -> tuple[int, int]:
     if support == "positive_integers":
         lo = max(lo, 1)
     if hi - lo > 5_000_000:
-        raise ValueError(f"{module.NAME}: the sampling range [{lo}, {hi}] is too wide for the "
-                         "generic lattice sampler")
+        raise ValueError(
+            f"{module.NAME}: the sampling range [{lo}, {hi}] is too wide for the "
+            "generic lattice sampler"
+        )
     return lo, hi
 
 
-def _tilted_logpmf(module: Any, eta: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def _tilted_logpmf(module: Any, eta: Tensor, y: Tensor) -> Tensor:
     """log h(y) + eta T(y) - A(eta) for every (eta_i, y_j) pair: shape (n_eta, n_y)."""
     e = eta.reshape(-1, 1)
-    logp = module.log_base_measure(y).reshape(1, -1) + e * module.sufficient_statistic(y) - \
-        module.log_partition(e)
+    logp = (
+        module.log_base_measure(y).reshape(1, -1)
+        + e * module.sufficient_statistic(y)
+        - module.log_partition(e)
+    )
     return torch.nan_to_num(logp, nan=-math.inf)
 
 
-def _generic_lattice(module: Any, eta: torch.Tensor, gen) -> torch.Tensor:
-    lo, hi = _lattice_range(module, eta)
+#: at most this many (eta, y) cells are held in memory at once by the generic samplers
+MAX_CELLS = 4_000_000
+
+
+def _generic_lattice(module: Any, eta: Tensor, gen) -> Tensor:
+    """Inverse-CDF sampling of the tilted pmf, distinct etas in sorted chunks whose
+    (chunk x range) table stays below MAX_CELLS; each pmf is checked to sum to 1."""
+    flat = eta.reshape(-1)
+    uniq, inverse = torch.unique(flat, return_inverse=True)  # sorted
+    mean, sd = module.activation(uniq), torch.sqrt(module.activation_grad(uniq))
+    u = torch.rand(flat.shape, dtype=eta.dtype, generator=gen)
+    out = torch.empty_like(flat)
     step = 2 if module.SUPPORT == "plus_minus_one" else 1
-    y = torch.arange(lo, hi + 1, step, dtype=eta.dtype)
-    logp = _tilted_logpmf(module, eta, y)
-    mass = torch.logsumexp(logp, dim=1).exp()
-    if bool(((mass - 1).abs() > 1e-8).any()):
-        raise ValueError(f"{module.NAME}: the tilted pmf on [{lo}, {hi}] sums to "
-                         f"{float(mass.min()):.6g}..{float(mass.max()):.6g}, not 1: h(y) and "
-                         "A(eta) do not describe one law (or the support is wrong)")
-    idx = torch.multinomial(torch.softmax(logp, dim=1), 1, generator=gen).flatten()
-    return y[idx].reshape(eta.shape)
+    start = 0
+    while start < uniq.numel():
+        # grow the chunk while its table fits (sorted etas: neighbours share a range)
+        stop = start + 1
+        lo, hi = _lattice_range(module, mean[start:stop], sd[start:stop])
+        while stop < uniq.numel():
+            lo2, hi2 = _lattice_range(module, mean[start : stop + 1], sd[start : stop + 1])
+            if (stop + 1 - start) * (hi2 - lo2 + 1) > MAX_CELLS:
+                break
+            stop, lo, hi = stop + 1, lo2, hi2
+        y = torch.arange(lo, hi + 1, step, dtype=eta.dtype)
+        logp = _tilted_logpmf(module, uniq[start:stop], y)
+        mass = torch.logsumexp(logp, dim=1).exp()
+        if bool(((mass - 1).abs() > 1e-8).any()):
+            raise ValueError(
+                f"{module.NAME}: the tilted pmf on [{lo}, {hi}] sums to "
+                f"{float(mass.min()):.6g}..{float(mass.max()):.6g}, not 1: h(y) "
+                "and A(eta) do not describe one law (or the support is wrong)"
+            )
+        cdf = torch.cumsum(torch.softmax(logp, dim=1), dim=1)
+        rows = (inverse >= start) & (inverse < stop)
+        r = inverse[rows] - start
+        idx = torch.searchsorted(cdf[r], u[rows].unsqueeze(1)).clamp(max=y.numel() - 1)
+        out[rows] = y[idx.flatten()]
+        start = stop
+    return out.reshape(eta.shape)
 
 
-def _generic_continuous(module: Any, eta: torch.Tensor, gen, n_grid: int = 4096,
-                        chunk: int = 512) -> torch.Tensor:
+def _generic_continuous(
+    module: Any, eta: torch.Tensor, gen, n_grid: int = 4096, chunk: int = 512
+) -> torch.Tensor:
     """Inverse CDF of the tilted density on a grid of cells, linear within each cell.
 
     The density is evaluated at cell midpoints (never at an end of the support, where h
@@ -165,17 +198,20 @@ def _generic_continuous(module: Any, eta: torch.Tensor, gen, n_grid: int = 4096,
     u = torch.rand(flat.shape, dtype=eta.dtype, generator=gen)
     out = torch.empty_like(flat)
     for start in range(0, uniq.numel(), chunk):
-        e = uniq[start:start + chunk]
-        lo = (mean[start:start + chunk] - TAIL_SDS * sd[start:start + chunk])
-        hi = (mean[start:start + chunk] + TAIL_SDS * sd[start:start + chunk])
+        e = uniq[start : start + chunk]
+        lo = mean[start : start + chunk] - TAIL_SDS * sd[start : start + chunk]
+        hi = mean[start : start + chunk] + TAIL_SDS * sd[start : start + chunk]
         if module.SUPPORT == "positive_real":
             lo = lo.clamp_min(0.0)
         if module.SUPPORT == "unit_interval":
             lo, hi = torch.zeros_like(lo), torch.ones_like(hi)
         t = (torch.arange(n_grid, dtype=eta.dtype) + 0.5) / n_grid
         y = lo[:, None] + (hi - lo)[:, None] * t[None, :]  # (chunk, n_grid) midpoints
-        logp = (module.log_base_measure(y) + e[:, None] * module.sufficient_statistic(y)
-                - module.log_partition(e)[:, None])
+        logp = (
+            module.log_base_measure(y)
+            + e[:, None] * module.sufficient_statistic(y)
+            - module.log_partition(e)[:, None]
+        )
         p = torch.softmax(torch.nan_to_num(logp, nan=-math.inf), dim=1)
         cdf = torch.cat([torch.zeros_like(p[:, :1]), torch.cumsum(p, dim=1)], dim=1)
         rows = (inverse >= start) & (inverse < start + e.numel())
@@ -188,8 +224,9 @@ def _generic_continuous(module: Any, eta: torch.Tensor, gen, n_grid: int = 4096,
     return out.reshape(eta.shape)
 
 
-def sample(module: Any, eta: torch.Tensor, generator: torch.Generator | None = None
-           ) -> torch.Tensor:
+def sample(
+    module: Any, eta: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Draw y ~ p(y | eta) elementwise for a generated family module.
 
     ``eta`` must lie inside the family's domain; the result has eta's shape and dtype.
@@ -208,8 +245,10 @@ def sample(module: Any, eta: torch.Tensor, generator: torch.Generator | None = N
         if not torch.equal(module.sufficient_statistic(probe), probe):
             raise ValueError(f"{module.NAME}: sampling needs T(y) = y")
         if not getattr(module, "HAS_BASE_MEASURE", False):
-            raise ValueError(f"{module.NAME}: the spec gives no base measure h(y), so there is "
-                             "no generic sampler; add base_measure to the spec")
+            raise ValueError(
+                f"{module.NAME}: the spec gives no base measure h(y), so there is "
+                "no generic sampler; add base_measure to the spec"
+            )
         if module.SUPPORT in LATTICE:
             return _generic_lattice(module, eta, generator)
         if module.SUPPORT in CONTINUOUS:
