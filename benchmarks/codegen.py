@@ -20,7 +20,7 @@ import torch
 
 from deqfam.derive.codegen import render
 from deqfam.derive.family import builtin_names, load_family
-from deqfam.runtime.kernels import load_cpp_kernels
+from deqfam.runtime.extensions import load_cpp_kernels
 
 ROOT = Path(__file__).resolve().parents[1]
 

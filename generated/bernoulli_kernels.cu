@@ -4,7 +4,7 @@
 //
 // Fused CUDA kernel for the bernoulli family: (sigma, sigma') = (A'(eta), A''(eta)) in one
 // pass, evaluated in double precision. Plain CUDA with a C entry point (no torch headers),
-// so it compiles with nvcc alone; deqfam.runtime.kernels binds it to torch.
+// so it compiles with nvcc alone; deqfam.runtime.extensions binds it to torch.
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdint.h>

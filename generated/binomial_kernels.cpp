@@ -4,7 +4,7 @@
 //
 // Fused CPU kernel for the binomial family: (sigma, sigma') = (A'(eta), A''(eta)) in one
 // pass. Registered as the torch.library op deqfam_binomial::activation_and_grad; the
-// fake (meta) and autograd rules are registered from Python (deqfam.runtime.kernels).
+// fake (meta) and autograd rules are registered from Python (deqfam.runtime.extensions).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>

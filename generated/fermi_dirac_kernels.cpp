@@ -5,7 +5,7 @@
 //
 // Fused CPU kernel for the fermi_dirac family: (sigma, sigma') = (A'(eta), A''(eta)) in one
 // pass. Registered as the torch.library op deqfam_fermi_dirac::activation_and_grad; the
-// fake (meta) and autograd rules are registered from Python (deqfam.runtime.kernels).
+// fake (meta) and autograd rules are registered from Python (deqfam.runtime.extensions).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>

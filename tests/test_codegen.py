@@ -164,7 +164,7 @@ def test_user_spec_end_to_end(tmp_path):
 
 def test_cpp_kernels_match_torch_path():
     """All built-in C++ kernels, compiled once as one translation unit (gcc)."""
-    from deqfam.runtime.kernels import load_cpp_kernels
+    from deqfam.runtime.extensions import load_cpp_kernels
 
     mods = [_module(n) for n in BUILTINS]
     ops = load_cpp_kernels(
