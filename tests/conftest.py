@@ -5,6 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+
+# The suite's tensors are small: one intra-op thread is faster than two fighting over the
+# CI machine's 2 cores (and than oversubscription when pytest or helpers run in parallel).
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parents[1]
 
