@@ -24,8 +24,8 @@ def _moment_check(module, eta0: float, y: torch.Tensor) -> None:
     cumulant kappa4 = A'''' from autograd of the generated A'''.
     """
     eta = torch.tensor([eta0], dtype=torch.float64, requires_grad=True)
-    mean = float(module.activation(eta))
-    var = float(module.activation_grad(eta))
+    mean = float(module.activation(eta).detach())
+    var = float(module.activation_grad(eta).detach())
     third = module.activation_grad2(eta)
     k4 = torch.autograd.grad(third.sum(), eta)[0] if third.requires_grad else 0.0
     n = y.numel()
