@@ -21,6 +21,9 @@ _LAZY = {
     "generate": ("deqfam.api", "generate"),
     "ExpFamPCA": ("deqfam.api", "ExpFamPCA"),
     "KGLMDEQ": ("deqfam.api", "KGLMDEQ"),
+    "PositiveConcaveDEQ": ("deqfam.runtime.pcdeq", "PositiveConcaveDEQ"),
+    "kglm_init": ("deqfam.runtime.kernels", "kglm_init"),
+    "DeepExpFamPCA": ("deqfam.api_deep", "DeepExpFamPCA"),
 }
 
 __all__ = ["__version__", *_LAZY]

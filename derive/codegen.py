@@ -22,12 +22,13 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import jinja2
 import mpmath
 import sympy as sp
 from sympy.printing.c import C99CodePrinter
-from sympy.printing.pytorch import TorchPrinter
+from sympy.printing.pycode import AbstractPythonCodePrinter
 
 from .family import Family
 from .primitives import (
@@ -50,13 +51,45 @@ def float_literal(value: sp.Expr | float) -> str:
     return repr(v)
 
 
-class TorchLayerPrinter(TorchPrinter):
-    """SymPy 1.14's TorchPrinter, fixed for deqfam's expressions.
+#: Elementary functions and their elementwise torch names.
+TORCH_FUNCTIONS = {
+    "exp": "torch.exp",
+    "log": "torch.log",
+    "sqrt": "torch.sqrt",
+    "tanh": "torch.tanh",
+    "cosh": "torch.cosh",
+    "sinh": "torch.sinh",
+    "cos": "torch.cos",
+    "sin": "torch.sin",
+    "atan": "torch.atan",
+}
 
-    The stock printer fails on log1p/expm1/polylog, prints ``Max`` as ``torch.max(0, x)``
-    (not elementwise) and emits Python fractions; here numbers are float literals and the
-    stable primitives print as calls that stay exact and differentiable.
+
+class TorchLayerPrinter(AbstractPythonCodePrinter):
+    """Elementwise torch printer for deqfam's expressions.
+
+    Why not SymPy 1.14's ``TorchPrinter``: its module imports torch at import time, which
+    would make ``derive/`` import torch (the architecture forbids it), and the stock printer
+    fails on log1p/expm1/polylog, prints ``Max`` as ``torch.max(0, x)`` (not elementwise)
+    and emits Python fractions. Here numbers are float literals, every function maps to one
+    elementwise torch call, and the stable primitives print as calls that stay exact and
+    differentiable. Anything else is refused (``strict``), never printed half-way.
     """
+
+    printmethod = "_deqfam_torchcode"
+    language = "Python with PyTorch"
+    _kf: ClassVar[dict[str, str]] = TORCH_FUNCTIONS
+    _kc: ClassVar[dict[str, str]] = {}
+
+    def _print_Function(self, expr):
+        name = type(expr).__name__
+        if name in TORCH_FUNCTIONS:
+            args = ", ".join(self._print(a) for a in expr.args)
+            return f"{TORCH_FUNCTIONS[name]}({args})"
+        return super()._print_Function(expr)
+
+    def _print_Symbol(self, expr):
+        return expr.name
 
     def _print(self, expr, **kwargs):
         if (isinstance(expr, sp.Expr) and expr.is_number and not expr.is_Atom) or (

@@ -1,0 +1,49 @@
+"""The folders are the architecture: derive/ never imports torch, runtime/ never SymPy.
+
+Checked in fresh interpreters (an import anywhere in the test process would mask it) and
+statically on every module's import statements.
+"""
+
+from __future__ import annotations
+
+import ast
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _modules(folder: str) -> list[str]:
+    return sorted(m.name for m in pkgutil.iter_modules([str(ROOT / folder)]))
+
+
+def _imported_roots(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+@pytest.mark.parametrize(("folder", "forbidden"), [("derive", "torch"), ("runtime", "sympy")])
+def test_no_forbidden_imports_in_source(folder, forbidden):
+    offenders = [p.name for p in (ROOT / folder).glob("*.py") if forbidden in _imported_roots(p)]
+    assert offenders == [], f"{folder}/ must not import {forbidden}: {offenders}"
+
+
+@pytest.mark.parametrize(("folder", "forbidden"), [("derive", "torch"), ("runtime", "sympy")])
+def test_no_forbidden_imports_at_runtime(folder, forbidden):
+    mods = [f"deqfam.{folder}.{m}" for m in _modules(folder)]
+    code = ("import importlib, sys\n"
+            f"for m in {mods!r}: importlib.import_module(m)\n"
+            f"print({forbidden!r} in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "False", f"importing deqfam.{folder} pulled in {forbidden}"
