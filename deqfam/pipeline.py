@@ -9,7 +9,11 @@ the embeddings (PNG) and Laplace ellipses.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +29,7 @@ from deqfam.runtime.datasets import make_dataset
 from deqfam.runtime.laplace import posterior_from_latents
 from deqfam.runtime.models import ExpFamPCA
 from deqfam.runtime.plots import save_embedding_png, save_history_png
-from deqfam.runtime.train import TrainConfig, train
+from deqfam.runtime.train import TrainConfig, TrainingDiverged, train
 from deqfam.runtime.validation import DataError, validate_observations
 
 
@@ -39,28 +43,36 @@ def default_demo_spec() -> Path:
 
 
 def load_data(path: str | Path) -> torch.Tensor:
-    """Read a data matrix (rows = samples) from ``.npy`` or ``.csv`` (header row allowed)."""
+    """Read a data matrix (rows = samples) from ``.npy`` or ``.csv`` (header row allowed).
+
+    Every failure (unreadable file, pickled or non-numeric ``.npy``, a non-numeric CSV cell,
+    ragged rows) is a :class:`DataError` naming the file (and numpy's row/column).
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"data file {path} does not exist")
-    if path.suffix == ".npy":
-        arr = np.load(path, allow_pickle=False)
-    elif path.suffix in (".csv", ".txt"):
-        try:
-            arr = np.loadtxt(path, delimiter=",", ndmin=2)
-        except ValueError:
-            arr = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=1)
-    else:
-        raise DataError(f"unsupported data format {path.suffix!r}: use .npy or .csv")
-    if arr.dtype.kind not in "fiub":
-        raise DataError(f"{path}: data must be numeric, got dtype {arr.dtype}")
+    try:
+        if path.suffix == ".npy":
+            arr = np.load(path, allow_pickle=False)
+        elif path.suffix in (".csv", ".txt"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
+                try:
+                    arr = np.loadtxt(path, delimiter=",", ndmin=2)
+                except ValueError as first:  # a header row? else report the first error,
+                    try:  # whose row numbers refer to the whole file
+                        arr = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=1)
+                    except ValueError:
+                        raise first from None
+        else:
+            raise DataError(f"unsupported data format {path.suffix!r}: use .npy or .csv")
+    except DataError:
+        raise
+    except (ValueError, OSError, EOFError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "fiub":
+        raise DataError(f"{path}: data must be numeric, got dtype {getattr(arr, 'dtype', arr)}")
     return torch.as_tensor(np.asarray(arr, dtype=np.float64))
-
-
-def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(path.stem + ".tmp.npy")
-    np.save(tmp, arr)
-    tmp.replace(path)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -99,6 +111,8 @@ class FitResult:
     covariances: np.ndarray
     history: Any
     out_dir: Path | None
+    #: per-sample solver outcome of the final forward pass (converged, residual, iterations)
+    stats: Any = None
 
 
 def fit(
@@ -120,7 +134,11 @@ def fit(
     """Fit ExpFamPCA to ``data`` and (with ``out_dir``) write latents, Laplace covariances,
     parameters, history and plots there (each file written atomically)."""
     fam_torch = torch_family(family)
-    data = validate_observations(data.to(torch.float64), fam_torch.support)
+    if isinstance(data, np.ndarray) and data.dtype.kind in "fiub":
+        data = torch.as_tensor(data)
+    if isinstance(data, torch.Tensor) and not data.is_complex():
+        data = data.to(torch.float64)  # counts may come as integers
+    data = validate_observations(data, fam_torch.support)
     model = ExpFamPCA(
         fam_torch,
         data.shape[1],
@@ -144,44 +162,66 @@ def fit(
     history = train(model, data, cfg, resume=ckpt if resume and ckpt and ckpt.exists() else None)
     with torch.no_grad():
         z = model(data)
+        stats = model.last_stats
         post = posterior_from_latents(model.family, model.W, model.B, model.lam, z)
         cov = post.covariance()
-    result = FitResult(model, z.numpy(), cov.numpy(), history, out)
+    # never write silent NaNs: the solver keeps iterates finite, so this is a broken family
+    for name, arr in (("latents", z), ("Laplace covariances", cov)):
+        finite = torch.isfinite(arr.reshape(arr.shape[0], -1)).all(1)
+        if not bool(finite.all()):
+            bad = torch.nonzero(~finite).flatten().tolist()
+            raise TrainingDiverged(
+                f"the fitted model gives non-finite {name} for samples {bad[:10]}; nothing "
+                "was written",
+                epochs,
+                0,
+                ckpt if ckpt is not None and ckpt.exists() else None,
+            )
+    result = FitResult(model, z.numpy(), cov.numpy(), history, out, stats)
     if out is not None:
         _write_fit_outputs(result, labels)
     return result
 
 
 def _write_fit_outputs(res: FitResult, labels: np.ndarray | None) -> None:
+    """Write every output into a staging folder inside ``out`` first, then move the files into
+    place (each ``os.replace`` is atomic): a failure while writing (a plot, a full disk)
+    leaves the previous outputs, never a mix of half-written new ones."""
     out = res.out_dir
     assert out is not None
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_save_npy(out / "latents.npy", res.latents)
-    _atomic_save_npy(out / "covariances.npy", res.covariances)
-    tmp = out / "params.pt.tmp"
-    torch.save(
-        {
+    staging = Path(tempfile.mkdtemp(prefix=".fit-staging-", dir=out))
+    try:
+        np.save(staging / "latents.npy", res.latents)
+        np.save(staging / "covariances.npy", res.covariances)
+        params = {
             "W": res.model.W.detach(),
             "B": res.model.B.detach(),
             "lam": res.model.lam,
             "family": res.model.family.name,
-        },
-        tmp,
-    )
-    tmp.replace(out / "params.pt")
-    _atomic_write_text(out / "history.json", json.dumps(res.history.to_dict(), indent=2))
-    z, r = orthogonal_basis(res.latents[:, :2], res.model.W.detach().numpy()[:, :2])
-    cov = r @ res.covariances[:, :2, :2] @ r.T
-    idx = np.linspace(0, len(z) - 1, min(12, len(z))).astype(int)
-    save_embedding_png(
-        out / "embedding.png",
-        z,
-        labels,
-        cov,
-        idx,
-        f"{res.model.family.name}: MAP latents (orthogonal basis)",
-    )
-    save_history_png(out / "loss.png", res.history.loss)
+        }
+        torch.save(params, staging / "params.pt")
+        (staging / "history.json").write_text(json.dumps(res.history.to_dict(), indent=2))
+        if res.stats is not None:
+            summary = {**res.stats.summary(), "failed_samples": res.stats.failed_indices()}
+            (staging / "solver_stats.json").write_text(json.dumps(summary, indent=2))
+        if res.latents.shape[1] >= 2:  # the embedding plot needs two latent coordinates
+            z, r = orthogonal_basis(res.latents[:, :2], res.model.W.detach().numpy()[:, :2])
+            cov = r @ res.covariances[:, :2, :2] @ r.T
+            idx = np.linspace(0, len(z) - 1, min(12, len(z))).astype(int)
+            save_embedding_png(
+                staging / "embedding.png",
+                z,
+                labels,
+                cov,
+                idx,
+                f"{res.model.family.name}: MAP latents (orthogonal basis)",
+            )
+        save_history_png(staging / "loss.png", res.history.loss)
+        for f in sorted(staging.iterdir()):
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def pca_embedding(y: np.ndarray, k: int = 2) -> np.ndarray:

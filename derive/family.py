@@ -25,7 +25,16 @@ import sympy as sp
 
 from . import primitives
 from .primitives import StablePrimitive, to_definition
-from .spec import ETA, FamilySpec, SpecError, Y, parse_spec, read_spec
+from .spec import (
+    ETA,
+    FamilySpec,
+    SpecError,
+    Y,
+    optional_step,
+    parse_spec,
+    read_spec,
+    run_derivation,
+)
 from .stable import stabilize
 
 _T = sp.Symbol("t", positive=True)
@@ -210,8 +219,22 @@ def _inverse_link(sigma: sp.Expr, domain) -> sp.Expr | None:
     return None
 
 
-def derive_family(spec: FamilySpec) -> Family:
-    """Derive a :class:`Family` from a parsed spec (parameters substituted by value)."""
+def _convexity_or_unproven(d2: sp.Expr, d2_plain: sp.Expr, domain) -> ConvexityProof:
+    """``prove_convexity`` within the optional-step budget; "unproven" if it overruns."""
+    proof, why = optional_step(lambda: prove_convexity(d2, d2_plain, domain))
+    return proof or ConvexityProof(False, f"SymPy could not decide the sign of A'' ({why})", d2)
+
+
+def derive_family(spec: FamilySpec, *, time_limit: float | None = None) -> Family:
+    """Derive a :class:`Family` from a parsed spec (parameters substituted by value).
+
+    The spec is a trust boundary (``spec.run_derivation``): a derivation that fails inside
+    SymPy or runs past ``time_limit`` seconds is a :class:`SpecError` naming the field.
+    """
+    return run_derivation(spec, _derive, time_limit)
+
+
+def _derive(spec: FamilySpec) -> Family:
     subs = {spec.parameter_symbols[k]: v for k, v in spec.parameters.items()}
     A = spec.log_partition.subs(subs)
     T = spec.sufficient_statistic.subs(subs)
@@ -239,8 +262,8 @@ def derive_family(spec: FamilySpec) -> Family:
         sigma_stable=sigma_stable,
         dsigma_stable=dsigma_stable,
         d2sigma_stable=d2sigma_stable,
-        inverse_link=_inverse_link(sigma, domain),
-        convexity=prove_convexity(dsigma_stable, dsigma, domain),
+        inverse_link=optional_step(lambda: _inverse_link(sigma, domain))[0],
+        convexity=_convexity_or_unproven(dsigma_stable, dsigma, domain),
     )
 
 

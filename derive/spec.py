@@ -1,21 +1,34 @@
 """Family specs: YAML text -> validated, SymPy-parsed :class:`FamilySpec`.
 
-The spec reader is a trust boundary. YAML is read with a safe loader that also refuses
-aliases (no "billion laughs"), and expressions are parsed by walking Python's ``ast`` of the
-text against a whitelist of symbols and functions, building SymPy objects directly:
-nothing is ever passed to ``eval``/``sympify``/``parse_expr``. Every failure is one
-:class:`SpecError` naming the file, the field and the line.
+The spec reader is a trust boundary: a spec from someone else must not execute code, hang or
+exhaust memory. YAML is read with a safe loader that also refuses aliases (no "billion
+laughs") and duplicate keys, and expressions are parsed by walking Python's ``ast`` of the
+text against a whitelist of symbols and functions, building SymPy objects directly: nothing
+is ever passed to ``eval``/``sympify``/``parse_expr``. While an expression is built, every
+numeric sub-expression is evaluated and bounded (magnitude, finiteness, realness), powers and
+special-function arguments are bounded *before* SymPy computes them (``factorial(10**6)`` or
+``10**10**10`` would otherwise run for minutes inside one C call), and the finished expression
+must pass a complexity guard (node count, powers of eta, nesting of exponential-type
+functions). The derivation in ``derive.family`` runs under :func:`derivation_guard`: the
+parameter substitution is checked the same way, SymPy failures become :class:`SpecError`
+naming the field, and the whole derivation gets a wall-clock budget (:class:`time_limit`).
+Every failure is one :class:`SpecError` naming the file, the field and the line.
 """
 
 from __future__ import annotations
 
 import ast
 import difflib
+import gc
 import math
 import re
+import signal
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import sympy as sp
 import yaml
@@ -73,7 +86,28 @@ RESERVED = {"eta", "y", *FUNCTIONS, *CONSTANTS, "oo"}
 MAX_SPEC_BYTES = 64 * 1024
 MAX_EXPR_CHARS = 2000
 MAX_EXPR_DEPTH = 40
+#: largest |p| in ``number**p`` (``10**10**10`` is refused before it is computed)
 MAX_LITERAL_EXPONENT = 1000
+#: largest |p| in ``expr**p`` for an expression in eta/y (``(1 + eta)**1000`` makes the three
+#: symbolic derivatives and their simplification explode)
+MAX_SYMBOLIC_POWER = 16
+#: largest magnitude of any number, parameter value, domain end or numeric sub-expression
+MAX_NUMBER = 10**30
+#: largest |x| of a numeric argument of factorial/gamma/loggamma/binomial/zeta/polylog, checked
+#: before SymPy evaluates it (``factorial(10**6)`` is an exact 5.5-million-digit integer)
+MAX_SPECIAL_ARG = 1000
+#: largest number of nodes of a parsed expression tree
+MAX_EXPR_NODES = 300
+#: deepest nesting of exponential-type functions (exp, cosh, sinh, gamma, factorial, x**eta):
+#: ``exp(exp(exp(eta)))`` overflows float64 already at eta ~ 1.9
+MAX_GROWTH_NESTING = 2
+MAX_PARAMETERS = 32
+#: wall-clock budget (seconds) of one derivation (``derive.family.derive_family``); enforced
+#: with SIGALRM in the main thread of POSIX processes, elsewhere only the static guards apply
+DERIVE_TIME_LIMIT = 60.0
+#: budget of each optional derivation step (inverse link, convexity proof): on overrun the step
+#: is skipped (no closed-form inverse link / convexity "unproven"), not the whole spec refused
+OPTIONAL_STEP_TIME_LIMIT = 10.0
 NAME_RE = r"^[a-z][a-z0-9_]*$"
 PARAM_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
@@ -140,7 +174,8 @@ class FamilySpec:
 
 
 class _NoAliasLoader(yaml.SafeLoader):
-    """Safe loader that refuses anchors/aliases, which specs never need (billion laughs)."""
+    """Safe loader that refuses anchors/aliases, which specs never need (billion laughs), and
+    duplicate keys (PyYAML would silently keep the last one)."""
 
     def compose_node(self, parent, index):  # type: ignore[override]
         if self.check_event(yaml.AliasEvent):
@@ -150,16 +185,35 @@ class _NoAliasLoader(yaml.SafeLoader):
             )
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node, deep=False):  # type: ignore[override]
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key = key_node.value
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key {key!r} (first given on line {seen[key]})",
+                        key_node.start_mark,
+                    )
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep)
+
 
 def _key_lines(text: str) -> dict[str, int]:
     """Map each top-level key of the YAML document to its 1-based line number."""
     try:
         node = yaml.compose(text, Loader=_NoAliasLoader)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, RecursionError, MemoryError):
         return {}
     if not isinstance(node, yaml.MappingNode):
         return {}
-    return {k.value: k.start_mark.line + 1 for k, _ in node.value if hasattr(k, "value")}
+    return {
+        k.value: k.start_mark.line + 1
+        for k, _ in node.value
+        if isinstance(k, yaml.ScalarNode) and isinstance(k.value, str)
+    }
 
 
 def _yaml_error(exc: yaml.YAMLError, source: str) -> SpecError:
@@ -167,6 +221,154 @@ def _yaml_error(exc: yaml.YAMLError, source: str) -> SpecError:
     line = mark.line + 1 if mark is not None else None
     problem = getattr(exc, "problem", None) or str(exc)
     return SpecError(f"invalid YAML: {problem}", source=source, field=None, line=line)
+
+
+def _short(expr: Any, limit: int = 60) -> str:
+    text = str(expr)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _magnitude(value: float) -> str:
+    """``value`` for a message, even when it is an int too large for a float."""
+    try:
+        return f"{value:.3g}"
+    except OverflowError:
+        return f"a {len(str(abs(int(value))))}-digit number"
+
+
+#: SymPy functions whose numeric arguments are bounded by MAX_SPECIAL_ARG before evaluation
+_BOUNDED_ARG_FUNCS: dict[Any, str] = {
+    sp.factorial: "factorial",
+    sp.gamma: "gamma",
+    sp.loggamma: "loggamma",
+    sp.binomial: "binomial",
+    sp.zeta: "zeta",
+    sp.polylog: "polylog",
+}
+#: exponential-type functions counted by the MAX_GROWTH_NESTING guard (plus x**(...eta...))
+_GROWTH_FUNCS = (sp.exp, sp.cosh, sp.sinh, sp.gamma, sp.factorial)
+
+
+class _Guard:
+    """Bounded construction of SymPy nodes, shared by the parser and the parameter check.
+
+    Checks that must happen *before* SymPy evaluates a node (exponents of powers, numeric
+    arguments of special functions) and after (every numeric node is finite, real and at most
+    MAX_NUMBER in magnitude), so no single SymPy call can run away on a hostile constant.
+    """
+
+    def __init__(self, fail: Callable[[str], Any]) -> None:
+        self.fail = fail
+
+    def value(self, expr: sp.Expr, what: str | None = None) -> float:
+        """Float value of a numeric node, refusing infinite, undefined, complex, huge ones.
+        ``what`` describes the node in messages (default: the SymPy expression)."""
+        what = what or f"the constant {_short(expr)}"
+        if expr.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+            self.fail(f"{what} is infinite or undefined (SymPy gives {_short(expr)})")
+        try:
+            v = complex(sp.N(expr, 15))
+        except (TypeError, ValueError, ArithmeticError, RecursionError):
+            self.fail(f"cannot evaluate {what} to a number")
+            raise AssertionError from None
+        if not (math.isfinite(v.real) and math.isfinite(v.imag)):
+            self.fail(f"{what} is too large (it overflows float64)")
+        if abs(v.imag) > 1e-12 * max(1.0, abs(v.real)):
+            self.fail(f"{what} is not real (it is {v:.6g})")
+        if abs(v.real) > MAX_NUMBER:
+            self.fail(
+                f"{what} ~ {v.real:.3g} is larger than {MAX_NUMBER:.0e}, the limit on numbers "
+                "in a spec"
+            )
+        return v.real
+
+    def check(self, expr: Any, what: str | None = None) -> Any:
+        if isinstance(expr, sp.Expr) and expr.is_number:
+            self.value(expr, what)
+        return expr
+
+    def check_pow(self, base: sp.Expr, exponent: sp.Expr) -> None:
+        if not exponent.is_number:
+            return
+        p = abs(self.value(exponent))
+        if base.is_number:
+            if p > MAX_LITERAL_EXPONENT:
+                self.fail(f"numeric exponent larger than {MAX_LITERAL_EXPONENT}")
+        elif p > MAX_SYMBOLIC_POWER:
+            self.fail(
+                f"power ({_short(base)})**{_short(exponent)}: exponents of non-constant "
+                f"expressions are limited to |p| <= {MAX_SYMBOLIC_POWER} (higher powers make the "
+                "symbolic derivatives explode)"
+            )
+
+    def check_special_args(self, name: str, args: list[sp.Expr]) -> None:
+        """Numeric arguments of a call SymPy will evaluate (all arguments numbers) are
+        bounded; ``binomial(n, y)`` with a large ``n`` stays symbolic and is fine."""
+        if not all(a.is_number for a in args):
+            return
+        for a in args:
+            if abs(self.value(a)) > MAX_SPECIAL_ARG:
+                self.fail(
+                    f"{name}() of the constant {_short(a)}: numeric arguments of {name} are "
+                    f"limited to |x| <= {MAX_SPECIAL_ARG}"
+                )
+
+    def make(self, func: Any, args: list[sp.Expr], name: str | None = None) -> sp.Expr:
+        """``func(*args)`` with the pre- and post-checks."""
+        if func is sp.Pow:
+            self.check_pow(*args)
+        label = name or _BOUNDED_ARG_FUNCS.get(func)
+        if label in _BOUNDED_ARG_FUNCS.values():
+            self.check_special_args(label, args)
+        fname = name or getattr(func, "__name__", str(func))
+        if func is sp.Pow:
+            what = f"({_short(args[0], 30)})**({_short(args[1], 30)})"
+        elif func in (sp.Add, sp.Mul):
+            what = None  # "the constant <value>"
+        else:
+            what = f"{fname}({', '.join(_short(a, 30) for a in args)})"
+        try:
+            out = func(*args)
+        except (TypeError, ValueError, ArithmeticError, NotImplementedError) as exc:
+            self.fail(f"bad call {what}: {exc}")
+            raise AssertionError from None
+        return self.check(out, what)
+
+
+def _growth_depth(expr: sp.Expr, var: sp.Symbol) -> int:
+    """Deepest nesting of exponential-type functions of ``var`` in ``expr``."""
+    if not expr.has(var):
+        return 0
+    inner = max((_growth_depth(a, var) for a in expr.args), default=0)
+    grows = isinstance(expr, _GROWTH_FUNCS) or (isinstance(expr, sp.Pow) and expr.exp.has(var))
+    return inner + int(grows)
+
+
+def check_complexity(expr: sp.Expr, variable: sp.Symbol, fail: Callable[[str], Any]) -> None:
+    """Refuse expressions whose symbolic derivation or float64 evaluation would blow up: more
+    than MAX_EXPR_NODES nodes, a power ``expr**p`` with |p| > MAX_SYMBOLIC_POWER (also one
+    SymPy created by merging powers), exponential-type functions nested deeper than
+    MAX_GROWTH_NESTING."""
+    nodes = 0
+    for node in sp.preorder_traversal(expr):
+        nodes += 1
+        if nodes > MAX_EXPR_NODES:
+            fail(f"expression too large (more than {MAX_EXPR_NODES} nodes)")
+        if isinstance(node, sp.Pow) and node.exp.is_number and not node.base.is_number:
+            p = node.exp
+            if abs(float(p)) > MAX_SYMBOLIC_POWER:
+                fail(
+                    f"power ({_short(node.base)})**{_short(p)}: exponents of non-constant "
+                    f"expressions are limited to |p| <= {MAX_SYMBOLIC_POWER} (higher powers make "
+                    "the symbolic derivatives explode)"
+                )
+    depth = _growth_depth(expr, variable)
+    if depth > MAX_GROWTH_NESTING:
+        fail(
+            f"{depth} nested exponential-type functions (exp, cosh, sinh, gamma, factorial, "
+            f"x**{variable}) of {variable}: at most {MAX_GROWTH_NESTING} are allowed (e.g. "
+            "exp(exp(exp(eta))) overflows float64 already at eta ~ 1.9)"
+        )
 
 
 class _ExprBuilder(ast.NodeVisitor):
@@ -178,10 +380,14 @@ class _ExprBuilder(ast.NodeVisitor):
         ast.Mult: lambda a, b: a * b,
         ast.Div: lambda a, b: a / b,
     }
+    #: operators whose left-deep chains (``a + b - c + ...``) are built iteratively, so a long
+    #: sum does not count as deep nesting
+    _CHAINS: ClassVar[tuple[tuple[type, ...], ...]] = ((ast.Add, ast.Sub), (ast.Mult, ast.Div))
 
     def __init__(self, symbols: dict[str, sp.Symbol], fail) -> None:
         self.symbols = symbols
         self.fail = fail
+        self.guard = _Guard(fail)
         self.depth = 0
 
     def build(self, node: ast.AST) -> sp.Expr:
@@ -209,18 +415,20 @@ class _ExprBuilder(ast.NodeVisitor):
             return self._call(node)
         if isinstance(node, ast.Attribute):
             self.fail("attribute access ('.') is not allowed in expressions")
+        if isinstance(node, ast.Lambda):
+            self.fail("lambda is not allowed in expressions")
         self.fail(f"syntax {type(node).__name__!r} is not allowed in expressions")
         raise AssertionError  # unreachable: fail raises
 
     def _constant(self, value: Any) -> sp.Expr:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            self.fail(f"literal {value!r} is not a number")
+            self.fail(f"literal {_short(repr(value))} is not a number")
         if isinstance(value, float):
             if not math.isfinite(value):
                 self.fail("non-finite literal")
-            return sp.Rational(repr(value))
-        if abs(value) > 10**60:
-            self.fail("integer literal too large")
+            return self.guard.check(sp.Rational(repr(value)))
+        if abs(value) > MAX_NUMBER:
+            self.fail(f"integer literal too large (limit {MAX_NUMBER:.0e})")
         return sp.Integer(value)
 
     def _name(self, name: str) -> sp.Expr:
@@ -241,19 +449,29 @@ class _ExprBuilder(ast.NodeVisitor):
         raise AssertionError
 
     def _binop(self, node: ast.BinOp) -> sp.Expr:
+        for chain in self._CHAINS:
+            if isinstance(node.op, chain):
+                # Walk the left spine of a+b-c+... iteratively; operands nest one level.
+                operands: list[tuple[type, ast.AST]] = []
+                cur: ast.AST = node
+                while isinstance(cur, ast.BinOp) and isinstance(cur.op, chain):
+                    operands.append((type(cur.op), cur.right))
+                    cur = cur.left
+                acc = self.build(cur)
+                for op, right in reversed(operands):
+                    acc = self._apply(op, acc, self.build(right))
+                return acc
         if isinstance(node.op, ast.BitXor):
             self.fail("'^' is not a power here; write '**'")
-        left, right = self.build(node.left), self.build(node.right)
-        if isinstance(node.op, ast.Pow):
-            if left.is_number and right.is_number and abs(sp.N(right, 15)) > MAX_LITERAL_EXPONENT:
-                self.fail(f"numeric exponent larger than {MAX_LITERAL_EXPONENT}")
-            return left**right
-        op = self._BINOPS.get(type(node.op))
-        if op is None:
+        if not isinstance(node.op, ast.Pow):
             self.fail(f"operator {type(node.op).__name__!r} is not allowed")
-        if isinstance(node.op, ast.Div) and right == 0:
+        left, right = self.build(node.left), self.build(node.right)
+        return self.guard.make(sp.Pow, [left, right])
+
+    def _apply(self, op: type, left: sp.Expr, right: sp.Expr) -> sp.Expr:
+        if op is ast.Div and right.is_number and (right == 0 or self.guard.value(right) == 0):
             self.fail("division by zero")
-        return op(left, right)
+        return self.guard.check(self._BINOPS[op](left, right))
 
     def _call(self, node: ast.Call) -> sp.Expr:
         if isinstance(node.func, ast.Attribute):
@@ -271,11 +489,7 @@ class _ExprBuilder(ast.NodeVisitor):
         if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
             self.fail(f"{name}() takes positional arguments only")
         args = [self.build(a) for a in node.args]
-        try:
-            return FUNCTIONS[name](*args)
-        except (TypeError, ValueError) as exc:
-            self.fail(f"bad call {name}(...): {exc}")
-        raise AssertionError
+        return self.guard.make(FUNCTIONS[name], args, name=name)
 
 
 def parse_expression(
@@ -289,7 +503,7 @@ def parse_expression(
     """Parse ``text`` into a SymPy expression over the whitelisted ``symbols``.
 
     Only numbers, the given symbols, ``pi``/``E``, ``+ - * / **`` and calls of the
-    whitelisted :data:`FUNCTIONS` are accepted.
+    whitelisted :data:`FUNCTIONS` are accepted, within the limits of the module constants.
     """
 
     def fail(msg: str):
@@ -306,25 +520,34 @@ def parse_expression(
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
-        fail(f"cannot parse expression {text!r}: {getattr(exc, 'msg', exc)}")
+        fail(f"cannot parse expression {_short(text)!r}: {getattr(exc, 'msg', exc)}")
     try:
         expr = _ExprBuilder(symbols, fail).build(tree)
     except RecursionError:
         fail("expression too deeply nested")
-    if not isinstance(expr, sp.Expr) or expr.has(sp.zoo, sp.nan):
-        fail(f"expression {text!r} is not a finite real expression")
+    if not isinstance(expr, sp.Expr) or expr.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+        fail(f"expression {_short(text)!r} is not a finite real expression")
+    variables = [s for s in symbols.values() if s.name in ("eta", "y")]
+    check_complexity(expr, variables[0] if variables else ETA, fail)
     return expr
 
 
 def _bound(value: int | float | str, fail) -> sp.Expr:
-    """One end of an open interval: a number, or ``-oo``/``oo``."""
+    """One end of an open interval: a number (|x| <= MAX_NUMBER), or ``-oo``/``oo``."""
     if isinstance(value, str):
         table = {"-oo": -sp.oo, "oo": sp.oo, "+oo": sp.oo, "-inf": -sp.oo, "inf": sp.oo}
         if value.strip() not in table:
-            fail(f"interval ends must be numbers or -oo/oo, got {value!r}")
+            fail(f"interval ends must be numbers or -oo/oo, got {_short(repr(value))}")
         return table[value.strip()]
     if isinstance(value, float) and not math.isfinite(value):
+        if math.isnan(value):
+            fail("interval ends must be numbers or -oo/oo, got nan")
         return sp.oo if value > 0 else -sp.oo
+    if abs(value) > MAX_NUMBER:
+        fail(
+            f"interval end {_magnitude(value)} is larger than {MAX_NUMBER:.0e}; write oo for "
+            "infinity"
+        )
     return sp.Rational(repr(value)) if isinstance(value, float) else sp.Integer(value)
 
 
@@ -354,12 +577,19 @@ def _pydantic_error(exc: ValidationError, source: str, lines: dict[str, int]) ->
 
 def parse_spec(text: str, source: str = "<spec>") -> FamilySpec:
     """Parse and validate spec ``text`` (see DESIGN.md for the format)."""
+    if not isinstance(text, str):
+        raise SpecError(f"a spec must be text, got {type(text).__name__}", source=source)
     if len(text.encode("utf-8", "replace")) > MAX_SPEC_BYTES:
         raise SpecError(f"spec larger than {MAX_SPEC_BYTES} bytes", source=source)
     try:
         data = yaml.load(text, Loader=_NoAliasLoader)
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, source) from None
+    except RecursionError:
+        raise SpecError("invalid YAML: nested too deeply", source=source) from None
+    except (ValueError, OverflowError, MemoryError) as exc:  # e.g. a 5000-digit integer
+        reason = str(exc).split(";")[0] or type(exc).__name__
+        raise SpecError(f"invalid YAML: {_short(reason, 200)}", source=source) from None
     if not isinstance(data, dict):
         raise SpecError("a spec must be a YAML mapping of fields", source=source, line=1)
     lines = _key_lines(text)
@@ -379,12 +609,19 @@ def parse_spec(text: str, source: str = "<spec>") -> FamilySpec:
 
     params: dict[str, sp.Rational] = {}
     symbols: dict[str, sp.Symbol] = {}
+    if len(model.parameters) > MAX_PARAMETERS:
+        failer("parameters")(f"at most {MAX_PARAMETERS} parameters are allowed")
     for pname, value in model.parameters.items():
         fail = failer("parameters")
         if not PARAM_RE.match(pname) or pname in RESERVED:
-            fail(f"parameter name {pname!r} is not an identifier or clashes with a reserved name")
+            fail(
+                f"parameter name {_short(repr(pname))} is not an identifier or clashes with a "
+                "reserved name"
+            )
         if isinstance(value, float) and not math.isfinite(value):
             fail(f"parameter {pname!r} must be finite")
+        if abs(value) > MAX_NUMBER:
+            fail(f"parameter {pname!r} = {_magnitude(value)} is larger than {MAX_NUMBER:.0e}")
         params[pname] = sp.Rational(repr(value)) if isinstance(value, float) else sp.Integer(value)
         symbols[pname] = sp.Symbol(pname, real=True)
 
@@ -392,7 +629,7 @@ def parse_spec(text: str, source: str = "<spec>") -> FamilySpec:
     for pname, values in model.parameter_ranges.items():
         fail = failer("parameter_ranges")
         if pname not in params:
-            fail(f"range given for undeclared parameter {pname!r}")
+            fail(f"range given for undeclared parameter {_short(repr(pname))}")
         lo, hi = _interval(values, fail)
         if not bool(lo < params[pname] < hi):
             fail(f"parameter {pname}={params[pname]} lies outside its range ({lo}, {hi})")
@@ -454,3 +691,223 @@ def read_spec(path: str | Path) -> FamilySpec:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read spec: {exc}", source=str(p)) from None
     return parse_spec(text, source=str(p))
+
+
+# --------------------------------------------------------------------------------------------
+# Bounded derivation: wall-clock budgets and SymPy failures as SpecError
+# --------------------------------------------------------------------------------------------
+
+
+class DeadlineExceeded(Exception):
+    """A :class:`deadline` block ran past its budget (``seconds``)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"time limit of {seconds:g} s exceeded")
+        self.seconds = seconds
+
+
+class _Alarm(BaseException):
+    """Raised from the SIGALRM handler. A BaseException, so SymPy's own ``except Exception``
+    clauses cannot swallow it; :class:`deadline` turns it into :class:`DeadlineExceeded`."""
+
+    def __init__(self, owner: deadline) -> None:
+        super().__init__("deadline")
+        self.owner = owner
+
+
+_ACTIVE: list[deadline] = []  # open deadlines, outermost first (main thread only)
+_SAVED: dict[str, Any] = {}  # the SIGALRM handler and timer that were there before us
+
+
+def _arm() -> None:
+    """(Re)arm ITIMER_REAL for the earliest open deadline; it repeats every 50 ms after
+    expiry, in case SymPy swallows the first alarm in a bare ``except:``."""
+    if _ACTIVE:
+        remaining = min(d.deadline for d in _ACTIVE) - time.monotonic()
+        signal.setitimer(signal.ITIMER_REAL, max(remaining, 1e-4), 0.05)
+
+
+def _must_not_raise(frame: Any) -> bool:
+    """Inside our own bookkeeping, or a garbage-collector callback (which would swallow the
+    exception as "Exception ignored")?"""
+    codes = _PROTECTED | {getattr(cb, "__code__", None) for cb in gc.callbacks}
+    while frame is not None:
+        if frame.f_code in codes:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    if _must_not_raise(frame):
+        signal.setitimer(signal.ITIMER_REAL, 0.01, 0.05)  # try again in a moment
+        return
+    now = time.monotonic()
+    for d in _ACTIVE:  # the outermost expired deadline wins
+        if now >= d.deadline:
+            raise _Alarm(d)
+    _arm()
+
+
+def _timer_available() -> bool:
+    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+
+
+class deadline:
+    """Context manager: raise :class:`DeadlineExceeded` if the block runs longer than
+    ``seconds`` (``None``/``inf``: no limit). Nests (the earliest open deadline fires first).
+
+    Implemented with SIGALRM, so it interrupts pure-Python work such as SymPy's in the main
+    thread of a POSIX process; elsewhere it is a no-op. A single long C call (a huge integer
+    power) is only interrupted when it returns, which is why the static guards of this module
+    bound such numbers before they are computed. A timer the caller had set is restored.
+    """
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = math.inf if seconds is None else float(seconds)
+        if not self.seconds > 0:
+            raise ValueError(f"a time limit must be > 0 seconds, got {seconds!r}")
+        self.active = False
+        self.deadline = math.inf
+
+    def __enter__(self) -> deadline:
+        if math.isinf(self.seconds) or not _timer_available():
+            return self
+        if not _ACTIVE:
+            _SAVED["handler"] = signal.signal(signal.SIGALRM, _on_alarm)
+            _SAVED["timer"] = signal.setitimer(signal.ITIMER_REAL, 0)
+            _SAVED["since"] = time.monotonic()
+        self.deadline = time.monotonic() + self.seconds
+        _ACTIVE.append(self)
+        self.active = True
+        _arm()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if not self.active:
+            return False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        _ACTIVE.remove(self)
+        self.active = False
+        if _ACTIVE:
+            _arm()
+        else:
+            signal.signal(signal.SIGALRM, _SAVED.pop("handler"))
+            (delay, interval), since = _SAVED.pop("timer"), _SAVED.pop("since")
+            if delay > 0:  # give back the caller's own timer, minus the time we spent
+                left = max(delay - (time.monotonic() - since), 1e-4)
+                signal.setitimer(signal.ITIMER_REAL, left, interval)
+        if isinstance(exc, _Alarm) and exc.owner is self:
+            raise DeadlineExceeded(self.seconds) from None
+        return False
+
+
+_PROTECTED = {deadline.__exit__.__code__, deadline.__enter__.__code__, _arm.__code__}
+
+T_ = TypeVar("T_")
+
+
+def optional_step(fn: Callable[[], T_], seconds: float | None = None) -> tuple[T_ | None, str]:
+    """Run an optional derivation step (inverse link, convexity proof) within ``seconds``
+    (default OPTIONAL_STEP_TIME_LIMIT). Returns ``(result, "")``, or ``(None, reason)`` when
+    it timed out or SymPy failed in it, so the caller can fall back instead of refusing the
+    spec. An enclosing :func:`run_derivation` budget still applies."""
+    limit = OPTIONAL_STEP_TIME_LIMIT if seconds is None else seconds
+    try:
+        with deadline(limit):
+            return fn(), ""
+    except DeadlineExceeded:
+        return None, f"timed out after {limit:g} s"
+    except RecursionError:
+        return None, "SymPy exceeded the recursion limit"
+    except (ArithmeticError, TypeError, ValueError, NotImplementedError, AttributeError) as exc:
+        return None, f"SymPy failed: {type(exc).__name__}: {_short(exc, 120)}"
+
+
+def _substitute_checked(expr: sp.Expr, values: dict[sp.Symbol, sp.Expr], guard: _Guard):
+    """``expr.subs(values)`` rebuilt bottom-up through the guard, so that parameter values
+    cannot produce a runaway constant (``c**c**c`` with ``c = 1000``)."""
+    if not expr.has(*values):
+        return expr
+    if isinstance(expr, sp.Symbol):
+        return values[expr]
+    args = [_substitute_checked(a, values, guard) for a in expr.args]
+    return guard.make(expr.func, args)
+
+
+def check_parameter_values(spec: FamilySpec) -> None:
+    """Check that substituting ``spec.parameters`` into the expressions stays within the
+    limits of this module (finite, real, bounded constants; bounded powers; size)."""
+    subs = {spec.parameter_symbols[k]: v for k, v in spec.parameters.items()}
+    if not subs:
+        return
+    lines = _key_lines(spec.text)
+    shown = ", ".join(f"{k}={v}" for k, v in spec.parameters.items())
+    for fld, expr, var in (
+        ("log_partition", spec.log_partition, ETA),
+        ("sufficient_statistic", spec.sufficient_statistic, Y),
+        ("base_measure", spec.base_measure, Y),
+    ):
+        if expr is None:
+            continue
+
+        def fail(msg: str, fld: str = fld) -> None:
+            raise SpecError(
+                f"with parameters {shown}: {msg}",
+                source=spec.source,
+                field=fld,
+                line=lines.get(fld),
+            )
+
+        value = _substitute_checked(expr, subs, _Guard(fail))
+        if isinstance(value, sp.Expr) and value.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+            fail("the expression becomes infinite or undefined")
+        check_complexity(value, var, fail)
+
+
+_DERIVATIVES = (("A", "A"), ("sigma", "A'"), ("dsigma", "A''"), ("d2sigma", "A'''"))
+
+
+def run_derivation(
+    spec: FamilySpec, derive: Callable[[FamilySpec], T_], time_limit: float | None = None
+) -> T_:
+    """Run ``derive(spec)`` (the SymPy derivation) behind the trust boundary.
+
+    Parameter values are checked first (:func:`check_parameter_values`), the derivation gets
+    ``time_limit`` seconds (default DERIVE_TIME_LIMIT), and any SymPy failure, overrun or
+    undefined derivative (``zoo``/``nan`` in A and its first three derivatives) becomes a
+    :class:`SpecError` naming the field ``log_partition`` and its line.
+    """
+    lines = _key_lines(spec.text)
+    fld = "log_partition"
+
+    def error(msg: str) -> SpecError:
+        return SpecError(msg, source=spec.source, field=fld, line=lines.get(fld))
+
+    check_parameter_values(spec)
+    limit = DERIVE_TIME_LIMIT if time_limit is None else time_limit
+    try:
+        with deadline(limit):
+            result = derive(spec)
+            for name, what in _DERIVATIVES:
+                expr = getattr(result, name, None)
+                if isinstance(expr, sp.Basic) and expr.has(sp.zoo, sp.nan):
+                    raise error(f"{what} of log_partition is undefined: {_short(expr)}")
+    except SpecError:
+        raise
+    except DeadlineExceeded:
+        raise error(
+            f"deriving the family took longer than {limit:g} s; log_partition is too complex "
+            "for the symbolic derivation (simplify it)"
+        ) from None
+    except RecursionError:
+        raise error(
+            "the symbolic derivation exceeded the recursion limit; log_partition is too complex"
+        ) from None
+    except MemoryError:
+        raise error("the symbolic derivation ran out of memory") from None
+    except Exception as exc:  # SymPy internals: report, chained for debugging
+        raise error(
+            f"SymPy failed while deriving the family: {type(exc).__name__}: {_short(exc, 200)}"
+        ) from exc
+    return result

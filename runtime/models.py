@@ -25,6 +25,12 @@ from .solvers import (
     SolverStats,
     check_convergence,
 )
+from .validation import (
+    DataError,
+    validate_canonical,
+    validate_finite_parameters,
+    validate_observations,
+)
 
 SOLVER_NAMES = (*OBJECTIVE_SOLVERS, *GENERIC_SOLVERS)
 
@@ -115,27 +121,38 @@ class ExpFamPCA(nn.Module):
 
     # ---------------------------------------------------------------- input validation
     def _validate_data(self, Y: Tensor) -> Tensor:
+        """Shape, dtype, finiteness and the family's support (DataError naming row/column)."""
         if not isinstance(Y, Tensor):
-            raise ValueError(f"Y must be a torch.Tensor, got {type(Y).__name__}")
+            raise DataError(f"Y must be a torch.Tensor, got {type(Y).__name__}")
         if Y.dim() != 2:
-            raise ValueError(f"Y must be 2-D (samples x data_dim), got shape {tuple(Y.shape)}")
+            raise DataError(f"Y must be 2-D (samples x data_dim), got shape {tuple(Y.shape)}")
         if not Y.is_floating_point():
-            raise ValueError(f"Y must have a floating dtype, got {Y.dtype}")
+            raise DataError(f"Y must have a floating dtype, got {Y.dtype}")
         if Y.shape[1] != self.data_dim:
-            raise ValueError(
+            raise DataError(
                 f"Y must have data_dim={self.data_dim} columns, got shape {tuple(Y.shape)}"
             )
         if not bool(torch.isfinite(Y).all()):
             bad = torch.nonzero(~torch.isfinite(Y).all(1)).flatten().tolist()
-            raise ValueError(f"Y contains non-finite values (rows {bad[:10]})")
+            raise DataError(f"Y contains non-finite values (rows {bad[:10]})")
+        if Y.shape[0]:
+            validate_observations(Y, self.family.support, self.data_dim, what="Y")
         return Y.to(self.W.dtype)
+
+    def check_parameters(self) -> None:
+        """Raise ``DataError`` if ``W`` or ``B`` has a non-finite entry, ``DomainError`` if a
+        coordinate of ``B`` (the canonical parameter ``eta = W z + B`` at ``z = 0``, where the
+        solvers start) lies outside the family's domain."""
+        validate_finite_parameters({"W": self.W, "B": self.B}, what="ExpFamPCA")
+        validate_canonical(self.B.detach(), self.family.domain, self.family.name, what="B")
 
     def _validate_latents(self, Z: Tensor) -> Tensor:
         if not isinstance(Z, Tensor) or Z.dim() != 2 or Z.shape[1] != self.latent_dim:
             shape = tuple(Z.shape) if isinstance(Z, Tensor) else type(Z).__name__
-            raise ValueError(
+            raise DataError(
                 f"Z must be a 2-D tensor with latent_dim={self.latent_dim} columns, got {shape}"
             )
+        validate_finite_parameters({"Z": Z}, what="input")
         return Z.to(self.W.dtype)
 
     # ---------------------------------------------------------------- the layer
@@ -155,6 +172,7 @@ class ExpFamPCA(nn.Module):
         """MAP latents ``Z*`` (shape ``(N, latent_dim)``) for data ``Y`` (``(N, data_dim)``),
         differentiable w.r.t. ``W``, ``B`` and ``Y`` by the implicit function theorem."""
         Y = self._validate_data(Y)
+        self.check_parameters()
         if self.solver in OBJECTIVE_SOLVERS:
             Z, stats = newton_equilibrium(
                 self.family,
@@ -187,13 +205,16 @@ class ExpFamPCA(nn.Module):
 
     def reconstruct(self, Z: Tensor) -> Tensor:
         """Mean of ``T(Y)`` given latents: ``sigma(W Z_s + B)``."""
-        return self.family.activation(self.natural_parameters(self._validate_latents(Z)))
+        eta = self.natural_parameters(self._validate_latents(Z))
+        validate_canonical(eta.detach(), self.family.domain, self.family.name)
+        return self.family.activation(eta)
 
     def log_joint(self, Y: Tensor, Z: Tensor) -> Tensor:
         """``log p(Y_s | Z_s, W, B) + log p(Z_s)`` per sample, up to ``sum_i log h(y_si)``:
         ``sum_i [eta_si T(y_si) - A(eta_si)] - lam/2 |Z_s|^2 + (l/2) log(lam / 2 pi)``."""
         Y, Z = self._validate_data(Y), self._validate_latents(Z)
         eta = self.natural_parameters(Z)
+        validate_canonical(eta.detach(), self.family.domain, self.family.name)
         T = self.family.sufficient_statistic(Y)
         loglik = (eta * T - self.family.log_partition(eta)).sum(-1)
         logprior = -0.5 * self.lam * (Z * Z).sum(-1) + 0.5 * self.latent_dim * math.log(

@@ -1,14 +1,33 @@
 """A small trainer for implicit layers: Adam, minibatches, epochs, progress, checkpoints.
 
-Every epoch the model, the optimiser, the shuffling generator's state and the history are
-written atomically (temporary file, then rename) to ``checkpoint_dir/last.pt``; training
-resumed from it continues the loss curve exactly as an uninterrupted run would.
+No lost work:
+
+* After every epoch (and, with ``checkpoint_every = k``, after every k-th minibatch) the model,
+  the optimiser, the shuffling generator's state, the position in the epoch and the history
+  are written to ``checkpoint_dir/last.pt`` atomically: a temporary file in the same folder is
+  written, flushed and fsync'ed, then renamed over the old one, so a crash (even SIGKILL)
+  leaves either the old or the new checkpoint, never a torn one.
+* Each checkpoint carries a SHA-256 checksum of its payload, verified on load: a corrupted
+  or truncated file gives a :class:`CheckpointError` saying so, and the payload is read with
+  ``torch.load(weights_only=True)`` (a checkpoint from someone else cannot run code).
+* Training resumed from a checkpoint (``resume=``) continues exactly where it stopped, also
+  mid-epoch: the epoch's shuffled order is regenerated from the saved generator state, so the
+  loss curve and the parameters equal those of an uninterrupted run with the same seed.
+
+Never silent NaNs: a non-finite loss, a non-finite gradient (checked before the optimiser
+step, so the parameters are never poisoned) or parameters that leave the model's valid set
+(``model.check_parameters()``, e.g. ExpFamPCA's ``B`` outside the family's domain) stop the
+run with :class:`TrainingDiverged`, naming the epoch, the batch and the last good checkpoint,
+which is left untouched.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import math
 import os
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -19,12 +38,40 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from .validation import DataError
+
 CHECKPOINT_NAME = "last.pt"
+CHECKPOINT_MAGIC = b"DEQFAM-CHECKPOINT v1 sha256="
+_DIGEST_LEN = 64
+
+
+class TrainingError(RuntimeError):
+    """Training could not continue (see the subclasses)."""
+
+
+class TrainingDiverged(TrainingError, FloatingPointError):
+    """A non-finite loss or gradient, or parameters outside their valid set.
+
+    Attributes: ``epoch``, ``batch`` (where it happened) and ``checkpoint`` (path of the last
+    good checkpoint, or ``None`` when no ``checkpoint_dir`` was set).
+    """
+
+    def __init__(self, message: str, epoch: int, batch: int, checkpoint: Path | None) -> None:
+        super().__init__(message)
+        self.epoch, self.batch, self.checkpoint = epoch, batch, checkpoint
+
+
+class CheckpointError(TrainingError):
+    """A checkpoint that is missing, corrupted, or does not match the run resuming from it."""
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Options of :func:`train` (unknown keys are rejected by :meth:`from_dict`)."""
+    """Options of :func:`train` (unknown keys are rejected by :meth:`from_dict`).
+
+    ``checkpoint_every``: also checkpoint after every this many minibatches within an epoch
+    (0: only at the end of each epoch).
+    """
 
     epochs: int = 30
     batch_size: int = 500
@@ -33,10 +80,16 @@ class TrainConfig:
     device: str = "cpu"
     progress: bool = True
     checkpoint_dir: str | None = None
+    checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
-        if self.epochs < 0 or self.batch_size < 1 or not self.lr > 0:
+        ints = (self.epochs, self.batch_size, self.seed, self.checkpoint_every)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in ints):
+            raise ValueError(f"invalid training options (integers expected): {self}")
+        if self.epochs < 0 or self.batch_size < 1 or self.checkpoint_every < 0:
             raise ValueError(f"invalid training options: {self}")
+        if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"invalid training options (lr must be finite and > 0): {self}")
 
     @classmethod
     def from_dict(cls, options: dict[str, Any] | None) -> TrainConfig:
@@ -70,16 +123,109 @@ def default_loss(model: nn.Module, batch: Tensor, n_total: int) -> Tensor:
     return model.loss(batch, n_total=n_total)
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically (a crash never leaves a half-written file)."""
+# --------------------------------------------------------------------------------------------
+# Checkpoint files: header with a checksum, then a torch.save payload
+# --------------------------------------------------------------------------------------------
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically, with a SHA-256 checksum of the payload.
+
+    Format: ``CHECKPOINT_MAGIC`` + 64 hex digits + newline + ``torch.save(state)`` bytes.
+    The bytes go to a temporary file in the same folder, which is fsync'ed and then renamed
+    over ``path`` (``os.replace`` is atomic), so a crash never leaves a half-written file.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    payload = buf.getvalue()
+    digest = hashlib.sha256(payload).hexdigest().encode("ascii")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(CHECKPOINT_MAGIC + digest + b"\n")
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable (best effort: not every platform allows it)
+        fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    return torch.load(Path(path), map_location="cpu", weights_only=False)
+    """Read a checkpoint written by :func:`save_checkpoint`, verifying its checksum.
+
+    Raises :class:`CheckpointError` when the file is missing, not a deqfam checkpoint,
+    truncated or corrupted (checksum mismatch), or its payload cannot be read.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+    head = len(CHECKPOINT_MAGIC) + _DIGEST_LEN + 1
+    if not raw.startswith(CHECKPOINT_MAGIC) or len(raw) < head or raw[head - 1 : head] != b"\n":
+        raise CheckpointError(
+            f"{path} is not a deqfam checkpoint (missing or damaged header); it may be "
+            "corrupted or written by something else"
+        )
+    expected = raw[len(CHECKPOINT_MAGIC) : head - 1].decode("ascii", "replace")
+    payload = raw[head:]
+    actual = hashlib.sha256(payload).hexdigest()
+    if actual != expected:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupted: SHA-256 of its {len(payload)}-byte payload is "
+            f"{actual[:16]}..., the header records {expected[:16]}...; delete it to start "
+            "afresh or restore a copy"
+        )
+    try:
+        state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"cannot load checkpoint {path}: it holds Python objects other than tensors and "
+            "plain data; refused, because unpickling them could run code"
+        ) from exc
+    except Exception as exc:  # checksum fine but unreadable: a different torch, say
+        raise CheckpointError(f"cannot load checkpoint {path}: {exc}") from exc
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} does not hold a training state")
+    return state
+
+
+def _check_resumable(state: dict[str, Any], cfg: TrainConfig, n: int, path: Path) -> None:
+    required = {"model", "optimizer", "shuffler", "epoch", "history", "config"}
+    missing = required - set(state)
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {sorted(missing)}")
+    saved = state["config"]
+    for key in ("batch_size", "seed"):
+        if saved.get(key) != getattr(cfg, key):
+            raise CheckpointError(
+                f"cannot resume from {path}: it was written with {key}={saved.get(key)!r}, "
+                f"this run has {key}={getattr(cfg, key)!r} (the minibatch sequence would differ)"
+            )
+    if state.get("n_samples", n) != n:
+        raise CheckpointError(
+            f"cannot resume from {path}: it was written for {state['n_samples']} samples, "
+            f"this run has {n}"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Divergence checks
+# --------------------------------------------------------------------------------------------
 
 
 def _nonconverged(model: nn.Module) -> int:
@@ -87,6 +233,169 @@ def _nonconverged(model: nn.Module) -> int:
     if stats is None:
         return 0
     return int((~stats.converged).sum())
+
+
+def first_nonfinite_gradient(model: nn.Module) -> str | None:
+    """``"name[index]"`` of the first non-finite gradient entry, or ``None``."""
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            finite = torch.isfinite(p.grad)
+            if not bool(finite.all()):
+                idx = torch.nonzero(~finite)[0].tolist()
+                return f"{name}{idx}"
+    return None
+
+
+def check_parameters(model: nn.Module) -> str | None:
+    """A message if the model's parameters are invalid (non-finite, or rejected by the
+    model's own ``check_parameters()``), else ``None``."""
+    for name, p in model.named_parameters():
+        if not bool(torch.isfinite(p.detach()).all()):
+            return f"parameter {name} has non-finite entries"
+    check = getattr(model, "check_parameters", None)
+    if callable(check):
+        try:
+            check()
+        except DataError as exc:
+            return str(exc)
+    return None
+
+
+class _Loop:
+    """The epoch/minibatch loop shared by :func:`train` and the data-parallel trainer.
+
+    ``step(batch, n_total, epoch, b)`` does one optimiser step on the global minibatch
+    ``batch`` and returns ``(sum of the per-sample loss over the batch, nonconverged count)``;
+    ``writer`` says whether this process writes checkpoints; ``barrier`` synchronises after a
+    checkpoint is written (a no-op in one process).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        data: Tensor,
+        cfg: TrainConfig,
+        step: Callable[[Tensor, int, int, int], tuple[float, int]],
+        writer: bool = True,
+        barrier: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.model, self.optimizer, self.data, self.cfg = model, optimizer, data, cfg
+        self.step, self.writer, self.barrier = step, writer, barrier
+        self.ckpt = Path(cfg.checkpoint_dir) / CHECKPOINT_NAME if cfg.checkpoint_dir else None
+        self.last_saved: str = "none (no checkpoint_dir was set)"
+
+    def diverged(self, what: str, epoch: int, b: int) -> TrainingDiverged:
+        return TrainingDiverged(
+            f"training stopped at epoch {epoch}, batch {b}: {what}. No checkpoint was written for "
+            f"this step; last good checkpoint: {self.last_saved}. Lower lr (or init_scale), "
+            "check the data, or resume from the checkpoint.",
+            epoch,
+            b,
+            self.ckpt if self.ckpt is not None and self.ckpt.exists() else None,
+        )
+
+    def save(self, state: dict[str, Any]) -> None:
+        if self.ckpt is None:
+            return
+        if self.writer:
+            save_checkpoint(self.ckpt, state)
+        self.barrier()
+        where = "end" if state["batch"] is None else f"batch {state['batch']}"
+        self.last_saved = f"{self.ckpt} (epoch {state['epoch']}, {where})"
+
+    def run(self, resume: str | Path | None) -> History:
+        cfg, data, model = self.cfg, self.data, self.model
+        n = data.shape[0]
+        n_batches = math.ceil(n / cfg.batch_size)
+        shuffler = torch.Generator().manual_seed(cfg.seed)
+        history, start, start_batch, partial = History(), 0, 0, (0.0, 0, 0.0)
+        if resume is not None:
+            path = Path(resume)
+            state = load_checkpoint(path)
+            _check_resumable(state, cfg, n, path)
+            model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            for group in self.optimizer.param_groups:  # lr may be lowered after a divergence
+                group["lr"] = cfg.lr
+            history = History(**state["history"])
+            if state.get("batch") is None:  # an end-of-epoch checkpoint
+                shuffler.set_state(state["shuffler"])
+                start = int(state["epoch"]) + 1
+            else:  # mid-epoch: replay the epoch's shuffle, skip the batches done
+                shuffler.set_state(state["epoch_shuffler"])
+                start, start_batch = int(state["epoch"]), int(state["batch"])
+                p = state["partial"]
+                partial = (float(p["loss_sum"]), int(p["failed"]), float(p["seconds"]))
+            self.last_saved = f"{path} (epoch {state['epoch']}, resumed from)"
+        base: dict[str, Any] = {"config": asdict(cfg), "n_samples": n}
+        bar = tqdm(
+            range(start, cfg.epochs),
+            desc="training",
+            unit="epoch",
+            disable=not cfg.progress,
+            initial=start,
+            total=cfg.epochs,
+        )
+        for epoch in bar:
+            t0 = time.perf_counter()
+            epoch_shuffler = shuffler.get_state()
+            order = torch.randperm(n, generator=shuffler).to(data.device)
+            first = epoch == start
+            b0, (total, failed, before) = (start_batch, partial) if first else (0, (0.0, 0, 0.0))
+            model.train()
+            for b in range(b0, n_batches):
+                batch = data[order[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
+                loss_sum, nfail = self.step(batch, n, epoch, b)
+                total += loss_sum
+                failed += nfail
+                done = b + 1
+                if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < n_batches:
+                    self.save(
+                        {
+                            **base,
+                            **self._states(shuffler),
+                            "epoch": epoch,
+                            "batch": done,
+                            "epoch_shuffler": epoch_shuffler,
+                            "partial": {
+                                "loss_sum": total,
+                                "failed": failed,
+                                "seconds": before + time.perf_counter() - t0,
+                            },
+                            "history": history.to_dict(),
+                        }
+                    )
+            history.loss.append(total / n)
+            history.seconds.append(before + time.perf_counter() - t0)
+            history.nonconverged.append(failed)
+            bar.set_postfix(loss=f"{history.loss[-1]:.5g}", failed=failed)
+            self.save(
+                {
+                    **base,
+                    **self._states(shuffler),
+                    "epoch": epoch,
+                    "batch": None,
+                    "history": history.to_dict(),
+                }
+            )
+        bar.close()
+        return history
+
+    def _states(self, shuffler: torch.Generator) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "shuffler": shuffler.get_state(),
+        }
+
+
+def _prepare(data: Any, cfg: TrainConfig) -> Tensor:
+    if not isinstance(data, Tensor):
+        raise DataError(f"training data must be a torch tensor, got {type(data).__name__}")
+    if data.ndim < 1 or data.shape[0] == 0:
+        raise DataError("training data is empty")
+    return data.to(torch.device(cfg.device))
 
 
 def train(
@@ -99,68 +408,50 @@ def train(
 ) -> History:
     """Minimise ``loss_fn`` over minibatches of ``data`` (rows are samples) with Adam.
 
-    With ``resume`` (a checkpoint path), the model, optimiser, shuffling order and history
-    are restored and training continues at the next epoch, up to ``config.epochs``.
+    With ``resume`` (a checkpoint path), the model, optimiser, shuffling order, position in
+    the epoch and history are restored and training continues up to ``config.epochs``; the
+    result equals that of an uninterrupted run. ``batch_size`` and ``seed`` must match the
+    checkpoint's; ``lr`` may differ (it replaces the saved one, e.g. after a divergence).
+
+    Raises :class:`TrainingDiverged` on a non-finite loss or gradient or invalid parameters
+    (the last good checkpoint is left intact), :class:`CheckpointError` for a corrupted or
+    mismatched checkpoint, :class:`DataError` for empty or non-tensor data.
     """
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
-    if data.ndim < 1 or data.shape[0] == 0:
-        raise ValueError("training data is empty")
-    device = torch.device(cfg.device)
-    model.to(device)
-    data = data.to(device)
+    data = _prepare(data, cfg)
+    model.to(torch.device(cfg.device))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    shuffler = torch.Generator().manual_seed(cfg.seed)
-    history, start = History(), 0
-    if resume is not None:
-        state = load_checkpoint(resume)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        shuffler.set_state(state["shuffler"])
-        history = History(**state["history"])
-        start = int(state["epoch"]) + 1
-    n = data.shape[0]
-    n_batches = math.ceil(n / cfg.batch_size)
-    ckpt = Path(cfg.checkpoint_dir) / CHECKPOINT_NAME if cfg.checkpoint_dir else None
-    bar = tqdm(
-        range(start, cfg.epochs),
-        desc="training",
-        unit="epoch",
-        disable=not cfg.progress,
-        initial=start,
-        total=cfg.epochs,
-    )
-    for epoch in bar:
-        t0, total, failed = time.perf_counter(), 0.0, 0
-        order = torch.randperm(n, generator=shuffler).to(device)
-        model.train()
-        for b in range(n_batches):
-            batch = data[order[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model, batch, n)
-            if not bool(torch.isfinite(loss)):
-                raise FloatingPointError(
-                    f"non-finite loss at epoch {epoch}, batch {b}: lower "
-                    "lr or init_scale, or check the data"
-                )
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach()) * batch.shape[0]
-            failed += _nonconverged(model)
-        history.loss.append(total / n)
-        history.seconds.append(time.perf_counter() - t0)
-        history.nonconverged.append(failed)
-        bar.set_postfix(loss=f"{history.loss[-1]:.5g}", failed=failed)
-        if ckpt is not None:
-            save_checkpoint(
-                ckpt,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "shuffler": shuffler.get_state(),
-                    "epoch": epoch,
-                    "history": history.to_dict(),
-                    "config": asdict(cfg),
-                },
-            )
-    bar.close()
-    return history
+
+    def step(batch: Tensor, n_total: int, epoch: int, b: int) -> tuple[float, int]:
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model, batch, n_total)
+        if not bool(torch.isfinite(loss)):
+            raise loop.diverged(f"the loss is {float(loss.detach())}", epoch, b)
+        loss.backward()
+        bad = first_nonfinite_gradient(model)
+        if bad is not None:
+            raise loop.diverged(f"non-finite gradient at {bad}", epoch, b)
+        optimizer.step()
+        problem = check_parameters(model)
+        if problem is not None:
+            raise loop.diverged(f"after the optimiser step, {problem}", epoch, b)
+        return float(loss.detach()) * batch.shape[0], _nonconverged(model)
+
+    loop = _Loop(model, optimizer, data, cfg, step)
+    return loop.run(resume)
+
+
+__all__ = [
+    "CHECKPOINT_NAME",
+    "CheckpointError",
+    "History",
+    "TrainConfig",
+    "TrainingDiverged",
+    "TrainingError",
+    "check_parameters",
+    "default_loss",
+    "first_nonfinite_gradient",
+    "load_checkpoint",
+    "save_checkpoint",
+    "train",
+]

@@ -1,7 +1,18 @@
 """Input validation for data handed to layers and to ``deqfam fit``: clear errors that name
-the offending row and column, before any work (or any output file) is done."""
+the offending row and column, before any work (or any output file) is done.
+
+Two kinds of bad input are told apart:
+
+* :class:`DataError`: observations that do not fit the model (shape, dtype, non-finite values,
+  values outside the family's support ``y in Y``);
+* :class:`DomainError` (a ``DataError``): a canonical parameter ``eta = W z + B`` (or a given
+  ``eta``) outside the open interval where the log-partition ``A`` is finite, where ``A``,
+  ``sigma = A'`` and ``sigma' = A''`` would silently return NaN or inf.
+"""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -9,6 +20,10 @@ from torch import Tensor
 
 class DataError(ValueError):
     """Data that does not fit the model or the family's support."""
+
+
+class DomainError(DataError):
+    """A canonical parameter outside the family's domain (where ``A(eta)`` is infinite)."""
 
 
 def _first_bad(mask: Tensor) -> tuple[int, int]:
@@ -41,14 +56,17 @@ def validate_observations(
 ) -> Tensor:
     """Check a 2-D float tensor of observations: shape, finiteness, the family's support.
 
-    Returns the tensor (unchanged). Raises :class:`DataError` naming the first bad entry.
+    Returns the tensor (unchanged). Raises :class:`DataError` naming the first bad entry
+    (row and column) and how many bad entries there are.
     """
     if not isinstance(y, Tensor):
         raise DataError(f"{what} must be a torch tensor, got {type(y).__name__}")
     if y.ndim != 2:
         raise DataError(f"{what} must be 2-D (samples x features), got shape {tuple(y.shape)}")
     if y.shape[0] == 0:
-        raise DataError(f"{what} is empty")
+        raise DataError(f"{what} is empty (0 rows)")
+    if y.shape[1] == 0:
+        raise DataError(f"{what} has no columns")
     if data_dim is not None and y.shape[1] != data_dim:
         raise DataError(f"{what} has {y.shape[1]} columns, the model expects {data_dim}")
     if not torch.is_floating_point(y):
@@ -56,7 +74,10 @@ def validate_observations(
     finite = torch.isfinite(y)
     if not bool(finite.all()):
         r, c = _first_bad(~finite)
-        raise DataError(f"{what} has a non-finite value {float(y[r, c])} at row {r}, column {c}")
+        raise DataError(
+            f"{what} has a non-finite value {float(y[r, c])} at row {r}, column {c}; "
+            f"{int((~finite).sum())} such value(s) in all"
+        )
     bad = _support_violation(y, support)
     if bool(bad.any()):
         r, c = _first_bad(bad)
@@ -65,3 +86,53 @@ def validate_observations(
             f"family's support ({support}); {int(bad.sum())} such value(s) in all"
         )
     return y
+
+
+def validate_canonical(
+    eta: Tensor, domain: tuple[float, float], family: str = "", what: str = "eta"
+) -> Tensor:
+    """Check that every canonical parameter in ``eta`` lies strictly inside ``domain``.
+
+    ``eta`` is a vector (one entry per column) or a matrix (samples x columns). Raises
+    :class:`DomainError` naming the first entry outside (NaN counts as outside).
+    """
+    lo, hi = (float(domain[0]), float(domain[1]))
+    inside = (eta > lo) & (eta < hi)
+    if bool(inside.all()):
+        return eta
+    outside = ~inside
+    n_bad = int(outside.sum())
+    fam = f" of family {family!r}" if family else ""
+    lo_s = "-inf" if math.isinf(lo) else f"{lo:g}"
+    hi_s = "inf" if math.isinf(hi) else f"{hi:g}"
+    if eta.ndim == 1:
+        (c,) = torch.nonzero(outside)[0].tolist()
+        where = f"{what}[{c}] = {float(eta[c]):.6g} (column {c})"
+    else:
+        r, c = _first_bad(outside.reshape(eta.shape[0], -1))
+        where = f"{what} = {float(eta.reshape(eta.shape[0], -1)[r, c]):.6g} at row {r}, column {c}"
+    raise DomainError(
+        f"{where} is outside the domain ({lo_s}, {hi_s}){fam}, where the log-partition is "
+        f"finite; {n_bad} such value(s) in all"
+    )
+
+
+def validate_finite_parameters(named: dict[str, Tensor], what: str = "model") -> None:
+    """Raise :class:`DataError` naming the first non-finite entry of any named tensor."""
+    for name, value in named.items():
+        finite = torch.isfinite(value.detach())
+        if not bool(finite.all()):
+            idx = torch.nonzero(~finite)[0].tolist()
+            raise DataError(
+                f"{what} parameter {name}{idx} = {float(value.detach()[tuple(idx)])} is not "
+                f"finite; {int((~finite).sum())} such value(s) in all"
+            )
+
+
+__all__ = [
+    "DataError",
+    "DomainError",
+    "validate_canonical",
+    "validate_finite_parameters",
+    "validate_observations",
+]
