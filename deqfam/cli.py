@@ -125,6 +125,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from deqfam.pipeline import fit, load_data
+    from deqfam.runtime.train import TrainingError
     from deqfam.runtime.validation import DataError
 
     try:
@@ -146,6 +147,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     except DataError as exc:
         print(f"deqfam: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except TrainingError as exc:
+        print(f"deqfam: training stopped: {exc}", file=sys.stderr)
+        return EXIT_NEGATIVE
     print(
         f"fitted {res.model.family.name} ExpFamPCA: final loss {res.history.loss[-1]:.6g}; "
         f"outputs in {args.out}"

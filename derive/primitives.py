@@ -31,6 +31,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 from scipy import special as sps
+from sympy.core.function import ArgumentIndexError
 
 _X = sp.Dummy("x", real=True)
 
@@ -156,7 +157,7 @@ class polylog_exp(StablePrimitive):
 
     def fdiff(self, argindex=2):
         if argindex != 2:
-            raise sp.ArgumentIndexError(self, argindex)
+            raise ArgumentIndexError(self, argindex)
         s, x = self.args
         return polylog_exp(s - 1, x)
 
@@ -192,7 +193,7 @@ class fermi_dirac(StablePrimitive):
 
     def fdiff(self, argindex=2):
         if argindex != 2:
-            raise sp.ArgumentIndexError(self, argindex)
+            raise ArgumentIndexError(self, argindex)
         s, x = self.args
         return fermi_dirac(s - 1, x)
 
@@ -259,7 +260,7 @@ class logexpm1x(StablePrimitive):
 
     def fdiff(self, argindex=2):
         if argindex != 2:
-            raise sp.ArgumentIndexError(self, argindex)
+            raise ArgumentIndexError(self, argindex)
         k, x = self.args
         return logexpm1x(k + 1, x)
 

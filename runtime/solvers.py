@@ -493,6 +493,13 @@ def _objective_solve(
         )
         failed = failed | (active & (step_scale < cfg.min_step))
     converged = (gnorm <= threshold) & ~failed
+    chol = None
+    if use_cholesky:
+        chol, info = torch.linalg.cholesky_ex(problem.hessian(eta))
+        # H = lam I + W^T diag(sigma') W is positive definite unless sigma' overflowed: such a
+        # sample has no usable factor for the implicit backward, so it must not count as
+        # converged (the caller's on_nonconvergence policy then reports it)
+        converged = converged & (info == 0)
     stats = SolverStats(
         solver="newton" if use_cholesky else "cg_newton",
         iterations=iterations,
@@ -502,9 +509,6 @@ def _objective_solve(
         residual_kind="grad_norm",
         extra={"stalled": failed},
     )
-    chol = None
-    if use_cholesky:
-        chol, _ = torch.linalg.cholesky_ex(problem.hessian(eta))
     return NewtonResult(z=z, stats=stats, cholesky=chol)
 
 

@@ -255,13 +255,15 @@ def test_cholesky_failure_falls_back_and_never_yields_nan_latents():
         z = model(Y)
     stats = model.last_stats
     assert torch.isfinite(z).all()
-    # the steepest-descent fallback (with the line search on J) still converges for some
-    # samples: they agree with the correct Newton solution; the others are reported
+    # the steepest-descent fallback (with the line search on J) still drives the gradient
+    # below tolerance for some samples, and they agree with the correct Newton solution; but
+    # no sample counts as converged, since none has a Cholesky factor for the backward
     z_ref = reference(Y)
-    ok = stats.converged
-    assert 0 < int(ok.sum()) < 32
-    torch.testing.assert_close(z[ok], z_ref[ok], rtol=1e-6, atol=1e-8)
-    assert stats.failed_indices() == torch.nonzero(~ok).flatten().tolist()
+    small_grad = stats.residual <= stats.threshold
+    assert 0 < int(small_grad.sum()) < 32
+    torch.testing.assert_close(z[small_grad], z_ref[small_grad], rtol=1e-6, atol=1e-8)
+    assert int(stats.converged.sum()) == 0
+    assert stats.failed_indices() == list(range(32))
 
 
 def test_nonconvergence_is_reported_per_sample_not_hidden():
