@@ -196,6 +196,7 @@ class CPrimitive:
     near0: tuple[str, ...]  # Taylor coefficients about 0 (literals)
     singular: tuple[str, ...]  # extra constants of the singular/log term
     poly: tuple[str, ...]  # closed-form polynomial coefficients (integer orders)
+    series: tuple[str, ...] = ()  # k^{-s}, k = 1..KERNEL_SERIES_TERMS (far-branch weights)
 
 
 class KernelPrinter(C99CodePrinter):
@@ -253,6 +254,9 @@ class KernelPrinter(C99CodePrinter):
         return self._print_ordered("logexpm1x", *expr.args)
 
 
+#: Terms of the series sum_k (+-1)^k e^{kx} / k^s used for x < -1: the terms shrink by
+#: e^x <= e^-1, so 40 terms reach e^-40 ~ 4e-18 relative.
+KERNEL_SERIES_TERMS = 40
 #: Terms of the expansions about 0 emitted into kernels: they converge for |x| < 2 pi
 #: (pi for Fermi-Dirac) and are used for |x| <= 1, so the truncation error is below
 #: (1/pi)^40 ~ 1e-20 relative.
@@ -293,7 +297,12 @@ def _polylog_constants(kind: str, s: sp.Expr) -> CPrimitive:
                 )
             elif kind == "polylog_exp":
                 singular = (repr(float(mpmath.gamma(1 - sf))),)
-    return CPrimitive(kind, sf, _order_tag(s), integer, tuple(near0), singular, poly)
+    series: tuple[str, ...] = ()
+    if near0:
+        with mpmath.workdps(40):
+            series = tuple(repr(float(mpmath.mpf(k) ** -sf))
+                           for k in range(1, KERNEL_SERIES_TERMS + 1))
+    return CPrimitive(kind, sf, _order_tag(s), integer, tuple(near0), singular, poly, series)
 
 
 def _li_nonpositive_poly(n: int) -> list[sp.Rational]:
@@ -453,6 +462,7 @@ def kernel_context(family: Family, warning: str | None = None) -> dict:
             "primitives": kernel_primitives(printer),
             "op_namespace": f"deqfam_{family.name}",
             "near0_terms": KERNEL_NEAR0_TERMS,
+            "series_terms": KERNEL_SERIES_TERMS,
             "logexpm1x_order": LOGEXPM1X_SERIES_ORDER,
         }
     )
