@@ -30,7 +30,10 @@ def main() -> None:
     ap.add_argument("--n-grid", type=int, default=320)
     ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads (batch 500 x 50 ops gain nothing from more)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     module = importlib.import_module(f"deqfam.generated.{args.family}")
     t = time.perf_counter()
