@@ -53,6 +53,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+from .family import in_domain, interior_point
 from .solvers import (
     POLICIES,
     ConvergenceError,
@@ -124,19 +125,11 @@ class LayerFunctions:
         return self.domain == (-math.inf, math.inf)
 
     def in_domain(self, eta: Tensor) -> Tensor:
-        lo, hi = self.domain
-        return (eta > lo) & (eta < hi)
+        return in_domain(self.domain, eta)
 
     def interior_point(self) -> float:
         """A point strictly inside the domain, preferring 0."""
-        lo, hi = self.domain
-        if lo < 0.0 < hi:
-            return 0.0
-        if math.isinf(lo):
-            return hi - 1.0
-        if math.isinf(hi):
-            return lo + 1.0
-        return 0.5 * (lo + hi)
+        return interior_point(self.domain)
 
 
 def _row_norm(x: Tensor) -> Tensor:

@@ -67,21 +67,29 @@ class TorchFamily:
 
     def in_domain(self, eta: Tensor) -> Tensor:
         """Elementwise ``lo < eta < hi`` (False for NaN)."""
-        lo, hi = self.domain
-        return (eta > lo) & (eta < hi)
+        return in_domain(self.domain, eta)
 
     def interior_point(self) -> float:
         """A point strictly inside the domain, preferring 0 (a safe stand-in for masked values)."""
-        lo, hi = self.domain
-        if lo < 0.0 < hi:
-            return 0.0
-        if math.isinf(lo) and math.isinf(hi):
-            return 0.0
-        if math.isinf(lo):
-            return hi - 1.0
-        if math.isinf(hi):
-            return lo + 1.0
-        return 0.5 * (lo + hi)
+        return interior_point(self.domain)
+
+
+def in_domain(domain: tuple[float, float], eta: Tensor) -> Tensor:
+    """Elementwise ``lo < eta < hi`` for the open interval ``domain`` (False for NaN)."""
+    lo, hi = domain
+    return (eta > lo) & (eta < hi)
+
+
+def interior_point(domain: tuple[float, float]) -> float:
+    """A point strictly inside the open interval ``domain``, preferring 0."""
+    lo, hi = domain
+    if lo < 0.0 < hi:
+        return 0.0
+    if math.isinf(lo):
+        return hi - 1.0
+    if math.isinf(hi):
+        return lo + 1.0
+    return 0.5 * (lo + hi)
 
 
 def _parse_bound(value: Any) -> float:

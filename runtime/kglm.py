@@ -28,7 +28,6 @@ and the adjoint iterations converge (``runtime.kernels.check_contraction`` certi
 
 from __future__ import annotations
 
-import difflib
 import math
 import types
 from collections.abc import Callable
@@ -42,6 +41,7 @@ from torch import Tensor, nn
 from .family import TorchFamily, as_torch_family
 from .implicit import ImplicitResult, implicit_fixed_point
 from .solvers import GENERIC_SOLVERS, POLICIES, SolverConfig, SolverStats, check_convergence
+from .validation import check_choice
 
 ElementwiseFn = Callable[[Tensor], Tensor]
 
@@ -105,13 +105,6 @@ def as_torch_prior(obj: Any) -> TorchPrior | None:
     )
 
 
-def _check_choice(kind: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.4)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown {kind} {value!r}{hint} (choose one of {', '.join(choices)})")
-
-
 # --------------------------------------------------------------------------------------------
 # The layers
 # --------------------------------------------------------------------------------------------
@@ -132,8 +125,8 @@ class _KGLMBase(nn.Module):
         on_nonconvergence: str,
         backward_options: dict[str, Any] | None,
     ) -> None:
-        _check_choice("solver", solver, tuple(GENERIC_SOLVERS))
-        _check_choice("on_nonconvergence policy", on_nonconvergence, POLICIES)
+        check_choice("solver", solver, tuple(GENERIC_SOLVERS))
+        check_choice("on_nonconvergence policy", on_nonconvergence, POLICIES)
         self.family = as_torch_family(family)
         self.prior = as_torch_prior(prior)
         if self.prior is not None and self.prior.family not in (None, self.family.name):
@@ -365,7 +358,7 @@ class ConvKGLMDEQ(_KGLMBase):
         ):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{label} must be a positive integer, got {value!r}")
-        _check_choice("padding_mode", padding_mode, ("zeros", "circular"))
+        check_choice("padding_mode", padding_mode, ("zeros", "circular"))
         if padding_mode == "circular" and radius >= min(height, width):
             raise ValueError(
                 f"circular padding needs radius < min(height, width), got radius={radius} for "

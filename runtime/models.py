@@ -8,7 +8,6 @@ stationarity (9) is the DEQ (10) ``Z*_s = (1/lam) W^T (T(Y_s) - sigma(W Z*_s + B
 
 from __future__ import annotations
 
-import difflib
 import math
 from typing import Any
 
@@ -27,19 +26,13 @@ from .solvers import (
 )
 from .validation import (
     DataError,
+    check_choice,
     validate_canonical,
     validate_finite_parameters,
     validate_observations,
 )
 
 SOLVER_NAMES = (*OBJECTIVE_SOLVERS, *GENERIC_SOLVERS)
-
-
-def _check_choice(kind: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.4)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown {kind} {value!r}{hint} (choose one of {', '.join(choices)})")
 
 
 class ExpFamPCA(nn.Module):
@@ -93,8 +86,8 @@ class ExpFamPCA(nn.Module):
             raise ValueError(f"lam must be > 0, got {lam!r}")
         if not init_scale >= 0 or not weight_decay >= 0:
             raise ValueError("init_scale and weight_decay must be >= 0")
-        _check_choice("solver", solver, SOLVER_NAMES)
-        _check_choice("on_nonconvergence policy", on_nonconvergence, POLICIES)
+        check_choice("solver", solver, SOLVER_NAMES)
+        check_choice("on_nonconvergence policy", on_nonconvergence, POLICIES)
         self.family: TorchFamily = as_torch_family(family)
         self.data_dim, self.latent_dim = data_dim, latent_dim
         self.lam = float(lam)

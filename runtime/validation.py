@@ -136,3 +136,14 @@ __all__ = [
     "validate_finite_parameters",
     "validate_observations",
 ]
+
+
+def check_choice(kind: str, value: str, choices: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` naming ``value`` (with the closest valid choice) unless it is one
+    of ``choices``: a misspelt option must fail, not be ignored."""
+    if value not in choices:
+        import difflib
+
+        close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.4)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown {kind} {value!r}{hint} (choose one of {', '.join(choices)})")
