@@ -51,12 +51,17 @@ def main() -> None:
     args = ap.parse_args()
     names = args.families.split(",")
     mods = [importlib.import_module(f"deqfam.generated.{n}") for n in names]
-    ops = load_cpp_kernels([(ROOT / "generated" / f"{n}_kernels.cpp", m)
-                            for n, m in zip(names, mods, strict=True)])
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, N = {args.n:.0e} "
-          f"float64 elements, median of {args.repeats}")
-    header = (f"{'family':22s} {'generate s':>10s} {'eager el/s':>12s} {'compiled el/s':>14s} "
-              f"{'C++ el/s':>12s} {'C++/eager':>9s}")
+    ops = load_cpp_kernels(
+        [(ROOT / "generated" / f"{n}_kernels.cpp", m) for n, m in zip(names, mods, strict=True)]
+    )
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, N = {args.n:.0e} "
+        f"float64 elements, median of {args.repeats}"
+    )
+    header = (
+        f"{'family':22s} {'generate s':>10s} {'eager el/s':>12s} {'compiled el/s':>14s} "
+        f"{'C++ el/s':>12s} {'C++/eager':>9s}"
+    )
     print(header)
     print("-" * len(header))
     for name, mod, op in zip(names, mods, ops, strict=True):
@@ -70,13 +75,14 @@ def main() -> None:
         def eager(mod=mod, x=x):
             return mod.activation(x), mod.activation_grad(x)
 
-        compiled_fn = torch.compile(lambda x, mod=mod: (mod.activation(x),
-                                                        mod.activation_grad(x)))
+        compiled_fn = torch.compile(lambda x, mod=mod: (mod.activation(x), mod.activation_grad(x)))
         t_eager = median_time(eager, args.repeats)
         t_comp = median_time(lambda f=compiled_fn, x=x: f(x), args.repeats)
         t_cpp = median_time(lambda op=op, x=x: op(x), args.repeats)
-        print(f"{name:22s} {gen_s:10.2f} {args.n / t_eager:12.3g} {args.n / t_comp:14.3g} "
-              f"{args.n / t_cpp:12.3g} {t_eager / t_cpp:9.2f}")
+        print(
+            f"{name:22s} {gen_s:10.2f} {args.n / t_eager:12.3g} {args.n / t_comp:14.3g} "
+            f"{args.n / t_cpp:12.3g} {t_eager / t_cpp:9.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -34,18 +34,20 @@ def head(seed: int) -> nn.Module:
     return nn.Sequential(nn.Linear(2, 100), nn.ReLU(), nn.Linear(100, 1)).double()
 
 
-def fit_head(backbone, net: nn.Module, x_tr, y_tr, x_te, y_te, epochs: int, batch: int,
-             seed: int) -> float:
+def fit_head(
+    backbone, net: nn.Module, x_tr, y_tr, x_te, y_te, epochs: int, batch: int, seed: int
+) -> float:
     """Train backbone (if it has parameters) and head on MSE; return the test MSE."""
-    params = list(net.parameters()) + (list(backbone.parameters())
-                                       if isinstance(backbone, nn.Module) else [])
+    params = list(net.parameters()) + (
+        list(backbone.parameters()) if isinstance(backbone, nn.Module) else []
+    )
     opt = torch.optim.Adam(params, lr=1e-3)
     gen = torch.Generator().manual_seed(seed)
     n = x_tr.shape[0]
     for _ in range(epochs):
         order = torch.randperm(n, generator=gen)
         for b in range(0, n, batch):
-            idx = order[b:b + batch]
+            idx = order[b : b + batch]
             feats = backbone(x_tr[idx])
             loss = ((net(feats).squeeze(-1) - y_tr[idx]) ** 2).mean()
             opt.zero_grad()
@@ -77,34 +79,65 @@ def run_trial(name: str, trial: int, args) -> dict[str, float]:
     out: dict[str, float] = {}
 
     t = time.perf_counter()
-    model = ExpFamPCA(module, y.shape[1], 2, lam=0.1, weight_decay=args.weight_decay,
-                      generator=torch.Generator().manual_seed(trial), dtype=torch.float64,
-                      on_nonconvergence="ignore")
-    train(model, y[tr], {"epochs": args.epochs, "batch_size": 500, "lr": args.lr,
-                         "seed": trial, "progress": False})
-    out["deq"] = fit_head(model, head(trial), y[tr], target[tr], y[te], target[te],
-                          args.head_epochs, 500, trial)
+    model = ExpFamPCA(
+        module,
+        y.shape[1],
+        2,
+        lam=0.1,
+        weight_decay=args.weight_decay,
+        generator=torch.Generator().manual_seed(trial),
+        dtype=torch.float64,
+        on_nonconvergence="ignore",
+    )
+    train(
+        model,
+        y[tr],
+        {"epochs": args.epochs, "batch_size": 500, "lr": args.lr, "seed": trial, "progress": False},
+    )
+    out["deq"] = fit_head(
+        model, head(trial), y[tr], target[tr], y[te], target[te], args.head_epochs, 500, trial
+    )
     out["deq_seconds"] = time.perf_counter() - t
 
     pca = torch.as_tensor(pca_embedding(y.numpy()))
     idx = torch.arange(y.shape[0], dtype=torch.float64)
-    out["pca"] = fit_head(Fixed(pca), head(trial), idx[tr], target[tr], idx[te], target[te],
-                          args.head_epochs, 500, trial)
+    out["pca"] = fit_head(
+        Fixed(pca),
+        head(trial),
+        idx[tr],
+        target[tr],
+        idx[te],
+        target[te],
+        args.head_epochs,
+        500,
+        trial,
+    )
     try:
         import umap
 
-        emb = torch.as_tensor(umap.UMAP(random_state=trial).fit_transform(y.numpy()),
-                              dtype=torch.float64)
-        out["umap"] = fit_head(Fixed(emb), head(trial), idx[tr], target[tr], idx[te],
-                               target[te], args.head_epochs, 500, trial)
+        emb = torch.as_tensor(
+            umap.UMAP(random_state=trial).fit_transform(y.numpy()), dtype=torch.float64
+        )
+        out["umap"] = fit_head(
+            Fixed(emb),
+            head(trial),
+            idx[tr],
+            target[tr],
+            idx[te],
+            target[te],
+            args.head_epochs,
+            500,
+            trial,
+        )
     except ImportError:
         pass
     return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--n-grid", type=int, default=60)
     ap.add_argument("--epochs", type=int, default=30)
@@ -113,9 +146,11 @@ def main() -> None:
     ap.add_argument("--weight-decay", type=float, default=0.0)
     ap.add_argument("--families", default=",".join(FAMILIES))
     args = ap.parse_args()
-    print(f"trials {args.trials}, n_grid {args.n_grid}, pretrain epochs {args.epochs}, head "
-          f"epochs {args.head_epochs}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"trials {args.trials}, n_grid {args.n_grid}, pretrain epochs {args.epochs}, head "
+        f"epochs {args.head_epochs}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
     rows = []
     for name in args.families.split(","):
         results = [run_trial(name, t, args) for t in range(args.trials)]
@@ -126,12 +161,16 @@ def main() -> None:
         med = {m: statistics.median(r[m] for r in results) for m in methods}
         secs = statistics.median(r["deq_seconds"] for r in results)
         rows.append((name, wins, med, secs))
-    print(f"\n{'family':10s} {'wins PCA':>9s} {'wins UMAP':>10s} {'wins DEQ':>9s} "
-          f"{'median MSE PCA':>15s} {'median MSE DEQ':>15s} {'DEQ s/trial':>12s}")
+    print(
+        f"\n{'family':10s} {'wins PCA':>9s} {'wins UMAP':>10s} {'wins DEQ':>9s} "
+        f"{'median MSE PCA':>15s} {'median MSE DEQ':>15s} {'DEQ s/trial':>12s}"
+    )
     for name, wins, med, secs in rows:
         umap_w = str(wins["umap"]) if "umap" in wins else "-"
-        print(f"{name:10s} {wins['pca']:9d} {umap_w:>10s} {wins['deq']:9d} "
-              f"{med['pca']:15.4f} {med['deq']:15.4f} {secs:12.1f}")
+        print(
+            f"{name:10s} {wins['pca']:9d} {umap_w:>10s} {wins['deq']:9d} "
+            f"{med['pca']:15.4f} {med['deq']:15.4f} {secs:12.1f}"
+        )
     np.set_printoptions(precision=4)
 
 

@@ -72,8 +72,13 @@ def _roots_logexpm1x(k: int, hi: float) -> list[float]:
         roots = []
         for a, b, fa, fb in zip(grid[:-1], grid[1:], vals[:-1], vals[1:], strict=True):
             if fa * fb < 0:
-                roots.append(float(mpmath.findroot(
-                    lambda t: mpmath.diff(_logexpm1x_mp, t, k), (a, b), solver="anderson")))
+                roots.append(
+                    float(
+                        mpmath.findroot(
+                            lambda t: mpmath.diff(_logexpm1x_mp, t, k), (a, b), solver="anderson"
+                        )
+                    )
+                )
     return roots
 
 
@@ -100,8 +105,9 @@ def _table_order_funcs(pool, n: int, direct_fd: bool) -> None:
     x32d = x32.astype(np.float64)
     xpos = -x64[::-1]
     print(f"\nmax relative error vs mpmath (dps={DPS}), {n} points log-spaced in |x|")
-    header = (f"{'function':<12} {'s':>5} {'x range':<16} {'float64':>10} {'float32':>10}"
-              f" {'ref s':>6}")
+    header = (
+        f"{'function':<12} {'s':>5} {'x range':<16} {'float64':>10} {'float32':>10} {'ref s':>6}"
+    )
     print(header)
     print("-" * len(header))
     for name, fn, ref_fn, extra in (
@@ -115,8 +121,10 @@ def _table_order_funcs(pool, n: int, direct_fd: bool) -> None:
             y64 = fn(torch.from_numpy(x64), s).numpy()
             y32 = fn(torch.from_numpy(x32), s).numpy()
             dt = time.perf_counter() - t0
-            print(f"{name:<12} {s:>5g} {'[-50, -1e-8]':<16} {_max_rel(y64, r64):>10.2e}"
-                  f" {_max_rel(y32, r32):>10.2e} {dt:>5.0f}s")
+            print(
+                f"{name:<12} {s:>5g} {'[-50, -1e-8]':<16} {_max_rel(y64, r64):>10.2e}"
+                f" {_max_rel(y32, r32):>10.2e} {dt:>5.0f}s"
+            )
         if name == "fermi_dirac":
             for s in (-2.0, -1.0, 0.0, 1.0, 2.0, 3.0):
                 xp32 = xpos.astype(np.float32)
@@ -124,8 +132,10 @@ def _table_order_funcs(pool, n: int, direct_fd: bool) -> None:
                 r32 = _refs(pool, ref_fn, [(s, float(x), True) for x in xp32.astype(np.float64)])
                 y64 = fn(torch.from_numpy(xpos), s).numpy()
                 y32 = fn(torch.from_numpy(xp32), s).numpy()
-                print(f"{name:<12} {s:>5g} {'[1e-8, 50]':<16} {_max_rel(y64, r64):>10.2e}"
-                      f" {_max_rel(y32, r32):>10.2e}")
+                print(
+                    f"{name:<12} {s:>5g} {'[1e-8, 50]':<16} {_max_rel(y64, r64):>10.2e}"
+                    f" {_max_rel(y32, r32):>10.2e}"
+                )
         if name == "polylog_exp":
             for s in (-2.0, -1.0, 0.0):
                 xp32 = xpos.astype(np.float32)
@@ -133,8 +143,10 @@ def _table_order_funcs(pool, n: int, direct_fd: bool) -> None:
                 r32 = _refs(pool, ref_fn, [(s, float(x)) for x in xp32.astype(np.float64)])
                 y64 = fn(torch.from_numpy(xpos), s).numpy()
                 y32 = fn(torch.from_numpy(xp32), s).numpy()
-                print(f"{name:<12} {s:>5g} {'[1e-8, 50]':<16} {_max_rel(y64, r64):>10.2e}"
-                      f" {_max_rel(y32, r32):>10.2e}")
+                print(
+                    f"{name:<12} {s:>5g} {'[1e-8, 50]':<16} {_max_rel(y64, r64):>10.2e}"
+                    f" {_max_rel(y32, r32):>10.2e}"
+                )
 
 
 def _table_logexpm1x(pool, n: int, kmax: int) -> None:
@@ -143,8 +155,10 @@ def _table_logexpm1x(pool, n: int, kmax: int) -> None:
     x32 = x64.astype(np.float32)
     x32d = x32.astype(np.float64)
     print(f"\nlogexpm1x: max relative error, {x64.size} points, x in +-[1e-8, 700]")
-    header = (f"{'k':>2} {'float64':>10} {'float32':>10} {'f64 excl. roots':>16}"
-              f" {'f32 excl. roots':>16}  roots of L^(k) in (0, 20]")
+    header = (
+        f"{'k':>2} {'float64':>10} {'float32':>10} {'f64 excl. roots':>16}"
+        f" {'f32 excl. roots':>16}  roots of L^(k) in (0, 20]"
+    )
     print(header)
     print("-" * len(header))
     for k in range(kmax + 1):
@@ -158,15 +172,19 @@ def _table_logexpm1x(pool, n: int, kmax: int) -> None:
         for r in roots:
             keep64 &= np.abs(np.abs(x64) - r) > 0.01 * r
             keep32 &= np.abs(np.abs(x32d) - r) > 0.01 * r
-        print(f"{k:>2} {_max_rel(y64, r64):>10.2e} {_max_rel(y32, r32):>10.2e}"
-              f" {_max_rel(y64, r64, keep64):>16.2e} {_max_rel(y32, r32, keep32):>16.2e}"
-              f"  {', '.join(f'{r:.4f}' for r in roots) or '-'}")
+        print(
+            f"{k:>2} {_max_rel(y64, r64):>10.2e} {_max_rel(y32, r32):>10.2e}"
+            f" {_max_rel(y64, r64, keep64):>16.2e} {_max_rel(y32, r32, keep32):>16.2e}"
+            f"  {', '.join(f'{r:.4f}' for r in roots) or '-'}"
+        )
 
 
 def _throughput(n: int, repeats: int) -> None:
     x = -torch.logspace(-8, math.log10(50.0), n, dtype=torch.float64)
-    print(f"\npolylog_exp throughput, {n:.0e} float64 elements in [-50, -1e-8] (log-spaced),"
-          f" median of {repeats} runs, torch threads = {torch.get_num_threads()}")
+    print(
+        f"\npolylog_exp throughput, {n:.0e} float64 elements in [-50, -1e-8] (log-spaced),"
+        f" median of {repeats} runs, torch threads = {torch.get_num_threads()}"
+    )
     print(f"{'s':>5} {'median ms':>10} {'elements/s':>12}")
     for s in ORDERS:
         polylog_exp(x[:10], s)  # warm the per-order constant caches
@@ -183,12 +201,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000, help="grid points per function/order")
     parser.add_argument("--kmax", type=int, default=4, help="largest logexpm1x order")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
-                        help="processes for the mpmath references (1: in-process)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="processes for the mpmath references (1: in-process)",
+    )
     parser.add_argument("--throughput-n", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--direct-fd", action="store_true",
-                        help="fermi_dirac reference -polylog(s, -e^x) directly (slow)")
+    parser.add_argument(
+        "--direct-fd",
+        action="store_true",
+        help="fermi_dirac reference -polylog(s, -e^x) directly (slow)",
+    )
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()

@@ -300,8 +300,9 @@ def _polylog_constants(kind: str, s: sp.Expr) -> CPrimitive:
     series: tuple[str, ...] = ()
     if near0:
         with mpmath.workdps(40):
-            series = tuple(repr(float(mpmath.mpf(k) ** -sf))
-                           for k in range(1, KERNEL_SERIES_TERMS + 1))
+            series = tuple(
+                repr(float(mpmath.mpf(k) ** -sf)) for k in range(1, KERNEL_SERIES_TERMS + 1)
+            )
     return CPrimitive(kind, sf, _order_tag(s), integer, tuple(near0), singular, poly, series)
 
 

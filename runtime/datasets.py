@@ -52,8 +52,14 @@ class SyntheticDataset:
     labels: torch.Tensor  # (N,)
 
 
-def make_dataset(module: Any, n_grid: int = 320, data_dim: int = 50, w_var: float = 0.5,
-                 bias: float | None = None, seed: int = 0) -> SyntheticDataset:
+def make_dataset(
+    module: Any,
+    n_grid: int = 320,
+    data_dim: int = 50,
+    w_var: float = 0.5,
+    bias: float | None = None,
+    seed: int = 0,
+) -> SyntheticDataset:
     """The paper's data-generating process for a generated family module.
 
     For families whose domain is not all of R (eta < 0: Bose-Einstein, gamma, negative

@@ -246,8 +246,10 @@ def _polylog_near0_mp(s: float, n_terms: int):
     s_mp = mpmath.mpf(s)
     if _is_integer(s):
         n = int(s)
-        coeffs = [mpmath.zeta(s_mp - k) / mpmath.factorial(k) if n - k != 1 else None
-                  for k in range(n_terms)]
+        coeffs = [
+            mpmath.zeta(s_mp - k) / mpmath.factorial(k) if n - k != 1 else None
+            for k in range(n_terms)
+        ]
         if n >= 1:
             m = n - 1
             if m < n_terms:
@@ -419,6 +421,7 @@ def _polylog_exp_f64(x: torch.Tensor, s: float) -> torch.Tensor:
 
             def fn(t: torch.Tensor) -> torch.Tensor:
                 return _li_nonpos_int(t, n)
+
         lo = (x < 0) if s == 1 else (x != 0)  # x = 0 is a pole; s = 1, x > 0 is complex
         return _assemble(x, [(lo, fn)])
     ser = _polylog_series_coeffs(s)
@@ -481,8 +484,9 @@ def _fd_series_coeffs(s: float) -> tuple[float, ...]:
     """(-1)^{k+1} k^{-s}, k = 1..N (series -Li_s(-e^x) = sum_k (-1)^{k+1} e^{kx}/k^s)."""
     n = _series_nterms(s, FERMI_DIRAC_X0, 0.5)
     with mpmath.workdps(_DPS):
-        return tuple(float((-1) ** (k + 1) * mpmath.power(k, -mpmath.mpf(s)))
-                     for k in range(1, n + 1))
+        return tuple(
+            float((-1) ** (k + 1) * mpmath.power(k, -mpmath.mpf(s))) for k in range(1, n + 1)
+        )
 
 
 @functools.lru_cache(maxsize=64)
@@ -516,8 +520,12 @@ def _fd_inversion_poly(n: int) -> tuple[float, ...]:
     with mpmath.workdps(_DPS):
         c = [0.0] * (n + 1)
         for j in range(n // 2 + 1):
-            v = (mpmath.binomial(n, 2 * j) / mpmath.factorial(n)
-                 * abs(mpmath.bernpoly(2 * j, mpmath.mpf(1) / 2)) * (2 * mpmath.pi) ** (2 * j))
+            v = (
+                mpmath.binomial(n, 2 * j)
+                / mpmath.factorial(n)
+                * abs(mpmath.bernpoly(2 * j, mpmath.mpf(1) / 2))
+                * (2 * mpmath.pi) ** (2 * j)
+            )
             c[n - 2 * j] = float(v)
     return tuple(c)
 
@@ -535,10 +543,13 @@ def _fd_nonpositive_x(x: torch.Tensor, s: float) -> torch.Tensor:
     """-Li_s(-e^x) for x <= 0 (series / expansion about 0); NaN elsewhere."""
     ser = _fd_series_coeffs(s)
     near = fermi_dirac_near0_coefficients(s)
-    return _assemble(x, [
-        (x <= FERMI_DIRAC_X0, lambda t: _series_pos(t, ser)),
-        ((x > FERMI_DIRAC_X0) & (x <= 0), lambda t: _horner(t, near)),
-    ])
+    return _assemble(
+        x,
+        [
+            (x <= FERMI_DIRAC_X0, lambda t: _series_pos(t, ser)),
+            ((x > FERMI_DIRAC_X0) & (x <= 0), lambda t: _horner(t, near)),
+        ],
+    )
 
 
 def _fermi_dirac_f64(x: torch.Tensor, s: float) -> torch.Tensor:
@@ -584,13 +595,17 @@ def _logexpm1x_nbern(k: int) -> int:
     a = LOGEXPM1X_THRESHOLDS[k]
     with mpmath.workdps(30):
         # the truncation error is largest at |x| = a; guard against a root of L^{(k)} near a
-        ref = max(abs(_mp_logexpm1x_closed(mpmath.mpf(a), k)),
-                  1e-3 * abs(_mp_logexpm1x_closed(mpmath.mpf(a) / 2, k)))
+        ref = max(
+            abs(_mp_logexpm1x_closed(mpmath.mpf(a), k)),
+            1e-3 * abs(_mp_logexpm1x_closed(mpmath.mpf(a) / 2, k)),
+        )
         trial = 60
         while True:
             c = _logexpm1x_taylor_mp(k, trial)
-            mags = [abs(float(c[2 * n - k])) * a ** (2 * n - k) if 2 * n >= k else 0.0
-                    for n in range(1, trial + 1)]
+            mags = [
+                abs(float(c[2 * n - k])) * a ** (2 * n - k) if 2 * n >= k else 0.0
+                for n in range(1, trial + 1)
+            ]
             try:
                 return _choose_terms(mags, _TAIL_TOL * 0.1 * float(ref), window=4)
             except RuntimeError:
@@ -679,10 +694,13 @@ def _logexpm1x_far_eval(x: torch.Tensor, k: int) -> torch.Tensor:
 def _logexpm1x_f64(x: torch.Tensor, k: int) -> torch.Tensor:
     a = LOGEXPM1X_THRESHOLDS[k]
     ax = torch.abs(x)
-    return _assemble(x, [
-        (ax < a, lambda t: _logexpm1x_taylor_eval(t, k)),
-        (ax >= a, lambda t: _logexpm1x_far_eval(t, k)),
-    ])
+    return _assemble(
+        x,
+        [
+            (ax < a, lambda t: _logexpm1x_taylor_eval(t, k)),
+            (ax >= a, lambda t: _logexpm1x_far_eval(t, k)),
+        ],
+    )
 
 
 # ---------------------------------------------------------------------------------------

@@ -41,9 +41,12 @@ def test_no_forbidden_imports_in_source(folder, forbidden):
 @pytest.mark.parametrize(("folder", "forbidden"), [("derive", "torch"), ("runtime", "sympy")])
 def test_no_forbidden_imports_at_runtime(folder, forbidden):
     mods = [f"deqfam.{folder}.{m}" for m in _modules(folder)]
-    code = ("import importlib, sys\n"
-            f"for m in {mods!r}: importlib.import_module(m)\n"
-            f"print({forbidden!r} in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True).stdout.strip()
+    code = (
+        "import importlib, sys\n"
+        f"for m in {mods!r}: importlib.import_module(m)\n"
+        f"print({forbidden!r} in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "False", f"importing deqfam.{folder} pulled in {forbidden}"

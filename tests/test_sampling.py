@@ -51,8 +51,9 @@ def test_bose_einstein_moments_match_mpmath_polylog():
     module = importlib.import_module("deqfam.generated.bose_einstein")
     j = module.PARAMETERS["j"]
     eta0 = -0.3
-    y = sample(module, torch.full((N,), eta0, dtype=torch.float64),
-               torch.Generator().manual_seed(3))
+    y = sample(
+        module, torch.full((N,), eta0, dtype=torch.float64), torch.Generator().manual_seed(3)
+    )
     mean = float(mpmath.polylog(j, mpmath.exp(eta0)))
     var = float(mpmath.polylog(j - 1, mpmath.exp(eta0)))
     assert abs(float(y.mean()) - mean) < 4 * math.sqrt(var / N)
@@ -72,8 +73,9 @@ domain: [-oo, oo]
 
 def test_user_lattice_spec_sampler(tmp_path):
     module = generate(USER_LATTICE, tmp_path, check_admissibility=False)
-    y = sample(module, torch.full((N,), -0.5, dtype=torch.float64),
-               torch.Generator().manual_seed(5))
+    y = sample(
+        module, torch.full((N,), -0.5, dtype=torch.float64), torch.Generator().manual_seed(5)
+    )
     assert float(y.min()) >= 1
     _moment_check(module, -0.5, y)
 
@@ -82,8 +84,7 @@ def test_user_continuous_spec_sampler(tmp_path):
     spec = tmp_path / "g.yaml"
     spec.write_text(USER_CONTINUOUS)
     module = generate(spec, tmp_path / "out", check_admissibility=False)
-    y = sample(module, torch.full((N,), 0.7, dtype=torch.float64),
-               torch.Generator().manual_seed(6))
+    y = sample(module, torch.full((N,), 0.7, dtype=torch.float64), torch.Generator().manual_seed(6))
     _moment_check(module, 0.7, y)
 
 
@@ -115,5 +116,6 @@ def test_make_dataset_keeps_eta_in_domain():
     eta = ds.Z @ ds.W.T + ds.B
     assert float(eta.max()) < 0
     assert ds.Y.shape == (ds.Z.shape[0], 50)
-    torch.testing.assert_close(ds.W.var(), torch.tensor(0.5, dtype=torch.float64), atol=0.15,
-                               rtol=0)
+    torch.testing.assert_close(
+        ds.W.var(), torch.tensor(0.5, dtype=torch.float64), atol=0.15, rtol=0
+    )

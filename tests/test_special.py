@@ -24,8 +24,15 @@ def _sample_x() -> tuple[float, ...]:
     xs = set((-np.logspace(-8, math.log10(50.0), 50)).tolist())
     for x0 in (sp.POLYLOG_X0, sp.FERMI_DIRAC_X0):
         f = np.float32(x0)
-        xs.update([x0, np.nextafter(f, np.float32(0)), np.nextafter(f, np.float32(-2)),
-                   x0 + 1e-3, x0 - 1e-3])
+        xs.update(
+            [
+                x0,
+                np.nextafter(f, np.float32(0)),
+                np.nextafter(f, np.float32(-2)),
+                x0 + 1e-3,
+                x0 - 1e-3,
+            ]
+        )
     xs.update([-1e-8, -50.0])
     return tuple(sorted(float(np.float32(v)) for v in xs))
 
@@ -115,8 +122,13 @@ def test_polylog_exp_vs_integral(s):
     """Independent reference: Li_s(e^x) = 1/Gamma(s) int_0^inf t^{s-1}/(e^{t-x} - 1) dt."""
     xs = [-1.2, -0.2, -3.0]
     with mpmath.workdps(30):
-        ref = [float(mpmath.quad(lambda t, x=x: t ** (s - 1) / mpmath.expm1(t - x),
-                                 [0, 1, mpmath.inf]) / mpmath.gamma(s)) for x in xs]
+        ref = [
+            float(
+                mpmath.quad(lambda t, x=x: t ** (s - 1) / mpmath.expm1(t - x), [0, 1, mpmath.inf])
+                / mpmath.gamma(s)
+            )
+            for x in xs
+        ]
     y = sp.polylog_exp(torch.tensor(xs, dtype=torch.float64), s)
     assert _max_rel(y, ref) <= 1e-12
 
@@ -179,8 +191,19 @@ def test_fermi_dirac_negative_orders():
 _HALF = np.logspace(-8, math.log10(700.0), 30)
 _SWITCH = [a * sign for a in sorted(set(sp.LOGEXPM1X_THRESHOLDS)) for sign in (1, -1)]
 #: float32-representable x in +-[1e-8, 700] plus the switch points and their float32 neighbours
-X_LOGEXPM1X = tuple(sorted({float(np.float32(v)) for v in [
-    *(-_HALF), *_HALF, *_SWITCH, *(np.nextafter(np.float32(a), np.float32(0)) for a in _SWITCH)]}))
+X_LOGEXPM1X = tuple(
+    sorted(
+        {
+            float(np.float32(v))
+            for v in [
+                *(-_HALF),
+                *_HALF,
+                *_SWITCH,
+                *(np.nextafter(np.float32(a), np.float32(0)) for a in _SWITCH),
+            ]
+        }
+    )
+)
 
 
 @pytest.mark.parametrize("k", [0, 1, 2, 3])
@@ -229,11 +252,13 @@ def test_logexpm1x_extremes_and_symmetry():
     # L(x) - L(-x) = x; L'(x) + L'(-x) = 1; L^{(k)}(-x) = (-1)^k L^{(k)}(x) for k >= 2
     x = torch.linspace(-40, 40, 161, dtype=torch.float64)
     assert torch.allclose(sp.logexpm1x(x, 0) - sp.logexpm1x(-x, 0), x, rtol=0, atol=1e-13)
-    assert torch.allclose(sp.logexpm1x(x, 1) + sp.logexpm1x(-x, 1), torch.ones_like(x),
-                          rtol=0, atol=1e-15)
+    assert torch.allclose(
+        sp.logexpm1x(x, 1) + sp.logexpm1x(-x, 1), torch.ones_like(x), rtol=0, atol=1e-15
+    )
     for k in (2, 3, 4, 5, 6):
-        assert torch.allclose(sp.logexpm1x(-x, k), (-1) ** k * sp.logexpm1x(x, k),
-                              rtol=1e-15, atol=0)
+        assert torch.allclose(
+            sp.logexpm1x(-x, k), (-1) ** k * sp.logexpm1x(x, k), rtol=1e-15, atol=0
+        )
 
 
 def test_logexpm1x_internal_orders_5_6():
@@ -251,8 +276,29 @@ def test_logexpm1x_internal_orders_5_6():
 # softplus / sigmoid / logcosh
 # ---------------------------------------------------------------------------------------
 
-X_ELEM = (-700.0, -80.0, -36.0, -20.0, -3.0, -1.0, -0.999, -1e-3, -1e-9, 0.0, 1e-9, 1e-5,
-          0.5, 0.999, 1.0, 1.5, 19.9, 20.1, 36.0, 80.0, 700.0)
+X_ELEM = (
+    -700.0,
+    -80.0,
+    -36.0,
+    -20.0,
+    -3.0,
+    -1.0,
+    -0.999,
+    -1e-3,
+    -1e-9,
+    0.0,
+    1e-9,
+    1e-5,
+    0.5,
+    0.999,
+    1.0,
+    1.5,
+    19.9,
+    20.1,
+    36.0,
+    80.0,
+    700.0,
+)
 
 
 @pytest.mark.parametrize(
@@ -282,11 +328,16 @@ def test_elementary_vs_mpmath(fn, ref):
 
 
 def test_elementary_gradients():
-    x = torch.tensor([-30.0, -2.0, -0.999, -0.3, 0.0, 0.4, 1.0, 3.0, 30.0], dtype=torch.float64,
-                     requires_grad=True)
-    for fn, deriv in ((sp.softplus, torch.sigmoid),
-                      (sp.sigmoid, lambda t: torch.sigmoid(t) * torch.sigmoid(-t)),  # no cancel
-                      (sp.logcosh, torch.tanh)):
+    x = torch.tensor(
+        [-30.0, -2.0, -0.999, -0.3, 0.0, 0.4, 1.0, 3.0, 30.0],
+        dtype=torch.float64,
+        requires_grad=True,
+    )
+    for fn, deriv in (
+        (sp.softplus, torch.sigmoid),
+        (sp.sigmoid, lambda t: torch.sigmoid(t) * torch.sigmoid(-t)),  # no cancel
+        (sp.logcosh, torch.tanh),
+    ):
         (g,) = torch.autograd.grad(fn(x).sum(), x)
         assert torch.allclose(g, deriv(x.detach()), rtol=1e-14, atol=0)
         assert torch.autograd.gradcheck(fn, (x,))
@@ -313,9 +364,15 @@ def test_polylog_exp_gradcheck(s):
     assert torch.autograd.gradgradcheck(f, (x,))
 
 
-@pytest.mark.parametrize(("s", "xs"), [(1.5, [-3.0, -1.1, -0.9, -0.2, -1e-3]),
-                                       (2.0, [-3.0, -0.5, 0.3, 2.0]),
-                                       (0.0, [-3.0, 0.0, 2.0]), (-2.0, [-3.0, 0.1, 2.0])])
+@pytest.mark.parametrize(
+    ("s", "xs"),
+    [
+        (1.5, [-3.0, -1.1, -0.9, -0.2, -1e-3]),
+        (2.0, [-3.0, -0.5, 0.3, 2.0]),
+        (0.0, [-3.0, 0.0, 2.0]),
+        (-2.0, [-3.0, 0.1, 2.0]),
+    ],
+)
 def test_fermi_dirac_gradcheck(s, xs):
     x = _xg(xs)
     f = functools.partial(sp.fermi_dirac, s=s)
@@ -359,8 +416,11 @@ def test_opcheck(op, arg, xs):
 
 @torch.jit.script
 def _scripted(x: torch.Tensor) -> torch.Tensor:
-    return (torch.ops.deqfam.polylog_exp(x, 2.5) + torch.ops.deqfam.fermi_dirac(x, 0.5)
-            + torch.ops.deqfam.logexpm1x(x, 1))
+    return (
+        torch.ops.deqfam.polylog_exp(x, 2.5)
+        + torch.ops.deqfam.fermi_dirac(x, 0.5)
+        + torch.ops.deqfam.logexpm1x(x, 1)
+    )
 
 
 def test_torchscript():
@@ -369,8 +429,9 @@ def test_torchscript():
     expected = sp.polylog_exp(x, 2.5) + sp.fermi_dirac(x, 0.5) + sp.logexpm1x(x, 1)
     assert torch.equal(y, expected)
     (g,) = torch.autograd.grad(y.sum(), x)
-    assert torch.allclose(g, sp.polylog_exp(x, 1.5) + sp.fermi_dirac(x, -0.5)
-                          + sp.logexpm1x(x, 2), rtol=1e-15, atol=0)
+    assert torch.allclose(
+        g, sp.polylog_exp(x, 1.5) + sp.fermi_dirac(x, -0.5) + sp.logexpm1x(x, 2), rtol=1e-15, atol=0
+    )
     for fn in (sp.softplus, sp.sigmoid, sp.logcosh):
         scripted = torch.jit.script(fn)
         z = torch.linspace(-5, 5, 11, dtype=torch.float64)
@@ -378,8 +439,14 @@ def test_torchscript():
 
 
 def _all_funcs(x: torch.Tensor) -> torch.Tensor:
-    return (sp.softplus(x) + sp.sigmoid(x) + sp.logcosh(x) + sp.polylog_exp(x, 2.5)
-            + sp.fermi_dirac(x, 1.5) + sp.logexpm1x(x, 2))
+    return (
+        sp.softplus(x)
+        + sp.sigmoid(x)
+        + sp.logcosh(x)
+        + sp.polylog_exp(x, 2.5)
+        + sp.fermi_dirac(x, 1.5)
+        + sp.logexpm1x(x, 2)
+    )
 
 
 def _check_compiled(backend: str) -> None:
@@ -443,8 +510,15 @@ def test_fermi_dirac_domain():
 
 def test_nan_is_elementwise_and_no_exception():
     x = torch.tensor([[math.nan, -0.5], [-2.0, math.nan]], dtype=torch.float64)
-    for y in (sp.polylog_exp(x, 2.5), sp.fermi_dirac(x, 0.5), sp.logexpm1x(x, 2),
-              sp.softplus(x), sp.logcosh(x), sp.polylog_exp(x, -1.0), sp.fermi_dirac(x, -3.0)):
+    for y in (
+        sp.polylog_exp(x, 2.5),
+        sp.fermi_dirac(x, 0.5),
+        sp.logexpm1x(x, 2),
+        sp.softplus(x),
+        sp.logcosh(x),
+        sp.polylog_exp(x, -1.0),
+        sp.fermi_dirac(x, -3.0),
+    ):
         assert torch.isnan(y).tolist() == [[True, False], [False, True]]
 
 
@@ -465,12 +539,19 @@ def test_dtypes_shapes_and_errors():
 
 def test_where_path_matches_indexing_path(monkeypatch):
     """The torch.where assembly used off-CPU gives the same values as CPU boolean indexing."""
-    x = torch.tensor([*X_SAMPLE, 0.0, 0.7, 3.0, 700.0, math.nan, -math.inf, math.inf],
-                     dtype=torch.float64)
-    fns = (lambda t: sp.polylog_exp(t, 2.5), lambda t: sp.polylog_exp(t, 3.0),
-           lambda t: sp.polylog_exp(t, 1.0), lambda t: sp.polylog_exp(t, -2.0),
-           lambda t: sp.fermi_dirac(t, 0.5), lambda t: sp.fermi_dirac(t, 2.0),
-           lambda t: sp.logexpm1x(t, 0), lambda t: sp.logexpm1x(t, 3))
+    x = torch.tensor(
+        [*X_SAMPLE, 0.0, 0.7, 3.0, 700.0, math.nan, -math.inf, math.inf], dtype=torch.float64
+    )
+    fns = (
+        lambda t: sp.polylog_exp(t, 2.5),
+        lambda t: sp.polylog_exp(t, 3.0),
+        lambda t: sp.polylog_exp(t, 1.0),
+        lambda t: sp.polylog_exp(t, -2.0),
+        lambda t: sp.fermi_dirac(t, 0.5),
+        lambda t: sp.fermi_dirac(t, 2.0),
+        lambda t: sp.logexpm1x(t, 0),
+        lambda t: sp.logexpm1x(t, 3),
+    )
     expected = [fn(x) for fn in fns]
     monkeypatch.setattr(sp, "_INDEXED_DEVICES", ())
     for fn, e in zip(fns, expected, strict=True):
@@ -481,8 +562,12 @@ def test_where_path_matches_indexing_path(monkeypatch):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu():
     x = torch.tensor(X_SAMPLE, dtype=torch.float64)
-    for fn in (lambda t: sp.polylog_exp(t, 2.5), lambda t: sp.fermi_dirac(t, 0.5),
-               lambda t: sp.logexpm1x(t, 2), lambda t: sp.polylog_exp(t, -2.0)):
+    for fn in (
+        lambda t: sp.polylog_exp(t, 2.5),
+        lambda t: sp.fermi_dirac(t, 0.5),
+        lambda t: sp.logexpm1x(t, 2),
+        lambda t: sp.polylog_exp(t, -2.0),
+    ):
         assert torch.allclose(fn(x.cuda()).cpu(), fn(x), rtol=1e-13, atol=0, equal_nan=True)
 
 
@@ -497,8 +582,7 @@ def test_polylog_near0_coefficients():
         assert e.kind == "pow" and e.m == 0 and e.delta == 1.5
         assert e.a == pytest.approx(float(mpmath.gamma(-1.5)), rel=1e-15)
         for k, c in enumerate(e.coeffs):
-            assert c == pytest.approx(float(mpmath.zeta(2.5 - k) / mpmath.factorial(k)),
-                                      rel=1e-15)
+            assert c == pytest.approx(float(mpmath.zeta(2.5 - k) / mpmath.factorial(k)), rel=1e-15)
         e = sp.polylog_near0_coefficients(3.0, 5)
         assert e.kind == "log" and e.m == 2 and e.a == 0.5
         assert e.coeffs[2] == pytest.approx(0.75, rel=1e-15)  # H_2/2!
@@ -513,12 +597,16 @@ def test_polylog_near0_coefficients():
         e = sp.polylog_near0_coefficients(s, 40)
         x = -0.8
         lx = math.log(-x)
-        sing = {"log": -e.a * lx, "expm1": e.a * math.expm1(e.delta * lx),
-                "pow": e.a * (-x) ** e.delta}[e.kind]
+        sing = {
+            "log": -e.a * lx,
+            "expm1": e.a * math.expm1(e.delta * lx),
+            "pow": e.a * (-x) ** e.delta,
+        }[e.kind]
         val = sum(c * x**k for k, c in enumerate(e.coeffs)) + x**e.m * sing
         assert val == pytest.approx(_mp_polylog(s, x), rel=1e-13)
     assert sp.polylog_near0_coefficients(2.5) == sp.polylog_near0_coefficients(
-        2.5, len(sp.polylog_near0_coefficients(2.5).coeffs))
+        2.5, len(sp.polylog_near0_coefficients(2.5).coeffs)
+    )
 
 
 def test_fermi_and_logexpm1x_coefficients():
