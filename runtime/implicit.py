@@ -58,6 +58,7 @@ class _SolveRecord:
         self.backward_policy = backward_policy
         self.stats: SolverStats | None = None
         self.backward_stats: SolverStats | None = None
+        self.z0: Tensor | None = None
 
 
 def _statistic_vjp(family: Any, Y: Tensor, cotangent: Tensor) -> Tensor:
@@ -82,7 +83,9 @@ class NewtonEquilibrium(torch.autograd.Function):
     def forward(ctx: Any, W: Tensor, B: Tensor, Y: Tensor, record: _SolveRecord) -> Tensor:
         family = record.family
         T = family.sufficient_statistic(Y)
-        result = OBJECTIVE_SOLVERS[record.method](family, W, B, T, record.lam, None, record.config)
+        result = OBJECTIVE_SOLVERS[record.method](
+            family, W, B, T, record.lam, record.z0, record.config
+        )
         record.stats = result.stats
         ctx.record = record
         chol = result.cholesky if result.cholesky is not None else torch.empty(0)
@@ -147,18 +150,21 @@ def newton_equilibrium(
     config: SolverConfig | dict[str, Any] | None = None,
     method: str = "newton",
     on_backward_nonconvergence: str = "warn",
+    z0: Tensor | None = None,
 ) -> tuple[Tensor, SolverStats]:
     """Differentiable MAP latents ``Z*`` (shape ``(N, l)``) of Theorem 1 and the solver stats.
 
     ``method`` is ``"newton"`` (Cholesky; backward reuses the factor) or ``"cg_newton"``
     (matrix-free; backward by CG to ``cg_rtol``). Gradients w.r.t. ``W``, ``B`` and ``Y`` are
-    the exact IFT gradients described in the module docstring.
+    the exact IFT gradients described in the module docstring. ``z0`` is an optional warm
+    start (the gradient does not depend on it: it is taken at the solution).
     """
     if method not in OBJECTIVE_SOLVERS:
         raise ValueError(
             f"unknown objective solver {method!r}; choose one of {sorted(OBJECTIVE_SOLVERS)}"
         )
     record = _SolveRecord(family, lam, as_config(config), method, on_backward_nonconvergence)
+    record.z0 = None if z0 is None else z0.detach()
     z = NewtonEquilibrium.apply(W, B, Y, record)
     assert record.stats is not None
     return z, record.stats

@@ -161,11 +161,17 @@ class ExpFamPCA(nn.Module):
 
         return f
 
-    def forward(self, Y: Tensor) -> Tensor:
+    def forward(self, Y: Tensor, z0: Tensor | None = None) -> Tensor:
         """MAP latents ``Z*`` (shape ``(N, latent_dim)``) for data ``Y`` (``(N, data_dim)``),
-        differentiable w.r.t. ``W``, ``B`` and ``Y`` by the implicit function theorem."""
+        differentiable w.r.t. ``W``, ``B`` and ``Y`` by the implicit function theorem.
+
+        ``z0`` optionally warm-starts the solver (e.g. last epoch's latents of the same
+        samples); rows whose ``W z0 + B`` falls outside the domain restart from 0. The
+        solution and its gradient do not depend on the start, only the iteration count does.
+        """
         Y = self._validate_data(Y)
         self.check_parameters()
+        z0 = self._warm_start(z0, Y)
         if self.solver in OBJECTIVE_SOLVERS:
             Z, stats = newton_equilibrium(
                 self.family,
@@ -176,11 +182,13 @@ class ExpFamPCA(nn.Module):
                 self.config,
                 self.solver,
                 self.on_nonconvergence,
+                z0=z0,
             )
             self.last_implicit = None
         else:
             T = self.family.sufficient_statistic(Y)
-            z0 = torch.zeros(Y.shape[0], self.latent_dim, dtype=Y.dtype, device=Y.device)
+            if z0 is None:
+                z0 = torch.zeros(Y.shape[0], self.latent_dim, dtype=Y.dtype, device=Y.device)
             result = implicit_fixed_point(
                 self.deq_map(T),
                 z0,
@@ -195,6 +203,22 @@ class ExpFamPCA(nn.Module):
         self.last_stats = stats
         check_convergence(stats, self.on_nonconvergence, what="ExpFamPCA.forward")
         return Z
+
+    def _warm_start(self, z0: Tensor | None, Y: Tensor) -> Tensor | None:
+        """Validated warm start: right shape, finite, and rows with ``W z0 + B`` outside the
+        domain reset to 0 (where ``B`` alone is inside, see ``check_parameters``)."""
+        if z0 is None:
+            return None
+        if z0.shape != (Y.shape[0], self.latent_dim):
+            raise DataError(
+                f"z0 must have shape {(Y.shape[0], self.latent_dim)}, got {tuple(z0.shape)}"
+            )
+        z0 = z0.detach().to(self.W.dtype)
+        with torch.no_grad():
+            ok = torch.isfinite(z0).all(-1) & self.family.in_domain(
+                self.natural_parameters(z0)
+            ).all(-1)
+        return torch.where(ok[:, None], z0, torch.zeros_like(z0))
 
     def reconstruct(self, Z: Tensor) -> Tensor:
         """Mean of ``T(Y)`` given latents: ``sigma(W Z_s + B)``."""
@@ -219,7 +243,7 @@ class ExpFamPCA(nn.Module):
         """``-log p(W, B)`` up to a constant: ``weight_decay/2 (|W|^2 + |B|^2)``."""
         return 0.5 * self.weight_decay * (self.W.square().sum() + self.B.square().sum())
 
-    def loss(self, Y: Tensor, n_total: int | None = None) -> Tensor:
+    def loss(self, Y: Tensor, n_total: int | None = None, z0: Tensor | None = None) -> Tensor:
         """Outer objective of Theorem 1 (6), scaled by ``1/N_total``:
 
             mean_s [1^T A(W Z*_s + B) - T(Y_s)^T (W Z*_s + B) + lam/2 |Z*_s|^2]
@@ -234,7 +258,8 @@ class ExpFamPCA(nn.Module):
         n_total = Y.shape[0] if n_total is None else int(n_total)
         if n_total < 1:
             raise ValueError(f"n_total must be >= 1, got {n_total}")
-        Z = self.forward(Y)
+        Z = self.forward(Y, z0=z0)
+        self.last_z = Z.detach()
         eta = self.natural_parameters(Z)
         T = self.family.sufficient_statistic(Y)
         per_sample = (self.family.log_partition(eta) - T * eta).sum(-1) + 0.5 * self.lam * (

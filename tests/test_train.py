@@ -171,3 +171,35 @@ def test_demo_pipeline_tiny(tmp_path):
     for png in ("deq_embedding.png", "pca_embedding.png", "ground_truth.png"):
         assert (tmp_path / png).is_file() and png in report
     assert 0 <= summary["deq_procrustes"] <= 1 and 0 <= summary["pca_procrustes"] <= 1
+
+
+def test_warm_start_gives_the_same_solution_in_fewer_iterations():
+    ds, model = _small_problem()
+    model.W.data.mul_(30.0)  # a non-trivial solve
+    z_cold = model(ds.Y)
+    cold_iters = model.last_stats.iterations.clone()
+    z_warm = model(ds.Y, z0=z_cold + 1e-3)
+    torch.testing.assert_close(z_warm, z_cold, rtol=0, atol=1e-9)
+    assert int(model.last_stats.iterations.sum()) < int(cold_iters.sum())
+    # the gradient is taken at the solution, so it does not depend on the start
+    (g_cold,) = torch.autograd.grad(model(ds.Y).sum(), model.W)
+    (g_warm,) = torch.autograd.grad(model(ds.Y, z0=z_cold).sum(), model.W)
+    torch.testing.assert_close(g_warm, g_cold, rtol=1e-7, atol=1e-9)
+
+
+def test_warm_start_rows_outside_the_domain_restart_from_zero():
+    module = importlib.import_module("deqfam.generated.negative_binomial")
+    ds = make_dataset(module, n_grid=10, data_dim=6, seed=3)
+    model = ExpFamPCA(
+        module,
+        6,
+        2,
+        dtype=torch.float64,
+        generator=torch.Generator().manual_seed(0),
+        init_scale=0.3,
+    )
+    z_ref = model(ds.Y)
+    z0 = torch.full_like(z_ref, 1e6)  # W z0 + B far outside eta < 0
+    torch.testing.assert_close(model(ds.Y, z0=z0), z_ref, rtol=0, atol=1e-9)
+    with pytest.raises(DataError, match="z0 must have shape"):
+        model(ds.Y, z0=z_ref[:, :1])
