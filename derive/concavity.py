@@ -55,6 +55,8 @@ from typing import Any
 import mpmath
 import sympy as sp
 
+from deqfam.vocab import Finding, Outcome, Strength
+
 from .family import Family, builtin_names, load_family
 from .primitives import StablePrimitive, to_definition
 
@@ -91,6 +93,19 @@ class SignVerdict:
     method: str
     witness: float | None = None
     worst: float | None = None
+
+    @property
+    def finding(self) -> Finding:
+        """This verdict in the shared vocabulary (:mod:`deqfam.vocab`): ``proven`` passes by
+        proof, ``numerical`` by evidence (value: the worst grid value), ``disproven`` fails by
+        proof (a symbolic sign or a 40-digit counterexample, value: the witness), ``unknown``
+        and ``not_applicable`` are undecided."""
+        outcome, strength, value = {
+            "proven": (Outcome.PASS, Strength.PROVEN, self.worst),
+            "numerical": (Outcome.PASS, Strength.NUMERICAL, self.worst),
+            "disproven": (Outcome.FAIL, Strength.PROVEN, self.witness),
+        }.get(self.status, (Outcome.UNDECIDED, None, None))
+        return Finding(outcome, strength, value, self.method)
 
 
 @dataclass(frozen=True)
@@ -144,6 +159,16 @@ class ConcavityVerdict:
         if self.admissible:
             return "numerical"
         return "unknown"
+
+    @property
+    def findings(self) -> dict[str, Finding]:
+        """``monotone`` and ``concave`` in the shared vocabulary (:mod:`deqfam.vocab`);
+        skipped, with the reason, when the domain does not contain ``[lower, oo)``."""
+        if not self.applicable:
+            reason = str(self.evidence.get("reason", "not applicable"))
+            skipped = Finding(Outcome.SKIPPED, None, None, reason)
+            return {"monotone": skipped, "concave": skipped}
+        return {k: SignVerdict(**self.evidence[k]).finding for k in ("monotone", "concave")}
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -34,16 +34,10 @@ import sympy as sp
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-SUPPORTS = (
-    "real",
-    "binary",
-    "plus_minus_one",
-    "unit_interval",
-    "integers",
-    "nonnegative_integers",
-    "positive_integers",
-    "positive_real",
-)
+from deqfam.vocab import Support
+
+#: The support names (one definition, shared with runtime/: ``deqfam.vocab.Support``).
+SUPPORTS = tuple(str(s) for s in Support)
 SupportName = Literal[
     "real",
     "binary",

@@ -49,6 +49,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from deqfam.vocab import Finding, Outcome, Strength
+
 from .implicit import ImplicitResult, implicit_fixed_point
 from .solvers import POLICIES, SolverConfig, as_config, check_convergence
 
@@ -414,6 +416,15 @@ class Condition:
     def message(self) -> str:
         return f"{self.name}: {self.detail}"
 
+    @property
+    def finding(self) -> Finding:
+        """This condition in the shared vocabulary (:mod:`deqfam.vocab`): pass/fail from
+        ``holds``; a proof when decided ``symbolic``, numerical evidence otherwise."""
+        strength = Strength.PROVEN if self.method == "symbolic" else Strength.NUMERICAL
+        return Finding(
+            Outcome.PASS if self.holds else Outcome.FAIL, strength, self.value, self.message()
+        )
+
 
 @dataclass
 class PCDEQCertificate:
@@ -450,6 +461,11 @@ class PCDEQCertificate:
     @property
     def certified(self) -> bool:
         return all(c.holds for c in self.conditions.values())
+
+    @property
+    def findings(self) -> dict[str, Finding]:
+        """Every condition in the shared vocabulary (:mod:`deqfam.vocab`), by name."""
+        return {k: c.finding for k, c in self.conditions.items()}
 
     @property
     def violations(self) -> list[str]:

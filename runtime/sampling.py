@@ -21,8 +21,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-LATTICE = {"binary", "plus_minus_one", "integers", "nonnegative_integers", "positive_integers"}
-CONTINUOUS = {"real", "positive_real", "unit_interval"}
+from deqfam.vocab import CONTINUOUS_SUPPORTS, LATTICE_SUPPORTS
+
+LATTICE = {str(s) for s in LATTICE_SUPPORTS}
+CONTINUOUS = {str(s) for s in CONTINUOUS_SUPPORTS}
 #: standard deviations either side of the mean covered by the generic samplers' ranges
 TAIL_SDS = 40.0
 

@@ -34,7 +34,11 @@ def _imported_roots(path: Path) -> set[str]:
 
 @pytest.mark.parametrize(("folder", "forbidden"), [("derive", "torch"), ("runtime", "sympy")])
 def test_no_forbidden_imports_in_source(folder, forbidden):
-    offenders = [p.name for p in (ROOT / folder).glob("*.py") if forbidden in _imported_roots(p)]
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in (ROOT / folder).rglob("*.py")
+        if forbidden in _imported_roots(p)
+    ]
     assert offenders == [], f"{folder}/ must not import {forbidden}: {offenders}"
 
 
@@ -50,3 +54,13 @@ def test_no_forbidden_imports_at_runtime(folder, forbidden):
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == "False", f"importing deqfam.{folder} pulled in {forbidden}"
+
+
+def test_vocab_imports_neither_torch_nor_sympy():
+    """deqfam/vocab.py is shared by derive/ and runtime/: it may pull in neither side."""
+    assert not {"torch", "sympy"} & _imported_roots(ROOT / "deqfam" / "vocab.py")
+    code = "import sys, deqfam.vocab\nprint('torch' in sys.modules, 'sympy' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == "False False", out
