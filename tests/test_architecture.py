@@ -64,3 +64,21 @@ def test_vocab_imports_neither_torch_nor_sympy():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == "False False", out
+
+
+def test_every_subpackage_is_listed_in_pyproject():
+    """A non-editable install ships only the packages pyproject lists: every folder with an
+    ``__init__.py`` under a mapped package must be listed, or it vanishes from wheels."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed = set(config["packages"])
+    expected = set()
+    for package, folder in config["package-dir"].items():
+        for init in (root / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(root / folder)
+            if any(part.startswith((".", "__")) for part in rel.parts):
+                continue
+            expected.add(".".join([package, *rel.parts]))
+    assert expected <= listed, f"missing from pyproject packages: {sorted(expected - listed)}"
