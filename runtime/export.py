@@ -129,7 +129,9 @@ def _export_torchscript(module: torch.nn.Module, family_module: ModuleType, path
         with warnings.catch_warnings():
             # TorchScript is deprecated upstream but is what this format means; say it once
             # in the docs rather than on every export
-            warnings.filterwarnings("ignore", message=r".*torch\.jit\.(script|load|trace)` is")
+            warnings.filterwarnings(
+                "ignore", message=r".*torch\.jit\.(script|load|trace|trace_method)` is deprecated"
+            )
             compiled = _script_or_trace(module, x)
             ops = custom_ops_in(str(compiled.inlined_graph))
             meta = _metadata(family_module, "torchscript", ops)
