@@ -60,19 +60,63 @@ def import_generated(path: str | Path) -> ModuleType:
     return module
 
 
+#: how a module's ADMISSIBILITY_WARNING starts for each verdict that carries one
+NOT_ADMISSIBLE_MARK = "is NOT admissible"
+INCONCLUSIVE_MARK = "admissibility is INCONCLUSIVE"
+_REPORTS: dict[str, Any] = {}
+
+
+def cached_check(fam: Family):
+    """``check(fam)``, cached per spec digest (which covers the parameter values)."""
+    key = spec_digest(fam)
+    if key not in _REPORTS:
+        _REPORTS[key] = check(fam)
+    return _REPORTS[key]
+
+
+def refusal_message(name: str, verdict: str, reason: str) -> str:
+    """Why a family is refused, naming the verdict and the flag that overrides it."""
+    return (
+        f"family {name!r} is not an admissible log-partition function (verdict {verdict}): "
+        f"{reason}. Pass allow_inadmissible=True (--allow-inadmissible) to use it anyway."
+    )
+
+
 def _admissibility_warning(fam: Family, allow_inadmissible: bool) -> str | None:
-    report = check(fam)
-    if report.verdict != "not_admissible":
-        return None
+    """The rule on every path that turns a spec into a layer (``deqfam check``'s verdict):
+
+    * admissible: no warning;
+    * inconclusive: proceed with a warning (the check found neither proof nor a witness);
+    * not_admissible: refuse with :class:`InadmissibleFamilyError` unless
+      ``allow_inadmissible``, then proceed with a loud warning.
+
+    Returns the warning the generated module carries as ``ADMISSIBILITY_WARNING``.
+    """
+    report = cached_check(fam)
     reason = report.reason if hasattr(report, "reason") else report.format_text()
-    if not allow_inadmissible:
-        raise InadmissibleFamilyError(
-            f"family {fam.name!r} is not an admissible log-partition function: {reason}. "
-            "Pass allow_inadmissible=True (--allow-inadmissible) to generate it anyway."
-        )
-    message = f"family {fam.name} is NOT admissible ({reason}); generated on request"
+    if report.verdict == "inconclusive":
+        message = f"family {fam.name} {INCONCLUSIVE_MARK} ({reason}); generated anyway"
+    elif report.verdict == "not_admissible":
+        if not allow_inadmissible:
+            raise InadmissibleFamilyError(refusal_message(fam.name, report.verdict, reason))
+        message = f"family {fam.name} {NOT_ADMISSIBLE_MARK} ({reason}); generated on request"
+    else:
+        return None
     warnings.warn(message, stacklevel=3)
     return message
+
+
+def check_module_admissibility(module: ModuleType, allow_inadmissible: bool) -> ModuleType:
+    """Apply the rule of :func:`_admissibility_warning` to an already generated module, from
+    the verdict it recorded in ``ADMISSIBILITY_WARNING`` when it was generated."""
+    warning = getattr(module, "ADMISSIBILITY_WARNING", None)
+    if warning and NOT_ADMISSIBLE_MARK in warning:
+        if not allow_inadmissible:
+            raise InadmissibleFamilyError(refusal_message(module.NAME, "not_admissible", warning))
+        warnings.warn(warning, stacklevel=3)
+    elif warning:
+        warnings.warn(warning, stacklevel=3)
+    return module
 
 
 def generate(
@@ -86,11 +130,12 @@ def generate(
     """Generate a family's layer module (and kernels in ``targets``) and import it.
 
     ``out_dir`` defaults to a per-user cache. A family that ``check`` finds not admissible
-    is refused unless ``allow_inadmissible`` (the module then carries a loud warning).
+    is refused unless ``allow_inadmissible`` (the module then carries a loud warning); an
+    inconclusive verdict proceeds with a warning (carried too).
     """
     fam = load_family(family)
     warning = _admissibility_warning(fam, allow_inadmissible) if check_admissibility else None
-    out = Path(out_dir) if out_dir is not None else cache_dir() / spec_digest(fam)[:16]
+    out = Path(out_dir) if out_dir is not None else _cache_folder(fam, warning)
     targets = tuple(dict.fromkeys(("torch", *targets)))
     paths = write_generated(fam, out, targets=targets, warning=warning)
     return import_generated(paths["torch"])
@@ -101,27 +146,44 @@ def builtin_module(name: str) -> ModuleType:
     return importlib.import_module(f"deqfam.generated.{name}")
 
 
-def family_module(family: Any) -> ModuleType:
-    """The generated module of any family, reusing the committed one for built-ins."""
+def _cache_folder(fam: Family, warning: str | None) -> Path:
+    """The cache folder of a generated module: the spec digest, plus whether the module was
+    generated with an admissibility warning (a module generated on request must never be
+    served to a run that did not ask, nor a warning-free one to a run that did)."""
+    key = spec_digest(fam)[:16]
+    if warning and NOT_ADMISSIBLE_MARK in warning:
+        key += "-inadmissible-allowed"
+    elif warning:
+        key += "-inconclusive"
+    return cache_dir() / key
+
+
+def family_module(family: Any, *, allow_inadmissible: bool = False) -> ModuleType:
+    """The generated module of any family, reusing the committed one for built-ins.
+
+    A family that ``check`` rejects is refused unless ``allow_inadmissible`` (see
+    :func:`_admissibility_warning`); a module passed in is judged by the warning it carries.
+    """
     if isinstance(family, ModuleType):
-        return family
+        return check_module_admissibility(family, allow_inadmissible)
     if isinstance(family, str) and family in builtin_names():
         try:
             module = builtin_module(family)
         except ModuleNotFoundError:
             module = None
         if module is not None and module.SPEC_SHA256 == spec_digest(load_family(family)):
-            return module
-    return generate(family, check_admissibility=False)
+            return check_module_admissibility(module, allow_inadmissible)
+    return generate(family, allow_inadmissible=allow_inadmissible)
 
 
-def torch_family(family: Any):
-    """The runtime (torch) view of a family given in any accepted form."""
+def torch_family(family: Any, *, allow_inadmissible: bool = False):
+    """The runtime (torch) view of a family given in any accepted form (a spec is held to
+    the admissibility rule of :func:`family_module`; a ``TorchFamily`` is taken as is)."""
     from deqfam.runtime.family import TorchFamily, as_torch_family
 
     if isinstance(family, TorchFamily):
         return family
-    return as_torch_family(family_module(family))
+    return as_torch_family(family_module(family, allow_inadmissible=allow_inadmissible))
 
 
 def _runtime_models():
@@ -129,11 +191,17 @@ def _runtime_models():
 
 
 def ExpFamPCA(family: Any, data_dim: int, latent_dim: int, **kwargs):
-    """Exponential-family PCA DEQ layer (Theorem 1) for any family form; see runtime.models."""
-    return _runtime_models().ExpFamPCA(torch_family(family), data_dim, latent_dim, **kwargs)
+    """Exponential-family PCA DEQ layer (Theorem 1) for any family form; see runtime.models.
+
+    ``allow_inadmissible=True`` accepts a family that ``check`` rejects (with a warning)."""
+    allow = kwargs.pop("allow_inadmissible", False)
+    fam = torch_family(family, allow_inadmissible=allow)
+    return _runtime_models().ExpFamPCA(fam, data_dim, latent_dim, **kwargs)
 
 
 def KGLMDEQ(family: Any, n: int, n_out: int, **kwargs):
-    """kGLM-initialised DEQ layer (runtime.kglm) for any family form."""
+    """kGLM-initialised DEQ layer (runtime.kglm) for any family form (``allow_inadmissible``
+    as for :func:`ExpFamPCA`)."""
     kglm = importlib.import_module("deqfam.runtime.kglm")
-    return kglm.KGLMDEQ(torch_family(family), n, n_out, **kwargs)
+    allow = kwargs.pop("allow_inadmissible", False)
+    return kglm.KGLMDEQ(torch_family(family, allow_inadmissible=allow), n, n_out, **kwargs)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import sympy as sp
 
+from deqfam.api import InadmissibleFamilyError
 from deqfam.derive.family import Family, builtin_names, load_family
 from deqfam.derive.spec import SpecError
 
@@ -108,17 +109,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from deqfam.api import family_module
-    from deqfam.runtime.export import ExportError, export_activation
+    from deqfam.runtime.export import ExportError, export_artifact
 
-    module = family_module(args.spec)
+    module = family_module(args.spec, allow_inadmissible=args.allow_inadmissible)
     try:
-        diff = export_activation(module, args.format, args.output)
+        res = export_artifact(module, args.format, args.output)
     except ExportError as exc:
         print(f"deqfam: export failed: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(
-        f"exported {module.NAME} activation as {args.format} to {args.output}; reloaded "
-        f"artifact matches eager output (max |diff| = {diff:.3g})"
+        f"exported {module.NAME} activation as {args.format} to {args.output}; reloaded in "
+        f"this process and in a fresh one, it matches the eager output (max |diff| = "
+        f"{res.max_abs_diff:.3g}); {res.describe()}"
     )
     return EXIT_OK
 
@@ -143,6 +145,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             out_dir=args.out,
             resume=args.resume,
             progress=not args.quiet,
+            allow_inadmissible=args.allow_inadmissible,
         )
     except DataError as exc:
         print(f"deqfam: error: {exc}", file=sys.stderr)
@@ -168,6 +171,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             epochs=args.epochs,
             seed=args.seed,
             progress=not args.quiet,
+            allow_inadmissible=args.allow_inadmissible,
         )
     )
     print(f"family {summary['family']}: {summary['verdict']} ({summary['strength']})")
@@ -177,7 +181,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"PCA {summary['pca_procrustes']:.5f}"
         )
     print(f"report: {Path(args.out) / 'report.md'}")
-    return EXIT_OK if summary["verdict"] != "not_admissible" else EXIT_NEGATIVE
+    return EXIT_OK  # a not_admissible family only gets here with --allow-inadmissible
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -233,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--format", choices=("torchscript", "exported-program"), default="exported-program"
     )
     p.add_argument("-o", "--output", required=True, metavar="FILE")
+    _add_allow_inadmissible(p, "export")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("fit", help="fit exponential-family PCA (a DEQ) to a data file")
@@ -248,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="fit_out", metavar="DIR")
     p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoints")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_allow_inadmissible(p, "fit")
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("demo", help="the main job end to end on an example family")
@@ -257,11 +263,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
+    _add_allow_inadmissible(p, "run")
     p.set_defaults(func=cmd_demo)
 
     for register in EXTRA_COMMANDS:
         register(sub)
     return parser
+
+
+def _add_allow_inadmissible(p: argparse.ArgumentParser, verb: str) -> None:
+    """The flag that overrides the admissibility rule (the same on every command)."""
+    p.add_argument(
+        "--allow-inadmissible",
+        action="store_true",
+        help=f"{verb} even if `deqfam check` rejects the family (verdict not_admissible; "
+        "refused with exit 2 otherwise); an inconclusive verdict only warns",
+    )
 
 
 def _version() -> str:
@@ -281,6 +298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except SpecError as exc:
         print(f"deqfam: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except InadmissibleFamilyError as exc:  # fit, export, demo (generate answers itself)
+        print(f"deqfam: refused: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:  # e.g. `deqfam derive X | head`
         sys.stderr.close()

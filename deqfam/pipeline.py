@@ -23,7 +23,13 @@ import torch
 from scipy.linalg import orthogonal_procrustes
 from scipy.spatial import procrustes
 
-from deqfam.api import check, generate, torch_family
+from deqfam.api import (
+    InadmissibleFamilyError,
+    cached_check,
+    generate,
+    refusal_message,
+    torch_family,
+)
 from deqfam.derive.family import load_family
 from deqfam.runtime.datasets import make_dataset
 from deqfam.runtime.laplace import posterior_from_latents
@@ -130,10 +136,12 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     labels: np.ndarray | None = None,
+    allow_inadmissible: bool = False,
 ) -> FitResult:
     """Fit ExpFamPCA to ``data`` and (with ``out_dir``) write latents, Laplace covariances,
-    parameters, history and plots there (each file written atomically)."""
-    fam_torch = torch_family(family)
+    parameters, history and plots there (each file written atomically). A family that
+    ``check`` rejects is refused unless ``allow_inadmissible``."""
+    fam_torch = torch_family(family, allow_inadmissible=allow_inadmissible)
     if isinstance(data, np.ndarray) and data.dtype.kind in "fiub":
         data = torch.as_tensor(data)
     if isinstance(data, torch.Tensor) and not data.is_complex():
@@ -252,36 +260,31 @@ class DemoConfig:
     lam: float = 0.1
     seed: int = 0
     progress: bool = True
+    #: run a family that ``check`` rejects (refused otherwise, before anything is written)
+    allow_inadmissible: bool = False
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """The main job end to end; returns a summary dict and writes ``cfg.out/report.md``."""
     t_start = time.perf_counter()
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     spec = cfg.spec if cfg.spec is not None else default_demo_spec()
     fam = load_family(spec)
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
-    report = check(fam)
+    report = cached_check(fam)  # cached: generate() below applies the same verdict
     timings["check"] = time.perf_counter() - t
+    if report.verdict == "not_admissible" and not cfg.allow_inadmissible:
+        raise InadmissibleFamilyError(refusal_message(fam.name, report.verdict, report.reason))
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {
         "family": fam.name,
         "verdict": report.verdict,
         "strength": report.strength,
     }
-    if report.verdict == "not_admissible":
-        _atomic_write_text(
-            out / "report.md",
-            f"# deqfam demo: {fam.name}\n\nThe family is "
-            f"**not admissible**; nothing was fitted.\n\n```\n"
-            f"{report.format_text()}\n```\n",
-        )
-        return summary
-
     t = time.perf_counter()
-    module = generate(fam, out / "generated", check_admissibility=False)
+    module = generate(fam, out / "generated", allow_inadmissible=cfg.allow_inadmissible)
     timings["generate"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -304,6 +307,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         out_dir=out / "fit",
         progress=cfg.progress,
         labels=ds.labels.numpy(),
+        allow_inadmissible=cfg.allow_inadmissible,
     )
     timings["fit"] = time.perf_counter() - t
 

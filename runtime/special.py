@@ -58,9 +58,10 @@ tail below 1e-17 relative; the figures quoted are for 0.5 <= s <= 4.5):
   44, 63, 68, 72 Bernoulli terms for k = 0..6.
 """
 
+import contextlib
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from fractions import Fraction
 from typing import NamedTuple
 
@@ -71,6 +72,7 @@ __all__ = [
     "FERMI_DIRAC_X0",
     "LOGEXPM1X_K_MAX",
     "LOGEXPM1X_THRESHOLDS",
+    "OP_IMPLEMENTATIONS",
     "POLYLOG_X0",
     "PolylogNear0",
     "fermi_dirac",
@@ -82,6 +84,7 @@ __all__ = [
     "polylog_near0_coefficients",
     "sigmoid",
     "softplus",
+    "where_piecewise",
 ]
 
 # ---------------------------------------------------------------------------------------
@@ -714,13 +717,18 @@ def _via_f64(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> tor
     return out.to(x.dtype)
 
 
-@torch.library.custom_op("deqfam::polylog_exp", mutates_args=())
-def _polylog_exp_op(x: torch.Tensor, s: float) -> torch.Tensor:
+def _polylog_exp_impl(x: torch.Tensor, s: float) -> torch.Tensor:
+    """Li_s(e^x) in plain torch ops: the body of ``deqfam::polylog_exp``."""
     _check_float(x, "polylog_exp")
     s = float(s)
     if not math.isfinite(s):
         raise ValueError("polylog_exp: order s must be finite")
     return _via_f64(x, lambda t: _polylog_exp_f64(t, s))
+
+
+@torch.library.custom_op("deqfam::polylog_exp", mutates_args=())
+def _polylog_exp_op(x: torch.Tensor, s: float) -> torch.Tensor:
+    return _polylog_exp_impl(x, s)
 
 
 @_polylog_exp_op.register_fake
@@ -742,13 +750,18 @@ def _polylog_exp_bwd(ctx, grad: torch.Tensor):
 _polylog_exp_op.register_autograd(_polylog_exp_bwd, setup_context=_setup_s)
 
 
-@torch.library.custom_op("deqfam::fermi_dirac", mutates_args=())
-def _fermi_dirac_op(x: torch.Tensor, s: float) -> torch.Tensor:
+def _fermi_dirac_impl(x: torch.Tensor, s: float) -> torch.Tensor:
+    """-Li_s(-e^x) in plain torch ops: the body of ``deqfam::fermi_dirac``."""
     _check_float(x, "fermi_dirac")
     s = float(s)
     if not math.isfinite(s):
         raise ValueError("fermi_dirac: order s must be finite")
     return _via_f64(x, lambda t: _fermi_dirac_f64(t, s))
+
+
+@torch.library.custom_op("deqfam::fermi_dirac", mutates_args=())
+def _fermi_dirac_op(x: torch.Tensor, s: float) -> torch.Tensor:
+    return _fermi_dirac_impl(x, s)
 
 
 @_fermi_dirac_op.register_fake
@@ -764,13 +777,18 @@ def _fermi_dirac_bwd(ctx, grad: torch.Tensor):
 _fermi_dirac_op.register_autograd(_fermi_dirac_bwd, setup_context=_setup_s)
 
 
-@torch.library.custom_op("deqfam::logexpm1x", mutates_args=())
-def _logexpm1x_op(x: torch.Tensor, k: int) -> torch.Tensor:
+def _logexpm1x_impl(x: torch.Tensor, k: int) -> torch.Tensor:
+    """L^{(k)}(x) in plain torch ops: the body of ``deqfam::logexpm1x``."""
     _check_float(x, "logexpm1x")
     k = int(k)
     if not 0 <= k <= LOGEXPM1X_K_MAX:
         raise ValueError(f"logexpm1x: derivative order k must be in 0..{LOGEXPM1X_K_MAX}")
     return _via_f64(x, lambda t: _logexpm1x_f64(t, k))
+
+
+@torch.library.custom_op("deqfam::logexpm1x", mutates_args=())
+def _logexpm1x_op(x: torch.Tensor, k: int) -> torch.Tensor:
+    return _logexpm1x_impl(x, k)
 
 
 @_logexpm1x_op.register_fake
@@ -790,6 +808,38 @@ def _logexpm1x_bwd(ctx, grad: torch.Tensor):
 
 
 _logexpm1x_op.register_autograd(_logexpm1x_bwd, setup_context=_setup_k)
+
+
+# ---------------------------------------------------------------------------------------
+# Hooks for exporters (runtime/export_trace.py): the operators as plain torch code
+# ---------------------------------------------------------------------------------------
+
+#: qualified operator name -> its plain-torch implementation (same arguments, same values).
+#: A tracer that calls these instead of the operators records only core aten ops, so an
+#: exported artifact loads without deqfam (the ops exist only while this module is imported).
+OP_IMPLEMENTATIONS: dict[str, Callable[..., torch.Tensor]] = {
+    "deqfam::polylog_exp": _polylog_exp_impl,
+    "deqfam::fermi_dirac": _fermi_dirac_impl,
+    "deqfam::logexpm1x": _logexpm1x_impl,
+}
+
+
+@contextlib.contextmanager
+def where_piecewise() -> Iterator[None]:
+    """Within the block, piecewise functions merge their branches with ``torch.where`` on
+    every device instead of indexing each branch's elements on CPU.
+
+    Indexing gives data-dependent shapes, which tracers (``torch.export``, ``torch.jit.trace``)
+    cannot record; ``torch.where`` computes the same elementwise formulas, so the values are
+    unchanged. Not thread-safe: it swaps a module-level setting for the block's duration.
+    """
+    global _INDEXED_DEVICES
+    saved = _INDEXED_DEVICES
+    _INDEXED_DEVICES = ()
+    try:
+        yield
+    finally:
+        _INDEXED_DEVICES = saved
 
 
 # ---------------------------------------------------------------------------------------
