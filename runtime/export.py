@@ -13,6 +13,8 @@ from types import ModuleType
 
 import torch
 
+from deqfam.fsutil import atomic_path
+
 FORMATS = ("torchscript", "exported-program")
 
 
@@ -51,7 +53,8 @@ def _export_torchscript(module: torch.nn.Module, path: Path):
             # in the docs rather than on every export
             warnings.filterwarnings("ignore", message=r".*torch\.jit\.(script|load)` is deprecated")
             scripted = torch.jit.script(module)
-            scripted.save(str(path))
+            with atomic_path(path) as tmp:  # exclusive random temp name, then rename
+                scripted.save(str(tmp))
             return torch.jit.load(str(path))
     except (RuntimeError, torch.jit.Error) as exc:  # type: ignore[attr-defined]
         raise ExportError(
@@ -62,7 +65,8 @@ def _export_torchscript(module: torch.nn.Module, path: Path):
 def _export_program(module: torch.nn.Module, path: Path, example: torch.Tensor):
     batch = torch.export.Dim("batch", min=2)
     program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
-    torch.export.save(program, str(path))
+    with atomic_path(path) as tmp:  # exclusive random temp name (suffix kept), then rename
+        torch.export.save(program, str(tmp))
     return torch.export.load(str(path)).module()
 
 
