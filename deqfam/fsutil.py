@@ -1,7 +1,9 @@
 """Safe, atomic file writes shared by derive/ (generated modules) and runtime/ (outputs).
 
-Every file the project writes goes through here. A write never opens the destination, nor a
-predictable temporary name beside it: a temporary file is created *exclusively*
+Every file the library writes into a user-visible folder goes through here (the fit outputs
+are first written into a private ``mkdtemp`` staging folder, then moved into place with
+``os.replace``). A write never opens the destination, nor a predictable temporary name beside
+it: a temporary file is created *exclusively*
 (``O_CREAT | O_EXCL`` with a random name, via :func:`tempfile.mkstemp`) in the destination's
 folder, written, flushed to disk (fsync), and renamed over the destination with
 :func:`os.replace`, which is atomic and replaces a symlink at the destination *itself*, never
