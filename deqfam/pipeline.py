@@ -31,6 +31,7 @@ from deqfam.api import (
     torch_family,
 )
 from deqfam.derive.family import load_family
+from deqfam.fsutil import atomic_write_text
 from deqfam.runtime.datasets import make_dataset
 from deqfam.runtime.laplace import posterior_from_latents
 from deqfam.runtime.models import ExpFamPCA
@@ -82,9 +83,9 @@ def load_data(path: str | Path) -> torch.Tensor:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    """Write ``text`` to ``path`` atomically via an exclusive random temp file
+    (``deqfam.fsutil``); a symlink planted at a temp name is never followed."""
+    atomic_write_text(path, text)
 
 
 def orthogonal_basis(z: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -30,6 +30,9 @@ import sympy as sp
 from sympy.printing.c import C99CodePrinter
 from sympy.printing.pycode import AbstractPythonCodePrinter
 
+from deqfam.fsutil import atomic_write_text
+
+from . import escape
 from .family import Family
 from .primitives import (
     LOGEXPM1X_SERIES_ORDER,
@@ -413,31 +416,47 @@ def spec_digest(family: Family) -> str:
     return hashlib.sha256(family.spec.text.encode("utf-8")).hexdigest()
 
 
+def _source_name(family: Family) -> str:
+    """The spec's file name (not its folder) or ``builtin:<name>``, unescaped."""
+    source = family.spec.source
+    return Path(source).name if "/" in source else source
+
+
 def torch_context(family: Family, warning: str | None = None) -> dict:
-    """Everything the torch-module template needs (strings only: templates hold no logic)."""
+    """Everything the torch-module template needs (strings only: templates hold no logic).
+
+    Text from the spec or its file name is escaped here for the one context it is written
+    into (``derive.escape``: ``*_comment``, ``*_doc``, ``*_literal``); names that become
+    identifiers are checked instead.
+    """
     eta, y = family.eta, family.y
     digest = spec_digest(family)
     lo, hi = family.domain
     sup = sup_activation_grad(family)
+    name = escape.identifier(family.name, "family name")
     return {
-        "name": family.name,
-        "description": family.description.replace('"""', "'''"),
-        "source": Path(family.spec.source).name
-        if "/" in family.spec.source
-        else family.spec.source,
+        "name": name,
+        "description_doc": escape.python_docstring(family.description),
+        "source_comment": escape.python_comment(_source_name(family)),
         "sha256": digest,
         "generator_version": GENERATOR_VERSION,
-        "sympy_version": sp.__version__,
-        "warning": warning,
-        "support": family.support,
+        "sympy_version": escape.python_comment(sp.__version__),
+        "has_warning": bool(warning),
+        "warning_comment": escape.python_comment(warning or ""),
+        "warning_doc": escape.python_docstring(warning or ""),
+        "warning_literal": escape.python_string_literal(warning or ""),
+        "support_literal": escape.python_string_literal(family.support),
         "domain_lo": _domain_literal(lo),
         "domain_hi": _domain_literal(hi),
-        "parameters": [(k, float_literal(v)) for k, v in family.parameters.items()],
+        "parameters": [
+            (escape.identifier(k, "parameter name"), float_literal(v))
+            for k, v in family.parameters.items()
+        ],
         "sup_activation_grad": "math.inf" if math.isinf(sup) else repr(sup),
-        "op_name": f"{family.name}_{digest[:12]}_activation",
-        "A_text": sp.sstr(family.A),
-        "sigma_text": sp.sstr(family.sigma),
-        "dsigma_text": sp.sstr(family.dsigma),
+        "op_name": f"{name}_{digest[:12]}_activation",
+        "A_text": escape.python_docstring(sp.sstr(family.A)),
+        "sigma_text": escape.python_docstring(sp.sstr(family.sigma)),
+        "dsigma_text": escape.python_docstring(sp.sstr(family.dsigma)),
         "log_partition": torch_code(family.A_stable, eta),
         "activation": torch_code(family.sigma_stable, eta),
         "activation_grad": torch_code(family.dsigma_stable, eta),
@@ -448,7 +467,7 @@ def torch_context(family: Family, warning: str | None = None) -> dict:
             if family.log_base_measure is None
             else torch_code(family.log_base_measure, y, name="y")
         ),
-        "h_text": sp.sstr(family.h) if family.h is not None else "",
+        "h_text": escape.python_docstring(sp.sstr(family.h)) if family.h is not None else "",
     }
 
 
@@ -457,6 +476,10 @@ def kernel_context(family: Family, warning: str | None = None) -> dict:
     ctx = torch_context(family, warning)
     ctx.update(
         {
+            # the kernels' header comments are C++ comments, not Python ones
+            "source_comment": escape.c_comment(_source_name(family)),
+            "sympy_version": escape.c_comment(sp.__version__),
+            "warning_comment": escape.c_comment(warning or ""),
             "temps": temps,
             "sigma_c": sig,
             "dsigma_c": dsig,
@@ -508,15 +531,15 @@ def output_paths(family: Family, out_dir: Path) -> dict[str, Path]:
 def write_generated(
     family: Family, out_dir: str | Path, targets=TARGETS, warning: str | None = None
 ) -> dict[str, Path]:
-    """Render ``targets`` into ``out_dir`` (atomically: temp file, then rename)."""
+    """Render ``targets`` into ``out_dir``, each file atomically (``deqfam.fsutil``: an
+    exclusively created, randomly named temp file, fsync, rename; never a predictable name
+    a planted symlink could redirect)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = output_paths(family, out)
     written = {}
     for target in targets:
         text = render(family, target, warning)
-        tmp = paths[target].with_suffix(paths[target].suffix + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(paths[target])
+        atomic_write_text(paths[target], text)
         written[target] = paths[target]
     return written

@@ -36,6 +36,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from deqfam.vocab import Support
 
+from . import spec_text
+
 #: The support names (one definition, shared with runtime/: ``deqfam.vocab.Support``).
 SUPPORTS = tuple(str(s) for s in Support)
 SupportName = Literal[
@@ -167,6 +169,13 @@ class FamilySpec:
     text: str = field(repr=False)
 
 
+MERGE_TAG = "tag:yaml.org,2002:merge"
+MERGE_KEY_MESSAGE = (
+    "YAML merge keys ('<<') are not allowed in a spec: write every field out (a merged "
+    "field next to an explicit one would silently pick one of them)"
+)
+
+
 class _NoAliasLoader(yaml.SafeLoader):
     """Safe loader that refuses anchors/aliases, which specs never need (billion laughs), and
     duplicate keys (PyYAML would silently keep the last one)."""
@@ -182,6 +191,10 @@ class _NoAliasLoader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):  # type: ignore[override]
         seen: dict[Any, int] = {}
         for key_node, _ in node.value:
+            if key_node.tag == MERGE_TAG:  # '<<': would silently pick one of two values
+                raise yaml.constructor.ConstructorError(
+                    None, None, MERGE_KEY_MESSAGE, key_node.start_mark
+                )
             if isinstance(key_node, yaml.ScalarNode):
                 key = key_node.value
                 if key in seen:
@@ -569,6 +582,17 @@ def _pydantic_error(exc: ValidationError, source: str, lines: dict[str, int]) ->
     return SpecError(msg, source=source, field=fld, line=lines.get(fld or ""))
 
 
+def _refuse_hidden_characters(text: str, data: dict[str, Any], source: str) -> None:
+    """SpecError for an invisible/control/bidi character (``derive.spec_text``) in the raw
+    ``text`` (comments included) or in the parsed strings ``data`` (YAML escapes), naming
+    the field and line. Runs after YAML parsing, which already refuses most C0/C1 controls
+    in the raw text with its own message."""
+    lines = _key_lines(text)
+    finding = spec_text.scan_raw_text(text, lines) or spec_text.scan_values(data, lines)
+    if finding is not None:
+        raise SpecError(finding.message(), source=source, field=finding.field, line=finding.line)
+
+
 def parse_spec(text: str, source: str = "<spec>") -> FamilySpec:
     """Parse and validate spec ``text`` (see DESIGN.md for the format)."""
     if not isinstance(text, str):
@@ -590,6 +614,7 @@ def parse_spec(text: str, source: str = "<spec>") -> FamilySpec:
     bad_keys = [k for k in data if not isinstance(k, str)]
     if bad_keys:
         raise SpecError(f"field names must be strings, got {bad_keys[0]!r}", source=source)
+    _refuse_hidden_characters(text, data, source)
     try:
         model = _SpecModel.model_validate(data)
     except ValidationError as exc:

@@ -23,6 +23,7 @@ from types import ModuleType
 
 import torch
 
+from deqfam.fsutil import atomic_path
 from deqfam.runtime.export_reload import FreshReloadError, evaluate_in_fresh_process
 from deqfam.runtime.export_trace import (
     StandaloneActivation,
@@ -135,7 +136,8 @@ def _export_torchscript(module: torch.nn.Module, family_module: ModuleType, path
             compiled = _script_or_trace(module, x)
             ops = custom_ops_in(str(compiled.inlined_graph))
             meta = _metadata(family_module, "torchscript", ops)
-            compiled.save(str(path), _extra_files={METADATA_NAME: meta})
+            with atomic_path(path) as tmp:  # exclusive random temp name, then rename
+                compiled.save(str(tmp), _extra_files={METADATA_NAME: meta})
             return torch.jit.load(str(path)), ops
     except (RuntimeError, torch.jit.Error) as exc:  # type: ignore[attr-defined]
         raise ExportError(
@@ -149,7 +151,8 @@ def _export_program(module: torch.nn.Module, family_module: ModuleType, path: Pa
         program = torch.export.export(module, (x,), dynamic_shapes=({0: batch},))
     ops = custom_ops_in(program_text(program))
     meta = _metadata(family_module, "exported-program", ops)
-    torch.export.save(program, str(path), extra_files={METADATA_NAME: meta})
+    with atomic_path(path) as tmp:  # exclusive random temp name (suffix kept), then rename
+        torch.export.save(program, str(tmp), extra_files={METADATA_NAME: meta})
     return torch.export.load(str(path)).module(), ops
 
 

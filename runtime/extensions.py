@@ -16,6 +16,8 @@ from types import ModuleType
 
 import torch
 
+from deqfam.fsutil import atomic_write_text
+
 _LOADED: dict[str, object] = {}
 
 
@@ -63,7 +65,9 @@ def load_cpp_kernels(pairs: list[tuple[str | Path, ModuleType]], verbose: bool =
         build = kernel_build_dir() / f"combined_{key}"
         build.mkdir(parents=True, exist_ok=True)
         unit = build / "combined.cpp"
-        unit.write_text("".join(f'#include "{p.resolve()}"\n' for p, _ in todo))
+        # the kernels' text itself, not '#include "<path>"': a path is not C++ (a quote or
+        # newline in it would end the include and inject code; escapes do not apply there)
+        atomic_write_text(unit, "\n".join(p.read_text(encoding="utf-8") for p, _ in todo))
         cpp_extension.load(
             name=f"deqfam_combined_{key}",
             sources=[str(unit)],

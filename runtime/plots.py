@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import Ellipse
 
+from deqfam.fsutil import atomic_path
+
 SHAPE_COLOURS = np.array(["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"])
 
 
@@ -78,9 +80,10 @@ def save_history_png(path: str | Path, losses: list[float], title: str = "traini
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
     fig.tight_layout()
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
+    try:  # exclusive random temp name, then rename; the format is the path's (else PNG),
+        with atomic_path(path) as tmp:  # named explicitly: without a suffix the temp name ends .tmp
+            fig.savefig(tmp, format=path.suffix[1:] or "png")
+    finally:
+        plt.close(fig)
     return path

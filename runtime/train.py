@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import io
 import math
-import os
 import pickle
 import time
 from collections.abc import Callable
@@ -37,6 +36,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
+
+from deqfam.fsutil import atomic_write_bytes
 
 from .validation import DataError
 
@@ -141,27 +142,8 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     torch.save(state, buf)
     payload = buf.getvalue()
     digest = hashlib.sha256(payload).hexdigest().encode("ascii")
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(CHECKPOINT_MAGIC + digest + b"\n")
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable (best effort: not every platform allows it)
-        fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    # exclusive random temp name, fsync, rename, fsync of the folder (deqfam.fsutil)
+    atomic_write_bytes(path, CHECKPOINT_MAGIC + digest + b"\n" + payload)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

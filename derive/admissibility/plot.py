@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from deqfam.fsutil import atomic_path
+
 from .report import Report
 
 
@@ -61,6 +63,9 @@ def plot_report(report: Report, path: str | Path) -> Path:
         f"{report.name}: {report.verdict}" + (f" ({report.strength})" if report.strength else "")
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    try:  # exclusive random temp name, then rename; the format is the path's (else PNG),
+        with atomic_path(path) as tmp:  # named explicitly: the temp name ends in .tmp
+            fig.savefig(tmp, dpi=90, format=path.suffix[1:] or "png")
+    finally:
+        plt.close(fig)
     return path
