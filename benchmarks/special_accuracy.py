@@ -123,6 +123,28 @@ def _merge(rows: list[dict]) -> dict:
     }
 
 
+# orders defined on x > 0 (Li_s(e^x) only for s <= 0), and the reference's extra arguments
+POSITIVE = {
+    "polylog_exp": ((-2.0, -1.0, 0.0), ()),
+    "fermi_dirac": ((-2.0, -1.0, 0.0, 1.0, 2.0, 3.0), (True,)),
+}
+
+
+def _positive_rows(pool, name: str, fn, ref_fn, xpos: np.ndarray) -> list[dict]:
+    """Print and return the per-order errors of ``fn`` on x in [1e-8, 50]."""
+    orders, extra = POSITIVE[name]
+    xp32 = xpos.astype(np.float32)
+    rows = []
+    for s in orders:
+        r64 = _refs(pool, ref_fn, [(s, float(x), *extra) for x in xpos])
+        r32 = _refs(pool, ref_fn, [(s, float(x), *extra) for x in xp32.astype(np.float64)])
+        e64 = _max_rel(fn(torch.from_numpy(xpos), s).numpy(), r64)
+        e32 = _max_rel(fn(torch.from_numpy(xp32), s).numpy(), r32)
+        rows.append(_row(name, [s], "[1e-8, 50]", e64, e32))
+        print(f"{name:<12} {s:>5g} {'[1e-8, 50]':<16} {e64:>10.2e} {e32:>10.2e}")
+    return rows
+
+
 def _table_order_funcs(pool, n: int, direct_fd: bool) -> list[dict]:
     """Print the per-order errors of polylog_exp and fermi_dirac; return the table rows
     (polylog_exp per order on x < 0, every other range merged over its orders)."""
@@ -155,36 +177,7 @@ def _table_order_funcs(pool, n: int, direct_fd: bool) -> list[dict]:
                 f" {_max_rel(y32, r32):>10.2e} {dt:>5.0f}s"
             )
         table += neg_rows if name == "polylog_exp" else [_merge(neg_rows)]
-        pos_rows = []
-        if name == "fermi_dirac":
-            for s in (-2.0, -1.0, 0.0, 1.0, 2.0, 3.0):
-                xp32 = xpos.astype(np.float32)
-                r64 = _refs(pool, ref_fn, [(s, float(x), True) for x in xpos])
-                r32 = _refs(pool, ref_fn, [(s, float(x), True) for x in xp32.astype(np.float64)])
-                y64 = fn(torch.from_numpy(xpos), s).numpy()
-                y32 = fn(torch.from_numpy(xp32), s).numpy()
-                pos_rows.append(
-                    _row(name, [s], "[1e-8, 50]", _max_rel(y64, r64), _max_rel(y32, r32))
-                )
-                print(
-                    f"{name:<12} {s:>5g} {'[1e-8, 50]':<16} {_max_rel(y64, r64):>10.2e}"
-                    f" {_max_rel(y32, r32):>10.2e}"
-                )
-        if name == "polylog_exp":
-            for s in (-2.0, -1.0, 0.0):
-                xp32 = xpos.astype(np.float32)
-                r64 = _refs(pool, ref_fn, [(s, float(x)) for x in xpos])
-                r32 = _refs(pool, ref_fn, [(s, float(x)) for x in xp32.astype(np.float64)])
-                y64 = fn(torch.from_numpy(xpos), s).numpy()
-                y32 = fn(torch.from_numpy(xp32), s).numpy()
-                pos_rows.append(
-                    _row(name, [s], "[1e-8, 50]", _max_rel(y64, r64), _max_rel(y32, r32))
-                )
-                print(
-                    f"{name:<12} {s:>5g} {'[1e-8, 50]':<16} {_max_rel(y64, r64):>10.2e}"
-                    f" {_max_rel(y32, r32):>10.2e}"
-                )
-
+        pos_rows = _positive_rows(pool, name, fn, ref_fn, xpos)
         table.append(_merge(pos_rows))
     return table
 
