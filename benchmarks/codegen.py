@@ -5,34 +5,25 @@ elements/s of (sigma, sigma') on N float64 elements through three paths measured
 same run: the generated torch functions (eager), the same under ``torch.compile`` and the
 fused C++ kernel (one pass). Median of ``--repeats`` runs.
 
-    python benchmarks/codegen.py [--n 10000000] [--repeats 5] [--families poisson,...]
+    python -m benchmarks.codegen [--n 10000000] [--repeats 5] [--families poisson,...]
+
+The figures are recorded in ``benchmarks/results/codegen.json``.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import statistics
 import time
 from pathlib import Path
 
 import torch
 
+from benchmarks.common import apply_quick, make_parser, median_time, set_threads, write_result
 from deqfam.derive.codegen import render
 from deqfam.derive.family import builtin_names, load_family
 from deqfam.runtime.extensions import load_cpp_kernels
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()  # warm-up (compilation, caches)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def probe(module, n: int) -> torch.Tensor:
@@ -43,12 +34,16 @@ def probe(module, n: int) -> torch.Tensor:
     return torch.linspace(lo + 1e-3, hi, n, dtype=torch.float64)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def parse_args(argv: list[str] | None = None):
+    ap = make_parser(__doc__, repeats=5, threads=0)
     ap.add_argument("--n", type=int, default=10_000_000)
-    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--families", default=",".join(builtin_names()))
-    args = ap.parse_args()
+    return apply_quick(ap.parse_args(argv), n=100_000, repeats=2, families="poisson,bernoulli")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    set_threads(args.threads)
     names = args.families.split(",")
     mods = [importlib.import_module(f"deqfam.generated.{n}") for n in names]
     ops = load_cpp_kernels(
@@ -64,6 +59,7 @@ def main() -> None:
     )
     print(header)
     print("-" * len(header))
+    rows = []
     for name, mod, op in zip(names, mods, ops, strict=True):
         t = time.perf_counter()
         fam = load_family(name)
@@ -83,6 +79,17 @@ def main() -> None:
             f"{name:22s} {gen_s:10.2f} {args.n / t_eager:12.3g} {args.n / t_comp:14.3g} "
             f"{args.n / t_cpp:12.3g} {t_eager / t_cpp:9.2f}"
         )
+        rows.append(
+            {
+                "family": name,
+                "generate_s": gen_s,
+                "eager_el_s": args.n / t_eager,
+                "compiled_el_s": args.n / t_comp,
+                "cpp_el_s": args.n / t_cpp,
+                "cpp_over_eager": t_eager / t_cpp,
+            }
+        )
+    write_result("codegen", args, {"n": args.n, "repeats": args.repeats, "rows": rows})
 
 
 if __name__ == "__main__":

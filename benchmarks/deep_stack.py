@@ -19,14 +19,12 @@ samples converged, mean / max Newton iterations, samples that met negative curva
 median time of a forward pass and of a forward + backward pass of the loss (``--repeats``
 timings of the first batch).
 
-Run: ``python benchmarks/deep_stack.py [--n-grid 100] [--epochs 3] [--threads 2] [--json F]``.
-Figures are printed, never asserted.
+Run: ``python -m benchmarks.deep_stack [--n-grid 100] [--epochs 3] [--threads 2]``.
+Figures are printed and recorded in ``benchmarks/results/deep_stack.json``, never asserted.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import time
 from typing import Any
@@ -35,8 +33,7 @@ import torch
 from tqdm import tqdm
 
 import deqfam
-from deqfam.generated import poisson
-from deqfam.runtime.datasets import make_dataset
+from benchmarks.common import apply_quick, make_parser, paper_dataset, set_threads, write_result
 from deqfam.runtime.deep import DeepExpFamPCA, train_deep
 from deqfam.runtime.train import train
 
@@ -83,21 +80,16 @@ def measure(model: Any, Y: torch.Tensor, batch_size: int, repeats: int) -> dict[
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = make_parser(__doc__, repeats=5, threads=0)
     parser.add_argument("--n-grid", type=int, default=100)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--lam", type=float, default=0.1)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=str, default=None)
-    args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = apply_quick(parser.parse_args(argv), n_grid=30, epochs=1, repeats=1)
+    set_threads(args.threads)
     torch.set_default_dtype(torch.float64)
-    ds = make_dataset(poisson, n_grid=args.n_grid, seed=args.seed)
+    ds = paper_dataset("poisson", n_grid=args.n_grid, seed=args.seed)
     Y = ds.Y
     print(
         f"data: Poisson, N = {Y.shape[0]}, d = {Y.shape[1]}, max count {int(Y.max())}, "
@@ -157,16 +149,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"{hist_single.nonconverged}, deep {hist_deep.nonconverged}"
     )
     result = {
-        "args": vars(args),
+        "args": {k: v for k, v in vars(args).items() if k != "json_out"},
         "rows": rows,
         "training": {
             "single": {"seconds": t_single, **hist_single.to_dict()},
             "deep": {"seconds": t_deep, **hist_deep.to_dict()},
         },
     }
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(result, fh, indent=2)
+    write_result("deep_stack", args, result)
     return result
 
 

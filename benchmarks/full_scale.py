@@ -4,45 +4,40 @@
 epochs, batch 500, lam = 0.1, Adam, Newton solver with exact implicit backward. The paper
 reports 190-294 s per dataset on a P100 GPU; the target here is under 60 s on 2 CPU cores.
 
-    python benchmarks/full_scale.py --family poisson [--epochs 30] [--n-grid 320]
+    python -m benchmarks.full_scale --family poisson [--epochs 30] [--n-grid 320]
+
+The figures are recorded in ``benchmarks/results/full_scale.json``.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import time
 
 import torch
 from scipy.spatial import procrustes
 
+from benchmarks.common import apply_quick, make_parser, paper_dataset, set_threads, write_result
+from benchmarks.tables import full_scale_lines
+from deqfam.api import builtin_module
 from deqfam.pipeline import orthogonal_basis, pca_embedding
-from deqfam.runtime.datasets import make_dataset
 from deqfam.runtime.models import ExpFamPCA
 from deqfam.runtime.train import train
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def main(argv: list[str] | None = None) -> None:
+    # batch 500 x 50 ops gain nothing from more than one thread
+    ap = make_parser(__doc__, repeats=1, threads=1)
     ap.add_argument("--family", default="poisson")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--n-grid", type=int, default=320)
     ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    ap.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch intra-op threads (batch 500 x 50 ops gain nothing from more)",
-    )
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    args = apply_quick(ap.parse_args(argv), epochs=1, n_grid=40)
+    set_threads(args.threads)
     dtype = getattr(torch, args.dtype)
-    module = importlib.import_module(f"deqfam.generated.{args.family}")
+    module = builtin_module(args.family)
     t = time.perf_counter()
-    ds = make_dataset(module, n_grid=args.n_grid, seed=0)
+    ds = paper_dataset(args.family, n_grid=args.n_grid, seed=args.seed)
     t_data = time.perf_counter() - t
     y = ds.Y.to(dtype)
     model = ExpFamPCA(
@@ -58,15 +53,24 @@ def main() -> None:
     zo, _ = orthogonal_basis(z, model.W.detach().double().numpy())
     deq = procrustes(ds.Z.numpy(), zo)[2]
     pca = procrustes(ds.Z.numpy(), pca_embedding(ds.Y.numpy()))[2]
-    print(
-        f"{args.family}: {y.shape[0]} x {y.shape[1]} {args.dtype}, {args.epochs} epochs, "
-        f"batch 500, torch {torch.__version__}, {torch.get_num_threads()} threads"
-    )
-    print(
-        f"data {t_data:.1f} s; training {t_train:.1f} s ({t_train / args.epochs:.2f} s/epoch); "
-        f"non-converged solves in last epoch: {hist.nonconverged[-1]}"
-    )
-    print(f"final loss {hist.loss[-1]:.6g}; Procrustes error DEQ {deq:.4f}, PCA {pca:.4f}")
+    figures = {
+        "family": args.family,
+        "n": y.shape[0],
+        "d": y.shape[1],
+        "dtype": args.dtype,
+        "epochs": args.epochs,
+        "batch": 500,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "data_s": t_data,
+        "train_s": t_train,
+        "nonconverged_last": hist.nonconverged[-1],
+        "final_loss": hist.loss[-1],
+        "procrustes_deq": float(deq),
+        "procrustes_pca": float(pca),
+    }
+    print("\n".join(full_scale_lines(figures)))
+    write_result("full_scale", args, figures)
 
 
 if __name__ == "__main__":

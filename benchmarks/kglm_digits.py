@@ -17,12 +17,12 @@ of the KLR/DEQ prediction against the clean binarised image. ``--dtype float32``
 single precision (as the paper's MNIST run), where ties at 0.5 can appear. Figures are printed,
 not asserted.
 
-Run: ``python benchmarks/kglm_digits.py [--n-images 1797] [--seed 0]``.
+Run: ``python -m benchmarks.kglm_digits [--n-images 1797] [--seed 0]``; the figures are recorded
+in ``benchmarks/results/kglm_digits.json``.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
@@ -31,6 +31,7 @@ from scipy.special import expit
 from sklearn.datasets import load_digits
 from tqdm import tqdm
 
+from benchmarks.common import apply_quick, make_parser, set_threads, write_result
 from deqfam.api import torch_family
 from deqfam.runtime.kernels import (
     SquaredExponential,
@@ -57,7 +58,7 @@ def noisy_digits(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = make_parser(__doc__, repeats=1, threads=0)
     parser.add_argument("--n-images", type=int, default=None, help="default: all 1797")
     parser.add_argument("--threshold", type=float, default=8.0)
     parser.add_argument("--flip", type=float, default=0.3)
@@ -65,11 +66,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jitter", type=float, default=1e-8)
     parser.add_argument("--lam-factor", type=float, default=2.0, help="lam = factor * |K|_2")
     parser.add_argument("--tie-tol", type=float, default=1e-8)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--dtype", choices=("float64", "float32"), default="float64", help="DEQ precision"
     )
-    args = parser.parse_args(argv)
+    args = apply_quick(parser.parse_args(argv), n_images=50)
+    set_threads(args.threads)
 
     clean, noisy = noisy_digits(args.n_images, args.threshold, args.flip, args.seed)
     N = clean.shape[0]
@@ -159,6 +160,23 @@ def main(argv: list[str] | None = None) -> None:
         f"pixel error vs clean image: noisy input {np.mean(noisy != clean):.4f}, "
         f"KLR {np.mean(b_klr != clean):.4f}, DEQ-kernel {np.mean(b_deq != clean):.4f}"
     )
+    figures = {
+        "images": N,
+        "dtype": args.dtype,
+        "lam": lam,
+        "max_abs_p_diff": float(diff.max()),
+        "max_abs_f_diff": float(np.abs(f_deq - f_klr).max()),
+        "images_differing": len(differ),
+        "pixels_p_exactly_half": exact_half,
+        "pixel_error": {
+            "noisy": float(np.mean(noisy != clean)),
+            "klr": float(np.mean(b_klr != clean)),
+            "deq": float(np.mean(b_deq != clean)),
+        },
+        "deq_seconds": t_deq,
+        "klr_seconds": t_klr,
+    }
+    write_result("kglm_digits", args, figures)
 
 
 if __name__ == "__main__":

@@ -7,22 +7,23 @@ then fine-tune backbone + head Linear(2,100)-ReLU-Linear(100,1) on g(z) = z1 + z
 80/20 split. Baselines: StandardScaler + PCA (fixed backbone) and, if installed, UMAP,
 each with the same head. Prints the win counts (lowest test MSE) and per-method MSEs.
 
-    python benchmarks/paper_fig3.py --trials 10 --n-grid 60 --epochs 30 --head-epochs 60
+    python -m benchmarks.paper_fig3 --trials 10 --n-grid 60 --epochs 30 --head-epochs 60
+
+The figures are recorded in ``benchmarks/results/paper_fig3.json``.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import statistics
 import time
 
-import numpy as np
 import torch
 from torch import nn
 
+from benchmarks.common import apply_quick, make_parser, paper_dataset, set_threads, write_result
+from benchmarks.tables import paper_fig3_lines
+from deqfam.api import builtin_module
 from deqfam.pipeline import pca_embedding
-from deqfam.runtime.datasets import make_dataset
 from deqfam.runtime.models import ExpFamPCA
 from deqfam.runtime.train import train
 
@@ -68,8 +69,8 @@ class Fixed:
 
 
 def run_trial(name: str, trial: int, args) -> dict[str, float]:
-    module = importlib.import_module(f"deqfam.generated.{name}")
-    ds = make_dataset(module, n_grid=args.n_grid, seed=1000 * trial + 7)
+    module = builtin_module(name)
+    ds = paper_dataset(name, n_grid=args.n_grid, seed=1000 * trial + 7)
     y, z = ds.Y, ds.Z
     target = z[:, 0] + z[:, 1]
     gen = torch.Generator().manual_seed(trial)
@@ -99,27 +100,12 @@ def run_trial(name: str, trial: int, args) -> dict[str, float]:
     )
     out["deq_seconds"] = time.perf_counter() - t
 
-    pca = torch.as_tensor(pca_embedding(y.numpy()))
     idx = torch.arange(y.shape[0], dtype=torch.float64)
-    out["pca"] = fit_head(
-        Fixed(pca),
-        head(trial),
-        idx[tr],
-        target[tr],
-        idx[te],
-        target[te],
-        args.head_epochs,
-        500,
-        trial,
-    )
-    try:
-        import umap
 
-        emb = torch.as_tensor(
-            umap.UMAP(random_state=trial).fit_transform(y.numpy()), dtype=torch.float64
-        )
-        out["umap"] = fit_head(
-            Fixed(emb),
+    def fixed_mse(embedding: torch.Tensor) -> float:
+        """Test MSE of the head on a fixed embedding (the backbone is a table lookup)."""
+        return fit_head(
+            Fixed(embedding),
             head(trial),
             idx[tr],
             target[tr],
@@ -129,15 +115,20 @@ def run_trial(name: str, trial: int, args) -> dict[str, float]:
             500,
             trial,
         )
+
+    out["pca"] = fixed_mse(torch.as_tensor(pca_embedding(y.numpy())))
+    try:
+        import umap
+
+        emb = umap.UMAP(random_state=trial).fit_transform(y.numpy())
+        out["umap"] = fixed_mse(torch.as_tensor(emb, dtype=torch.float64))
     except ImportError:
         pass
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def main(argv: list[str] | None = None) -> None:
+    ap = make_parser(__doc__, repeats=1, threads=1)
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--n-grid", type=int, default=60)
     ap.add_argument("--epochs", type=int, default=30)
@@ -145,7 +136,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--weight-decay", type=float, default=0.0)
     ap.add_argument("--families", default=",".join(FAMILIES))
-    args = ap.parse_args()
+    args = apply_quick(ap.parse_args(argv), trials=1, n_grid=20, epochs=1, head_epochs=1)
+    set_threads(args.threads)
     print(
         f"trials {args.trials}, n_grid {args.n_grid}, pretrain epochs {args.epochs}, head "
         f"epochs {args.head_epochs}, torch {torch.__version__}, "
@@ -158,20 +150,19 @@ def main() -> None:
         wins = dict.fromkeys(methods, 0)
         for r in results:
             wins[min(methods, key=lambda m: r[m])] += 1
-        med = {m: statistics.median(r[m] for r in results) for m in methods}
-        secs = statistics.median(r["deq_seconds"] for r in results)
-        rows.append((name, wins, med, secs))
-    print(
-        f"\n{'family':10s} {'wins PCA':>9s} {'wins UMAP':>10s} {'wins DEQ':>9s} "
-        f"{'median MSE PCA':>15s} {'median MSE DEQ':>15s} {'DEQ s/trial':>12s}"
-    )
-    for name, wins, med, secs in rows:
-        umap_w = str(wins["umap"]) if "umap" in wins else "-"
-        print(
-            f"{name:10s} {wins['pca']:9d} {umap_w:>10s} {wins['deq']:9d} "
-            f"{med['pca']:15.4f} {med['deq']:15.4f} {secs:12.1f}"
+        rows.append(
+            {
+                "family": name,
+                "wins": wins,
+                "median_mse": {m: statistics.median(r[m] for r in results) for m in methods},
+                "deq_seconds": statistics.median(r["deq_seconds"] for r in results),
+                "trials": results,
+            }
         )
-    np.set_printoptions(precision=4)
+    print()
+    print("\n".join(paper_fig3_lines({"rows": rows})))
+    config = {k: getattr(args, k) for k in ("trials", "n_grid", "epochs", "head_epochs", "lr")}
+    write_result("paper_fig3", args, {"config": config, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -14,9 +14,10 @@ iterations per solve over training, the number of forward / backward solves in w
 sample did not converge ("failures"), wall time; for the pcDEQ also the certificate
 (``deqfam.analysis.certify``) of the trained layer on the test set.
 
-Run: ``python benchmarks/pcdeq_digits.py [--seeds 3] [--epochs 30] [--width 64]
+Run: ``python -m benchmarks.pcdeq_digits [--seeds 3] [--epochs 30] [--width 64]
 [--checkpoint FILE]``; with ``--checkpoint`` finished (model, seed) runs are stored and
-skipped on restart. Figures are printed, never asserted.
+skipped on restart. Figures are printed and recorded in
+``benchmarks/results/pcdeq_digits.json``, never asserted.
 """
 
 from __future__ import annotations
@@ -30,13 +31,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from benchmarks.common import apply_quick, make_parser, set_threads, write_result
 from deqfam import analysis
 from deqfam.runtime.implicit import implicit_fixed_point
 from deqfam.runtime.pcdeq import PositiveConcaveDEQ
@@ -173,6 +174,43 @@ def run(model_name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def mean_sd(values: list[float]) -> list[float]:
+    """``[mean, sample sd]`` (sd 0 for a single value)."""
+    return [statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
+
+
+def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per model, over seeds: accuracy and failures as ``[mean, sd]``, mean iterations
+    (``None`` for the explicit MLP, which solves nothing)."""
+    out = []
+    for model in MODELS:
+        sel = [r for r in rows if r["model"] == model]
+        if not sel:
+            continue
+        solves = any(r["solves"] for r in sel)  # the MLP solves nothing
+
+        def col(key: str, sel=sel) -> list[float]:
+            return [float(r[key]) for r in sel]
+
+        def mean(key: str, solves=solves) -> float | None:
+            return statistics.fmean(col(key)) if solves else None
+
+        def spread(key: str, solves=solves) -> list[float] | None:
+            return mean_sd(col(key)) if solves else None
+
+        out.append(
+            {
+                "model": model,
+                "test_accuracy": mean_sd(col("test_accuracy")),
+                "forward_iterations": mean("forward_iterations"),
+                "backward_iterations": mean("backward_iterations"),
+                "forward_failures": spread("forward_failures"),
+                "backward_failures": spread("backward_failures"),
+            }
+        )
+    return out
+
+
 def summarise(rows: list[dict[str, Any]]) -> None:
     keys = [
         ("test_accuracy", "acc", "{:.4f}"),
@@ -190,9 +228,8 @@ def summarise(rows: list[dict[str, Any]]) -> None:
             continue
         cells = []
         for key, _, fmt in keys:
-            vals = [float(r[key]) for r in sel]
-            sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-            cells.append(f"{fmt.format(statistics.fmean(vals))} +- {fmt.format(sd)}")
+            mean, sd = mean_sd([float(r[key]) for r in sel])
+            cells.append(f"{fmt.format(mean)} +- {fmt.format(sd)}")
         print(f"{model:7s} " + " ".join(f"{c:>18s}" for c in cells))
     extra = [r for r in rows if r["model"] in ("pcdeq", "deq")]
     for r in extra:
@@ -205,18 +242,16 @@ def summarise(rows: list[dict[str, Any]]) -> None:
         print(info)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    ap = make_parser(__doc__, repeats=1, threads=0)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--width", type=int, default=64)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-2)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     ap.add_argument("--checkpoint", type=Path, default=None)
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = apply_quick(ap.parse_args(argv), seeds=1, epochs=1, width=8)
+    set_threads(args.threads)
     warnings.simplefilter("ignore", ConvergenceWarning)
     rows: list[dict[str, Any]] = []
     if args.checkpoint is not None and args.checkpoint.exists():
@@ -233,8 +268,9 @@ def main() -> None:
         f"{args.batch}, Adam lr {args.lr}"
     )
     summarise(rows)
+    config = {k: getattr(args, k) for k in ("seeds", "epochs", "width", "batch", "lr")}
+    write_result("pcdeq_digits", args, {"config": config, "summary": summary(rows), "runs": rows})
 
 
 if __name__ == "__main__":
-    np.set_printoptions(precision=4)
     main()

@@ -2,7 +2,8 @@
 
 Setting (Appendix C of the seed paper): ``d = 50`` observed coordinates, ``l = 2`` latents,
 ``lam = 0.1``, batch 500; ground-truth latents on the paper's two discs and diamond, data
-``Y ~ family(W_true z)`` with ``W_true_ij ~ N(0, 1/2)``. The layer is evaluated at two weight
+``Y ~ family(W_true z)`` with ``W_true_ij ~ N(0, 1/2)`` (``benchmarks.common.paper_batch``:
+500 points drawn from the library's grid data set). The layer is evaluated at two weight
 scales: 0.01 (a training initialisation) and ``sqrt(1/2)`` (the data-generating weights).
 
 For every family x scale x solver it prints the median time of a forward pass and of a
@@ -14,8 +15,8 @@ forward + backward pass against ``max_iter`` (each point in a fresh subprocess, 
 and the bytes autograd saves for backward, contrasted with an unrolled (backprop-through-the-
 iterations) fixed-point solve.
 
-Run: ``python benchmarks/solvers.py [--repeats 7] [--threads 1] [--json out.json]``.
-Figures are printed, never asserted.
+Run: ``python -m benchmarks.solvers [--repeats 7] [--threads 1]``. Figures are printed and
+recorded in ``benchmarks/results/solvers.json``, never asserted.
 """
 
 from __future__ import annotations
@@ -24,79 +25,51 @@ import argparse
 import json
 import math
 import os
-import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
-from deqfam.runtime.family import TorchFamily, as_torch_family
+from benchmarks.common import (
+    apply_quick,
+    make_parser,
+    median_time,
+    paper_batch,
+    set_threads,
+    write_result,
+)
+from deqfam.api import builtin_module
+from deqfam.runtime.family import TorchFamily
 from deqfam.runtime.models import ExpFamPCA
 
 OUR_SOLVERS = ("newton", "cg_newton", "anderson", "broyden", "fixed_point")
 TORCHDEQ_SOLVERS = ("anderson", "broyden", "fixed_point_iter")
 FAMILIES = ("gaussian", "bernoulli", "poisson")
+ROOT = Path(__file__).resolve().parents[1]  # the memory probes run as ``-m benchmarks.solvers``
 SCALES = (0.01, math.sqrt(0.5))
 
 
 # ------------------------------------------------------------------------------ data
 
 
-def ground_truth_latents(n: int, rng: np.random.Generator) -> np.ndarray:
-    """Uniform points of [-5, 5]^2 inside the disc r=3 at (2, 2), the disc r=2 at (-3, -3) or
-    the unit-side diamond at (4, -4) (Appendix C), by rejection."""
-    out: list[np.ndarray] = []
-    while sum(len(o) for o in out) < n:
-        p = rng.uniform(-5, 5, size=(4 * n, 2))
-        keep = (
-            (np.hypot(p[:, 0] - 2, p[:, 1] - 2) <= 3)
-            | (np.hypot(p[:, 0] + 3, p[:, 1] + 3) <= 2)
-            | (np.abs(p[:, 0] - 4) + np.abs(p[:, 1] + 4) <= 1 / math.sqrt(2))
-        )
-        out.append(p[keep])
-    return np.concatenate(out)[:n]
-
-
-def sample_data(name: str, eta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    if name == "gaussian":
-        return eta + rng.standard_normal(eta.shape)
-    if name == "bernoulli":
-        return (rng.random(eta.shape) < 1 / (1 + np.exp(-eta))).astype(float)
-    if name == "poisson":
-        return rng.poisson(np.exp(eta)).astype(float)
-    raise KeyError(name)
-
-
 def load_family(name: str) -> TorchFamily:
-    """The generated module for ``name`` if present, else the hand-written test fixture."""
-    try:
-        module = __import__(f"deqfam.generated.{name}", fromlist=["NAME"])
-        return as_torch_family(module)
-    except ImportError:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-        import runtime_families
-
-        return runtime_families.FAMILIES[name]
+    """The runtime contract of the generated built-in family ``name``."""
+    return builtin_module(name).FAMILY
 
 
-def make_problem(name: str, scale: float, n: int, d: int, l: int, seed: int):
-    """``(W, Y)``: model weights at ``scale`` (``W_true`` itself at the data-generating scale)
-    and data drawn from ``W_true``."""
-    rng = np.random.default_rng(seed)
-    w_true = rng.normal(0.0, math.sqrt(0.5), size=(d, l))
-    z = ground_truth_latents(n, rng)
-    y = sample_data(name, z @ w_true.T, rng)
+def make_problem(name: str, scale: float, n: int, d: int, seed: int):
+    """``(W, Y)``: ``n`` rows of the paper's data for ``name`` and the model weights at
+    ``scale`` (``W_true`` itself at the data-generating scale sqrt(1/2), else ``N(0, scale^2)``
+    entries)."""
+    ds = paper_batch(name, n, data_dim=d, seed=seed)
     if math.isclose(scale, math.sqrt(0.5)):
-        w = w_true
-    else:
-        w = rng.normal(0.0, scale, size=(d, l))
-    return torch.tensor(w), torch.tensor(y)
+        return ds.W, ds.Y
+    gen = torch.Generator().manual_seed(seed + 1)
+    return scale * torch.randn(ds.W.shape, generator=gen, dtype=torch.float64), ds.Y
 
 
 # ------------------------------------------------------------------------------ runners
@@ -168,16 +141,6 @@ class TorchDEQRunner:
         self.W.grad = self.B.grad = None
 
 
-def median_time(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm-up (allocations, lazy init)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def bench_one(runner, y, reference, repeats, tol) -> dict[str, float]:
     def fwd():
         with torch.no_grad():
@@ -216,7 +179,7 @@ def timing_table(args) -> list[dict[str, Any]]:
     jobs = [(f, s) for f in args.families for s in args.scales]
     for name, scale in tqdm(jobs, desc="timing", disable=args.quiet):
         family = load_family(name)
-        w, y = make_problem(name, scale, args.batch, args.d, args.l, args.seed)
+        w, y = make_problem(name, scale, args.batch, args.d, args.seed)
         ref_model = our_model(family, w, "newton", args.lam, 100, 1e-12)
         with torch.no_grad():
             reference = ref_model(y)
@@ -292,7 +255,7 @@ def memory_probe(args) -> dict[str, float]:
     solver: peak RSS (VmHWM, reset just before) above the RSS at the start of the run, and the
     bytes autograd saves for backward."""
     family = load_family(args.family_probe)
-    w, y = make_problem(args.family_probe, math.sqrt(0.5), args.batch, args.d, args.l, 0)
+    w, y = make_problem(args.family_probe, math.sqrt(0.5), args.batch, args.d, 0)
     probe_loss(args, family, w, y, args.solver_probe, 2)().backward()  # warm-up
     make_loss = probe_loss(args, family, w, y, args.solver_probe, args.max_iter)
     reset_peak_rss()
@@ -327,7 +290,8 @@ def memory_table(args) -> list[dict[str, Any]]:
     for solver, max_iter in tqdm(jobs, desc="memory", disable=args.quiet):
         cmd = [
             sys.executable,
-            __file__,
+            "-m",
+            "benchmarks.solvers",
             "--probe",
             "--family-probe",
             "bernoulli",
@@ -340,7 +304,7 @@ def memory_table(args) -> list[dict[str, Any]]:
             "--batch",
             str(args.batch),
         ]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT).stdout
         rows.append({"solver": solver, "max_iter": max_iter, **json.loads(out.splitlines()[-1])})
     return rows
 
@@ -350,7 +314,7 @@ def memory_table(args) -> list[dict[str, Any]]:
 
 def print_tables(timing, memory, args) -> None:
     print(
-        f"\n## Solvers: d={args.d}, l={args.l}, batch={args.batch}, lam={args.lam}, "
+        f"\n## Solvers: d={args.d}, l=2, batch={args.batch}, lam={args.lam}, "
         f"tol={args.tol}, max_iter={args.max_iter}, {args.threads} CPU thread(s), float64, "
         f"median of {args.repeats}; load average at the end {os.getloadavg()[0]:.1f} on "
         f"{os.cpu_count()} cores\n"
@@ -383,39 +347,38 @@ def print_tables(timing, memory, args) -> None:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = make_parser(__doc__.split("\n\n")[0], repeats=7, threads=1)
     p.add_argument("--families", nargs="+", default=list(FAMILIES))
     p.add_argument("--scales", nargs="+", type=float, default=list(SCALES))
     p.add_argument("--batch", type=int, default=500)
     p.add_argument("--d", type=int, default=50)
-    p.add_argument("--l", type=int, default=2)
     p.add_argument("--lam", type=float, default=0.1)
     p.add_argument("--tol", type=float, default=1e-8)
     p.add_argument("--max-iter", type=int, default=100)
-    p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--memory-max-iter", nargs="+", type=int, default=[10, 100, 400])
     p.add_argument("--no-memory", action="store_true")
-    p.add_argument("--json", type=Path)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--family-probe", help=argparse.SUPPRESS)
     p.add_argument("--solver-probe", help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    return apply_quick(
+        args, families=["gaussian"], scales=[0.01], batch=50, repeats=1, no_memory=True
+    )
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     if args.probe:
         print(json.dumps(memory_probe(args)))
         return
     timing = timing_table(args)
     memory = [] if args.no_memory else memory_table(args)
     print_tables(timing, memory, args)
-    if args.json:
-        args.json.write_text(json.dumps({"timing": timing, "memory": memory}, indent=1))
+    keys = ("d", "batch", "lam", "tol", "max_iter", "repeats")
+    config = {"l": 2, **{k: getattr(args, k) for k in keys}}
+    write_result("solvers", args, {"config": config, "rows": timing, "memory": memory})
 
 
 if __name__ == "__main__":

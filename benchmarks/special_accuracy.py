@@ -19,13 +19,13 @@ float32 errors are measured against the reference at the float32-rounded input, 
 the evaluation error only (not the input rounding). Finally it times ``polylog_exp`` on 1e6
 float64 elements (median of 5 runs).
 
-Run: ``python benchmarks/special_accuracy.py [--n 2000] [--workers 2]``.
+Run: ``python -m benchmarks.special_accuracy [--n 2000] [--workers 2]``; the figures are recorded
+in ``benchmarks/results/special_accuracy.json`` (the table rows: the largest error over the
+orders a row names).
 """
 
-import argparse
 import math
 import os
-import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
 
@@ -33,6 +33,7 @@ import mpmath
 import numpy as np
 import torch
 
+from benchmarks.common import apply_quick, make_parser, median_time, set_threads, write_result
 from deqfam.runtime.special import fermi_dirac, logexpm1x, polylog_exp
 
 ORDERS = (-1.0, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.5)
@@ -99,7 +100,54 @@ def _nonpos_grid(n: int) -> np.ndarray:
     return -np.logspace(-8, math.log10(50.0), n)
 
 
-def _table_order_funcs(pool, n: int, direct_fd: bool) -> None:
+def _row(function: str, orders: list[float], x_range: str, e64: float, e32: float, **kw) -> dict:
+    """One record row: the largest relative errors over ``orders`` on ``x_range``."""
+    return {
+        "function": function,
+        "param": "s",
+        "orders": orders,
+        "x_range": x_range,
+        "float64": e64,
+        "float32": e32,
+        **kw,
+    }
+
+
+def _merge(rows: list[dict]) -> dict:
+    """One row for several orders: the worst float64 and float32 errors among them."""
+    return {
+        **rows[0],
+        "orders": [o for r in rows for o in r["orders"]],
+        "float64": max(r["float64"] for r in rows),
+        "float32": max(r["float32"] for r in rows),
+    }
+
+
+# orders defined on x > 0 (Li_s(e^x) only for s <= 0), and the reference's extra arguments
+POSITIVE = {
+    "polylog_exp": ((-2.0, -1.0, 0.0), ()),
+    "fermi_dirac": ((-2.0, -1.0, 0.0, 1.0, 2.0, 3.0), (True,)),
+}
+
+
+def _positive_rows(pool, name: str, fn, ref_fn, xpos: np.ndarray) -> list[dict]:
+    """Print and return the per-order errors of ``fn`` on x in [1e-8, 50]."""
+    orders, extra = POSITIVE[name]
+    xp32 = xpos.astype(np.float32)
+    rows = []
+    for s in orders:
+        r64 = _refs(pool, ref_fn, [(s, float(x), *extra) for x in xpos])
+        r32 = _refs(pool, ref_fn, [(s, float(x), *extra) for x in xp32.astype(np.float64)])
+        e64 = _max_rel(fn(torch.from_numpy(xpos), s).numpy(), r64)
+        e32 = _max_rel(fn(torch.from_numpy(xp32), s).numpy(), r32)
+        rows.append(_row(name, [s], "[1e-8, 50]", e64, e32))
+        print(f"{name:<12} {s:>5g} {'[1e-8, 50]':<16} {e64:>10.2e} {e32:>10.2e}")
+    return rows
+
+
+def _table_order_funcs(pool, n: int, direct_fd: bool) -> list[dict]:
+    """Print the per-order errors of polylog_exp and fermi_dirac; return the table rows
+    (polylog_exp per order on x < 0, every other range merged over its orders)."""
     x64 = _nonpos_grid(n)
     x32 = x64.astype(np.float32)
     x32d = x32.astype(np.float64)
@@ -110,10 +158,12 @@ def _table_order_funcs(pool, n: int, direct_fd: bool) -> None:
     )
     print(header)
     print("-" * len(header))
+    table: list[dict] = []
     for name, fn, ref_fn, extra in (
         ("polylog_exp", polylog_exp, _ref_polylog, ()),
         ("fermi_dirac", fermi_dirac, _ref_fermi, (direct_fd,)),
     ):
+        neg_rows = []
         for s in ORDERS:
             t0 = time.perf_counter()
             r64 = _refs(pool, ref_fn, [(s, float(x), *extra) for x in x64])
@@ -121,35 +171,20 @@ def _table_order_funcs(pool, n: int, direct_fd: bool) -> None:
             y64 = fn(torch.from_numpy(x64), s).numpy()
             y32 = fn(torch.from_numpy(x32), s).numpy()
             dt = time.perf_counter() - t0
+            neg_rows.append(_row(name, [s], "[-50, -1e-8]", _max_rel(y64, r64), _max_rel(y32, r32)))
             print(
                 f"{name:<12} {s:>5g} {'[-50, -1e-8]':<16} {_max_rel(y64, r64):>10.2e}"
                 f" {_max_rel(y32, r32):>10.2e} {dt:>5.0f}s"
             )
-        if name == "fermi_dirac":
-            for s in (-2.0, -1.0, 0.0, 1.0, 2.0, 3.0):
-                xp32 = xpos.astype(np.float32)
-                r64 = _refs(pool, ref_fn, [(s, float(x), True) for x in xpos])
-                r32 = _refs(pool, ref_fn, [(s, float(x), True) for x in xp32.astype(np.float64)])
-                y64 = fn(torch.from_numpy(xpos), s).numpy()
-                y32 = fn(torch.from_numpy(xp32), s).numpy()
-                print(
-                    f"{name:<12} {s:>5g} {'[1e-8, 50]':<16} {_max_rel(y64, r64):>10.2e}"
-                    f" {_max_rel(y32, r32):>10.2e}"
-                )
-        if name == "polylog_exp":
-            for s in (-2.0, -1.0, 0.0):
-                xp32 = xpos.astype(np.float32)
-                r64 = _refs(pool, ref_fn, [(s, float(x)) for x in xpos])
-                r32 = _refs(pool, ref_fn, [(s, float(x)) for x in xp32.astype(np.float64)])
-                y64 = fn(torch.from_numpy(xpos), s).numpy()
-                y32 = fn(torch.from_numpy(xp32), s).numpy()
-                print(
-                    f"{name:<12} {s:>5g} {'[1e-8, 50]':<16} {_max_rel(y64, r64):>10.2e}"
-                    f" {_max_rel(y32, r32):>10.2e}"
-                )
+        table += neg_rows if name == "polylog_exp" else [_merge(neg_rows)]
+        pos_rows = _positive_rows(pool, name, fn, ref_fn, xpos)
+        table.append(_merge(pos_rows))
+    return table
 
 
-def _table_logexpm1x(pool, n: int, kmax: int) -> None:
+def _table_logexpm1x(pool, n: int, kmax: int) -> dict:
+    """Print logexpm1x's errors per k; return the table row (worst over k, excluding the 1%
+    windows around the roots of L^(k), where no relative error is bounded)."""
     half = np.logspace(-8, math.log10(700.0), n // 2)
     x64 = np.concatenate([-half[::-1], half])
     x32 = x64.astype(np.float32)
@@ -161,6 +196,7 @@ def _table_logexpm1x(pool, n: int, kmax: int) -> None:
     )
     print(header)
     print("-" * len(header))
+    rows = []
     for k in range(kmax + 1):
         r64 = _refs(pool, _ref_logexpm1x, [(k, float(x)) for x in x64])
         r32 = _refs(pool, _ref_logexpm1x, [(k, float(x)) for x in x32d])
@@ -172,33 +208,42 @@ def _table_logexpm1x(pool, n: int, kmax: int) -> None:
         for r in roots:
             keep64 &= np.abs(np.abs(x64) - r) > 0.01 * r
             keep32 &= np.abs(np.abs(x32d) - r) > 0.01 * r
+        rows.append(
+            _row(
+                "logexpm1x",
+                [k],
+                "+-[1e-8, 700] excl. roots",
+                _max_rel(y64, r64, keep64),
+                _max_rel(y32, r32, keep32),
+                param="k",
+            )
+        )
         print(
             f"{k:>2} {_max_rel(y64, r64):>10.2e} {_max_rel(y32, r32):>10.2e}"
             f" {_max_rel(y64, r64, keep64):>16.2e} {_max_rel(y32, r32, keep32):>16.2e}"
             f"  {', '.join(f'{r:.4f}' for r in roots) or '-'}"
         )
+    return _merge(rows)
 
 
-def _throughput(n: int, repeats: int) -> None:
+def _throughput(n: int, repeats: int) -> list[dict]:
     x = -torch.logspace(-8, math.log10(50.0), n, dtype=torch.float64)
     print(
         f"\npolylog_exp throughput, {n:.0e} float64 elements in [-50, -1e-8] (log-spaced),"
         f" median of {repeats} runs, torch threads = {torch.get_num_threads()}"
     )
     print(f"{'s':>5} {'median ms':>10} {'elements/s':>12}")
+    rows = []
     for s in ORDERS:
         polylog_exp(x[:10], s)  # warm the per-order constant caches
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            polylog_exp(x, s)
-            times.append(time.perf_counter() - t0)
-        med = statistics.median(times)
+        med = median_time(lambda s=s: polylog_exp(x, s), repeats, warmup=0)
+        rows.append({"s": s, "median_ms": med * 1e3, "elements_per_s": n / med})
         print(f"{s:>5g} {med * 1e3:>10.1f} {n / med:>12.3e}")
+    return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = make_parser(__doc__, repeats=5, threads=0)
     parser.add_argument("--n", type=int, default=2000, help="grid points per function/order")
     parser.add_argument("--kmax", type=int, default=4, help="largest logexpm1x order")
     parser.add_argument(
@@ -208,7 +253,6 @@ def main() -> None:
         help="processes for the mpmath references (1: in-process)",
     )
     parser.add_argument("--throughput-n", type=int, default=1_000_000)
-    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument(
         "--direct-fd",
         action="store_true",
@@ -216,18 +260,23 @@ def main() -> None:
     )
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
-    args = parser.parse_args()
+    args = apply_quick(
+        parser.parse_args(argv), n=20, kmax=1, workers=1, throughput_n=10_000, repeats=1
+    )
+    set_threads(args.threads)
 
+    figures: dict = {"n": args.n, "dps": DPS, "rows": [], "throughput": None}
     if not args.skip_accuracy:
         pool = ProcessPoolExecutor(args.workers) if args.workers > 1 else None
         try:
-            _table_order_funcs(pool, args.n, args.direct_fd)
-            _table_logexpm1x(pool, args.n, args.kmax)
+            figures["rows"] = _table_order_funcs(pool, args.n, args.direct_fd)
+            figures["rows"].append(_table_logexpm1x(pool, args.n, args.kmax))
         finally:
             if pool is not None:
                 pool.shutdown()
     if not args.skip_throughput:
-        _throughput(args.throughput_n, args.repeats)
+        figures["throughput"] = _throughput(args.throughput_n, args.repeats)
+    write_result("special_accuracy", args, figures)
 
 
 if __name__ == "__main__":

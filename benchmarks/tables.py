@@ -1,0 +1,245 @@
+"""One renderer per BENCHMARKS.md table: a benchmark's recorded figures -> Markdown text.
+
+``TABLES[name](figures)`` returns the text that ``benchmarks/render.py`` puts between
+``<!-- table:name -->`` and ``<!-- /table:name -->``. The renderers read plain JSON values
+(no torch), and the scripts whose console output *is* the table (full-scale training,
+Figure 3) print it with the same functions, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+Figures = dict[str, Any]
+
+
+# ------------------------------------------------------------------------------ formatting
+
+
+def sci(x: float, digits: int = 2) -> str:
+    """``x`` in scientific notation with a bare exponent: 1.9e8 -> ``1.90e8``."""
+    mantissa, exponent = f"{x:.{digits}e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+def short_ms(x: float) -> str:
+    """Milliseconds at two significant figures as the solver table shows them: 4.1, 12."""
+    return f"{x:.1f}" if x < 10 else f"{x:.0f}"
+
+
+def markdown(header: Sequence[str], align: str, rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table; ``align`` has one letter per column, ``l`` (left) or ``r`` (right)."""
+    rule = "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"
+    body = ["| " + " | ".join(cells) + " |" for cells in [header, *rows]]
+    return "\n".join([body[0], rule, *body[1:]])
+
+
+def code_block(lines: Sequence[str]) -> str:
+    """Console output as a fenced block."""
+    return "\n".join(["```", *lines, "```"])
+
+
+def orders_label(orders: Sequence[float]) -> str:
+    """The orders a row covers: ``0.5``; ``-2, -1, 0``; ``-1 ... 4.5 (8 orders)``."""
+    if len(orders) <= 3:
+        return ", ".join(f"{o:g}" for o in orders)
+    label = f"{orders[0]:g} ... {orders[-1]:g}"
+    return label + (f" ({len(orders)} orders)" if len(orders) > 5 else "")
+
+
+def mean_sd(pair: Sequence[float] | None, fmt: str) -> str:
+    """``mean ± sd`` (just ``mean`` when sd is 0; ``-`` when there is no value)."""
+    if pair is None:
+        return "-"
+    mean, sd = pair
+    return f"{mean:{fmt}}" if sd == 0 else f"{mean:{fmt}} ± {sd:{fmt}}"
+
+
+# ------------------------------------------------------------------------------ tables
+
+
+def special_accuracy(fig: Figures) -> str:
+    """Max relative error against mpmath per function, order(s) and x range."""
+    rows = []
+    for r in fig["rows"]:
+        many = len(r["orders"]) > 1
+        bound = "<= " if many else ""
+        label = orders_label(r["orders"])
+        if r.get("param", "s") != "s":
+            label = f"{r['param']} = {label}"
+        rows.append(
+            [
+                r["function"],
+                label,
+                r["x_range"],
+                bound + f"{r['float64']:.2e}",
+                bound + f"{r['float32']:.2e}",
+            ]
+        )
+    return markdown(["function", "s", "x range", "float64", "float32"], "lrlrr", rows)
+
+
+def check_time(fig: Figures) -> str:
+    """Verdict and median check time per built-in family."""
+    rows = [[r["family"], r["verdict"], r["strength"], f"{r['median_s']:.3f}"] for r in fig["rows"]]
+    return markdown(["family", "verdict", "strength", "median s"], "lllr", rows)
+
+
+def codegen(fig: Figures) -> str:
+    """Generation time and elementwise throughput of the three code paths."""
+    rows = [
+        [
+            r["family"],
+            f"{r['generate_s']:.2f}",
+            sci(r["eager_el_s"]),
+            sci(r["compiled_el_s"]),
+            sci(r["cpp_el_s"]),
+            f"{r['cpp_over_eager']:.2f}x",
+        ]
+        for r in fig["rows"]
+    ]
+    header = ["family", "generate s", "eager el/s", "compiled el/s", "C++ el/s", "C++ / eager"]
+    return markdown(header, "lrrrrr", rows)
+
+
+def solver_label(solver: str) -> str:
+    """``ours/newton`` -> ``newton``; ``torchdeq/fixed_point_iter`` -> ``torchdeq fixed_point``."""
+    owner, name = solver.split("/")
+    name = name.removesuffix("_iter")
+    return name if owner == "ours" else f"{owner} {name}"
+
+
+def solver_cell(r: dict[str, Any]) -> str:
+    """``fwd / fwd+bwd ms, converged%``; times only where every sample converged (a time of a
+    failed solve compares nothing); ``crashed (why)`` for a solver that raised."""
+    if "error" in r:
+        return f"crashed ({r['error']})" if r["error"] else "crashed"
+    share = f"{100 * r['converged']:.0f}%"
+    if r.get("forward_ms") is None or r["converged"] < 1:
+        return share
+    return f"{short_ms(r['forward_ms'])} / {short_ms(r['fwd_bwd_ms'])}, {share}"
+
+
+def solvers(fig: Figures) -> str:
+    """One row per (family, W scale), one column per solver."""
+    columns = list(dict.fromkeys(r["solver"] for r in fig["rows"]))
+    cells: dict[tuple[str, float], dict[str, str]] = {}
+    for r in fig["rows"]:
+        cells.setdefault((r["family"], r["scale"]), {})[r["solver"]] = solver_cell(r)
+    rows = [
+        [f"{family} {scale:.3g}", *(by[c] for c in columns)]
+        for (family, scale), by in cells.items()
+    ]
+    header = ["family, W scale", *map(solver_label, columns)]
+    return markdown(header, "l" * len(header), rows)
+
+
+def full_scale_lines(fig: Figures) -> list[str]:
+    """The three lines ``full_scale`` prints for one training run."""
+    return [
+        f"{fig['family']}: {fig['n']} x {fig['d']} {fig['dtype']}, {fig['epochs']} epochs, "
+        f"batch {fig['batch']}, torch {fig['torch']}, {fig['threads']} threads",
+        f"data {fig['data_s']:.1f} s; training {fig['train_s']:.1f} s "
+        f"({fig['train_s'] / fig['epochs']:.2f} s/epoch); non-converged solves in last epoch: "
+        f"{fig['nonconverged_last']}",
+        f"final loss {fig['final_loss']:.6g}; Procrustes error DEQ {fig['procrustes_deq']:.4f}, "
+        f"PCA {fig['procrustes_pca']:.4f}",
+    ]
+
+
+def full_scale(fig: Figures) -> str:
+    """The full-scale training run's console summary."""
+    return code_block(full_scale_lines(fig))
+
+
+SCHEME_TITLES = {
+    "random": "random init",
+    "naive": "naive kGLM init",
+    "informed": "informed kGLM init",
+}
+
+
+def kglm_sequence(fig: Figures) -> str:
+    """Test MSE (mean ± sd over seeds) per initialisation scheme at selected epochs."""
+    schemes = list(SCHEME_TITLES)
+    rows = [[str(m["epoch"]), *(mean_sd(m[s], ".3f") for s in schemes)] for m in fig["marks"]]
+    header = ["epoch", *(SCHEME_TITLES[s] for s in schemes)]
+    return markdown(header, "rlll", rows)
+
+
+MODEL_TITLES = {"pcdeq": "pcDEQ", "deq": "unconstrained DEQ", "mlp": "explicit MLP"}
+
+
+def pcdeq_digits(fig: Figures) -> str:
+    """Accuracy, solver iterations and failed solves (mean ± sd over seeds) per model."""
+    rows = []
+    for s in fig["summary"]:
+        if s["forward_iterations"] is None:
+            iters = fails = "-"
+        else:
+            iters = f"{s['forward_iterations']:.1f} / {s['backward_iterations']:.1f}"
+            fails = f"{mean_sd(s['forward_failures'], '.0f')} / "
+            fails += mean_sd(s["backward_failures"], ".0f")
+        rows.append([MODEL_TITLES[s["model"]], mean_sd(s["test_accuracy"], ".3f"), iters, fails])
+    header = [
+        "model",
+        "test accuracy",
+        "forward / backward iterations",
+        "failed solves (fwd / bwd)",
+    ]
+    return markdown(header, "llll", rows)
+
+
+def ck_ntk(fig: Figures) -> str:
+    """Relative spectral errors of the deterministic equivalents, one row per phi, the sizes
+    p joined in each cell."""
+    by_phi: dict[str, list[dict[str, Any]]] = {}
+    for r in fig["table1"]:
+        by_phi.setdefault(r["phi"], []).append(r)
+    ps = [r["p"] for r in next(iter(by_phi.values()))]
+
+    def cell(rs: list[dict[str, Any]], key: str, fmt: str) -> str:
+        values = [r.get(key) for r in rs]
+        return "-" if all(v is None for v in values) else " / ".join(f"{v:{fmt}}" for v in values)
+
+    rows = [
+        [phi, cell(rs, "ck", ".3f"), cell(rs, "K", ".4f"), cell(rs, "ntk", ".4f")]
+        for phi, rs in by_phi.items()
+    ]
+    header = ["phi", f"p = {' / '.join(map(str, ps))}: CK", "pre-activation K", "NTK"]
+    return markdown(header, "llll", rows)
+
+
+def paper_fig3_lines(fig: Figures) -> list[str]:
+    """Win counts and median test MSEs per family, as ``paper_fig3`` prints them."""
+    lines = [
+        f"{'family':10s} {'wins PCA':>9s} {'wins UMAP':>10s} {'wins DEQ':>9s} "
+        f"{'median MSE PCA':>15s} {'median MSE DEQ':>15s} {'DEQ s/trial':>12s}"
+    ]
+    for r in fig["rows"]:
+        wins, med = r["wins"], r["median_mse"]
+        umap = str(wins["umap"]) if "umap" in wins else "-"
+        lines.append(
+            f"{r['family']:10s} {wins['pca']:9d} {umap:>10s} {wins['deq']:9d} "
+            f"{med['pca']:15.4f} {med['deq']:15.4f} {r['deq_seconds']:12.1f}"
+        )
+    return lines
+
+
+def paper_fig3(fig: Figures) -> str:
+    """The Figure 3 experiment's summary block."""
+    return code_block(paper_fig3_lines(fig))
+
+
+TABLES: dict[str, Callable[[Figures], str]] = {
+    "special_accuracy": special_accuracy,
+    "check_time": check_time,
+    "codegen": codegen,
+    "solvers": solvers,
+    "full_scale": full_scale,
+    "kglm_sequence": kglm_sequence,
+    "pcdeq_digits": pcdeq_digits,
+    "ck_ntk": ck_ntk,
+    "paper_fig3": paper_fig3,
+}
