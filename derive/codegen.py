@@ -430,6 +430,7 @@ def torch_context(family: Family, warning: str | None = None) -> dict:
         "sympy_version": sp.__version__,
         "warning": warning,
         "support": family.support,
+        "support_max": "None" if family.support_max is None else repr(family.support_max),
         "domain_lo": _domain_literal(lo),
         "domain_hi": _domain_literal(hi),
         "parameters": [(k, float_literal(v)) for k, v in family.parameters.items()],
