@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import sympy as sp
 
+from deqfam import options as opt
 from deqfam.api import InadmissibleFamilyError
 from deqfam.derive.family import Family, builtin_names, load_family
 from deqfam.derive.spec import SpecError
@@ -43,6 +47,33 @@ def derivation_rows(fam: Family) -> list[tuple[str, sp.Expr | None]]:
     ]
 
 
+def _family(spec: str | Path, args: argparse.Namespace) -> Family:
+    """The family of ``spec`` at the ``--param`` overrides (checked against the spec's
+    declared parameters and ranges: a SpecError naming the parameter otherwise)."""
+    return load_family(spec, **opt.param_overrides(getattr(args, "param", None)))
+
+
+def _family_or_spec(spec: str | Path, args: argparse.Namespace) -> str | Path | Family:
+    """``spec`` itself without ``--param`` (built-ins then reuse their committed module)."""
+    return _family(spec, args) if getattr(args, "param", None) else spec
+
+
+@contextmanager
+def removed_if_failed(path: Path, keep_on: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    """Remove ``path`` (a file or folder) if the block fails and it did not exist before,
+    so a failed command leaves nothing half-written; exceptions in ``keep_on`` keep it."""
+    existed = os.path.lexists(path)
+    try:
+        yield
+    except BaseException as exc:
+        if not existed and not isinstance(exc, keep_on) and os.path.lexists(path):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        raise
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     for name in builtin_names():
         fam = load_family(name)
@@ -51,7 +82,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_derive(args: argparse.Namespace) -> int:
-    fam = load_family(args.spec)
+    fam = _family(args.spec, args)
     params = ", ".join(f"{k}={v}" for k, v in fam.parameters.items()) or "none"
     lo, hi = fam.domain
     print(f"family {fam.name}: {fam.description}")
@@ -66,15 +97,16 @@ def cmd_derive(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from deqfam.derive.admissibility import check, plot_report
 
-    report = check(load_family(args.spec))
+    report = check(_family(args.spec, args))
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:
         print(report.format_text())
     if args.plot:
-        plot_report(report, args.plot)
+        with removed_if_failed(args.plot):
+            written = plot_report(report, args.plot)
         if not args.json:
-            print(f"plot written to {args.plot}")
+            print(f"plot written to {written}")
     return int(report.exit_code)
 
 
@@ -83,6 +115,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from deqfam.derive.codegen import TARGETS, write_generated
 
     targets = TARGETS if args.target == "all" else (args.target,)
+    if args.builtins and args.param:
+        raise opt.UsageError("deqfam generate: error: --param cannot be used with --builtins")
     if args.builtins:
         for name in builtin_names():
             code = cmd_generate(
@@ -96,13 +130,15 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.spec is None:
         print("deqfam: error: generate needs SPEC (or --builtins)", file=sys.stderr)
         return EXIT_BAD_INPUT
-    fam = load_family(args.spec)
+    fam = _family(args.spec, args)
     try:
         warning = _admissibility_warning(fam, args.allow_inadmissible)
     except InadmissibleFamilyError as exc:
         print(f"deqfam: refused: {exc}", file=sys.stderr)
         return EXIT_NEGATIVE
-    for target, path in write_generated(fam, args.output, targets, warning=warning).items():
+    with removed_if_failed(Path(args.output)):
+        written = write_generated(fam, args.output, targets, warning=warning)
+    for target, path in written.items():
         print(f"{target:6s} {path}")
     return EXIT_OK
 
@@ -111,14 +147,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     from deqfam.api import family_module
     from deqfam.runtime.export import ExportError, export_artifact
 
-    module = family_module(args.spec, allow_inadmissible=args.allow_inadmissible)
+    fmt = opt.export_format(args.format, args.output)
+    module = family_module(
+        _family_or_spec(args.spec, args), allow_inadmissible=args.allow_inadmissible
+    )
     try:
-        res = export_artifact(module, args.format, args.output)
+        with removed_if_failed(args.output):
+            res = export_artifact(module, fmt, args.output)
     except ExportError as exc:
         print(f"deqfam: export failed: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(
-        f"exported {module.NAME} activation as {args.format} to {args.output}; reloaded in "
+        f"exported {module.NAME} activation as {fmt} to {args.output}; reloaded in "
         f"this process and in a fresh one, it matches the eager output (max |diff| = "
         f"{res.max_abs_diff:.3g}); {res.describe()}"
     )
@@ -127,27 +167,42 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     from deqfam.pipeline import fit, load_data
-    from deqfam.runtime.train import TrainingError
+    from deqfam.runtime.train import (
+        CHECKPOINT_NAME,
+        CheckpointError,
+        TrainingDiverged,
+        TrainingError,
+    )
     from deqfam.runtime.validation import DataError
 
     try:
         data = load_data(args.data)
-        res = fit(
-            data,
-            args.family,
-            args.latent_dim,
-            lam=args.lam,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            seed=args.seed,
-            weight_decay=args.weight_decay,
-            out_dir=args.out,
-            resume=args.resume,
-            progress=not args.quiet,
-            allow_inadmissible=args.allow_inadmissible,
-        )
-    except DataError as exc:
+        if data.ndim == 2:
+            opt.latent_dim_within(args.latent_dim, data.shape[1])
+        family = _family_or_spec(args.family, args)
+        if args.resume and not (args.out / "checkpoints" / CHECKPOINT_NAME).exists():
+            print(
+                f"deqfam: --resume: no checkpoint in {args.out / 'checkpoints'}; starting afresh",
+                file=sys.stderr,
+            )
+        with removed_if_failed(args.out, keep_on=(TrainingDiverged,)):
+            res = fit(
+                data,
+                family,
+                args.latent_dim,
+                lam=args.lam,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                seed=args.seed,
+                weight_decay=args.weight_decay,
+                out_dir=args.out,
+                resume=args.resume,
+                progress=not args.quiet,
+                overwrite=args.overwrite,
+                allow_inadmissible=args.allow_inadmissible,
+            )
+    except (DataError, CheckpointError) as exc:
         print(f"deqfam: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except TrainingError as exc:
@@ -163,17 +218,23 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from deqfam.pipeline import DemoConfig, run_demo
 
-    summary = run_demo(
-        DemoConfig(
-            spec=args.spec,
-            out=args.out,
-            n_grid=args.n_grid,
-            epochs=args.epochs,
-            seed=args.seed,
-            progress=not args.quiet,
-            allow_inadmissible=args.allow_inadmissible,
+    spec = args.spec
+    if args.param:
+        from deqfam.pipeline import default_demo_spec
+
+        spec = _family(spec if spec is not None else default_demo_spec(), args)
+    with removed_if_failed(args.out):
+        summary = run_demo(
+            DemoConfig(
+                spec=spec,
+                out=args.out,
+                n_grid=args.n_grid,
+                epochs=args.epochs,
+                seed=args.seed,
+                progress=not args.quiet,
+                allow_inadmissible=args.allow_inadmissible,
+            )
         )
-    )
     print(f"family {summary['family']}: {summary['verdict']} ({summary['strength']})")
     if "deq_procrustes" in summary:
         print(
@@ -184,8 +245,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK  # a not_admissible family only gets here with --allow-inadmissible
 
 
+def _add_spec(p: argparse.ArgumentParser, *names: str, **kwargs) -> None:
+    """SPEC (a built-in name or a regular YAML file) and the repeatable ``--param``."""
+    p.add_argument(*names, type=opt.spec_source, **kwargs)
+    p.add_argument(
+        "--param",
+        action="append",
+        type=opt.param_assignment,
+        metavar="NAME=VALUE",
+        help="set a spec parameter (repeatable), e.g. --param n=10; checked against the "
+        "spec's declared parameters and ranges",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = opt.Parser(
         prog="deqfam",
         description="Deep equilibrium layers derived from exponential-family specs.",
         epilog="SPEC is a built-in family name (deqfam list) or a path to a YAML spec. "
@@ -193,23 +267,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
+    spec_help = "a built-in family name (deqfam list) or a path to a YAML spec"
 
     p = sub.add_parser("list", help="list the built-in families")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("derive", help="print the derived expressions of a family")
-    p.add_argument("spec", metavar="SPEC")
+    _add_spec(p, "spec", metavar="SPEC", help=spec_help)
     p.add_argument("--latex", action="store_true", help="print LaTeX instead of plain text")
     p.set_defaults(func=cmd_derive)
 
     p = sub.add_parser("check", help="admissibility report of a family (Lemma 1)")
-    p.add_argument("spec", metavar="SPEC")
+    _add_spec(p, "spec", metavar="SPEC", help=spec_help)
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--plot", metavar="FILE", help="write a PNG of phi and the base measure")
+    p.add_argument(
+        "--plot",
+        metavar="FILE",
+        type=opt.plot_file,
+        help="write a plot of phi and the tilted law (.png, .pdf or .svg; .png is added "
+        "when FILE has no suffix); its folder must exist",
+    )
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("generate", help="generate the torch layer module and C++/CUDA kernels")
-    p.add_argument("spec", metavar="SPEC", nargs="?")
+    _add_spec(p, "spec", metavar="SPEC", nargs="?", help=spec_help)
     p.add_argument(
         "--builtins",
         action="store_true",
@@ -220,10 +301,16 @@ def build_parser() -> argparse.ArgumentParser:
         "-o",
         "--output",
         default="generated",
+        type=opt.output_dir,
         metavar="DIR",
-        help="output folder (default: ./generated)",
+        help="output folder (created if missing)",
     )
-    p.add_argument("--target", choices=("torch", "cpp", "cuda", "all"), default="torch")
+    p.add_argument(
+        "--target",
+        choices=("torch", "cpp", "cuda", "all"),
+        default="torch",
+        help="what to generate: the torch module, C++ or CUDA kernels, or all",
+    )
     p.add_argument(
         "--allow-inadmissible",
         action="store_true",
@@ -232,42 +319,95 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("export", help="export the activation (TorchScript / torch.export)")
-    p.add_argument("spec", metavar="SPEC")
+    _add_spec(p, "spec", metavar="SPEC", help=spec_help)
     p.add_argument(
-        "--format", choices=("torchscript", "exported-program"), default="exported-program"
+        "--format",
+        choices=("torchscript", "exported-program"),
+        default=None,
+        help="artifact format; default: from the suffix of FILE (.pt2: exported-program, "
+        ".pt or .ts: torchscript)",
     )
-    p.add_argument("-o", "--output", required=True, metavar="FILE")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=opt.output_file,
+        metavar="FILE",
+        help="artifact file to write (its folder must exist)",
+    )
     _add_allow_inadmissible(p, "export")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("fit", help="fit exponential-family PCA (a DEQ) to a data file")
-    p.add_argument("data", metavar="DATA", help=".npy or .csv matrix, rows are samples")
-    p.add_argument("--family", required=True, metavar="SPEC")
-    p.add_argument("--latent-dim", type=int, required=True)
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--lam", type=float, default=0.1)
-    p.add_argument("--lr", type=float, default=1e-2)
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="fit_out", metavar="DIR")
-    p.add_argument("--resume", action="store_true", help="continue from DIR/checkpoints")
+    p.add_argument(
+        "data", metavar="DATA", type=opt.input_file, help=".npy or .csv matrix, rows are samples"
+    )
+    _add_spec(p, "--family", required=True, metavar="SPEC", help=spec_help)
+    p.add_argument(
+        "--latent-dim",
+        type=opt.positive_int,
+        required=True,
+        metavar="L",
+        help="latent dimension, 1..(number of data columns)",
+    )
+    p.add_argument("--epochs", type=opt.positive_int, default=30, help="training epochs")
+    p.add_argument("--batch-size", type=opt.positive_int, default=500, help="minibatch size")
+    p.add_argument(
+        "--lam",
+        type=opt.positive_finite_float,
+        default=0.1,
+        help="lam > 0 of the latent prior lam/2 |z|^2 (Theorem 1)",
+    )
+    p.add_argument("--lr", type=opt.positive_finite_float, default=1e-2, help="Adam step size")
+    p.add_argument(
+        "--weight-decay",
+        type=opt.nonnegative_finite_float,
+        default=0.0,
+        help="L2 penalty >= 0 on the loadings W",
+    )
+    p.add_argument("--seed", type=opt.seed_int, default=0, help="random seed (init, shuffling)")
+    p.add_argument(
+        "--out",
+        default="fit_out",
+        type=opt.output_dir,
+        metavar="DIR",
+        help="output folder: latents, covariances, params, history, plots, checkpoints",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from DIR/checkpoints (refused if its settings differ)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an earlier run's checkpoint in DIR instead of refusing",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_allow_inadmissible(p, "fit")
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("demo", help="the main job end to end on an example family")
-    p.add_argument("--spec", metavar="SPEC", help="default: examples/bernoulli_poisson.yaml")
-    p.add_argument("--out", default="demo_out", metavar="DIR")
-    p.add_argument("--n-grid", type=int, default=100)
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true")
+    _add_spec(p, "--spec", metavar="SPEC", help=spec_help + "; default: the embedded example")
+    p.add_argument(
+        "--out", default="demo_out", type=opt.output_dir, metavar="DIR", help="output folder"
+    )
+    p.add_argument(
+        "--n-grid",
+        type=opt.n_grid_int,
+        default=100,
+        help=f"ground-truth grid size (n_grid**2 samples), 1..{opt.MAX_N_GRID}",
+    )
+    p.add_argument("--epochs", type=opt.positive_int, default=30, help="training epochs")
+    p.add_argument("--seed", type=opt.seed_int, default=0, help="random seed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_allow_inadmissible(p, "run")
     p.set_defaults(func=cmd_demo)
 
     for register in EXTRA_COMMANDS:
         register(sub)
+    for command in sub.choices.values():  # every verb's --help shows the defaults
+        command.formatter_class = opt.HelpFormatter
     return parser
 
 
@@ -291,13 +431,32 @@ def _version() -> str:
 EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
+#: errors that mean bad input (a spec, an option, a data file, an output path), not a bug:
+#: one line and exit 2. Anything else keeps its traceback.
+BAD_INPUT_ERRORS: tuple[type[BaseException], ...] = (
+    SpecError,
+    ValueError,  # SpecError, DataError, OutputExistsError, ... are ValueErrors
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+    FileExistsError,
+)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         return int(args.func(args))
-    except SpecError as exc:
-        print(f"deqfam: error: {exc}", file=sys.stderr)
+    except opt.UsageError as exc:
+        print(_one_line(exc), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BAD_INPUT_ERRORS as exc:
+        print(f"deqfam: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except InadmissibleFamilyError as exc:  # fit, export, demo (generate answers itself)
         print(f"deqfam: refused: {exc}", file=sys.stderr)

@@ -8,6 +8,7 @@ the embeddings (PNG) and Laplace ellipses.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ from scipy.spatial import procrustes
 from deqfam.api import (
     InadmissibleFamilyError,
     cached_check,
+    family_module,
     generate,
     refusal_message,
     torch_family,
@@ -33,10 +35,11 @@ from deqfam.api import (
 from deqfam.derive.family import load_family
 from deqfam.fsutil import atomic_write_text
 from deqfam.runtime.datasets import make_dataset
+from deqfam.runtime.family import TorchFamily
 from deqfam.runtime.laplace import posterior_from_latents
 from deqfam.runtime.models import ExpFamPCA
 from deqfam.runtime.plots import save_embedding_png, save_history_png
-from deqfam.runtime.train import TrainConfig, TrainingDiverged, train
+from deqfam.runtime.train import CHECKPOINT_NAME, TrainConfig, TrainingDiverged, train
 from deqfam.runtime.validation import DataError, validate_observations
 
 
@@ -64,11 +67,14 @@ def load_data(path: str | Path) -> torch.Tensor:
         elif path.suffix in (".csv", ".txt"):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
+                # utf-8-sig drops a byte-order mark: left in, it spoils the first cell, and
+                # the header fallback below would then silently drop the first data row
+                read = dict(delimiter=",", ndmin=2, encoding="utf-8-sig")
                 try:
-                    arr = np.loadtxt(path, delimiter=",", ndmin=2)
+                    arr = np.loadtxt(path, **read)
                 except ValueError as first:  # a header row? else report the first error,
                     try:  # whose row numbers refer to the whole file
-                        arr = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=1)
+                        arr = np.loadtxt(path, skiprows=1, **read)
                     except ValueError:
                         raise first from None
         else:
@@ -137,17 +143,30 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     labels: np.ndarray | None = None,
+    overwrite: bool = False,
     allow_inadmissible: bool = False,
 ) -> FitResult:
     """Fit ExpFamPCA to ``data`` and (with ``out_dir``) write latents, Laplace covariances,
-    parameters, history and plots there (each file written atomically). A family that
-    ``check`` rejects is refused unless ``allow_inadmissible``."""
-    fam_torch = torch_family(family, allow_inadmissible=allow_inadmissible)
+    parameters, history and plots there (each file written atomically).
+
+    The run's settings (:func:`run_settings`) go into every checkpoint; ``resume`` refuses a
+    checkpoint written under other settings. An ``out_dir`` holding a checkpoint is refused
+    (:class:`OutputExistsError`) unless ``resume`` (continue it) or ``overwrite`` (delete it
+    and start afresh). A family that ``check`` rejects is refused unless
+    ``allow_inadmissible``.
+    """
+    module = (
+        family
+        if isinstance(family, TorchFamily)
+        else family_module(family, allow_inadmissible=allow_inadmissible)
+    )
+    fam_torch = torch_family(module, allow_inadmissible=allow_inadmissible)
     if isinstance(data, np.ndarray) and data.dtype.kind in "fiub":
         data = torch.as_tensor(data)
     if isinstance(data, torch.Tensor) and not data.is_complex():
         data = data.to(torch.float64)  # counts may come as integers
-    data = validate_observations(data, fam_torch.support)
+    data = validate_observations(data, fam_torch.support, support_max=fam_torch.support_max)
+    run_info = run_settings(module, data, latent_dim, lam, weight_decay)
     model = ExpFamPCA(
         fam_torch,
         data.shape[1],
@@ -159,7 +178,14 @@ def fit(
     )
     out = Path(out_dir) if out_dir is not None else None
     ckpt_dir = out / "checkpoints" if out is not None else None
-    ckpt = ckpt_dir / "last.pt" if ckpt_dir is not None else None
+    ckpt = ckpt_dir / CHECKPOINT_NAME if ckpt_dir is not None else None
+    if ckpt is not None and ckpt.exists() and not resume:
+        if not overwrite:
+            raise OutputExistsError(
+                f"{out} already holds a training checkpoint ({ckpt}); pass --resume to continue "
+                "that run or --overwrite to replace it"
+            )
+        ckpt.unlink()  # start afresh: never resume the replaced run by accident
     cfg = TrainConfig(
         epochs=epochs,
         batch_size=batch_size,
@@ -168,7 +194,13 @@ def fit(
         progress=progress,
         checkpoint_dir=str(ckpt_dir) if ckpt_dir else None,
     )
-    history = train(model, data, cfg, resume=ckpt if resume and ckpt and ckpt.exists() else None)
+    history = train(
+        model,
+        data,
+        cfg,
+        resume=ckpt if resume and ckpt and ckpt.exists() else None,
+        run_info=run_info,
+    )
     with torch.no_grad():
         z = model(data)
         stats = model.last_stats
@@ -190,6 +222,28 @@ def fit(
     if out is not None:
         _write_fit_outputs(result, labels)
     return result
+
+
+class OutputExistsError(ValueError):
+    """An output folder holds an earlier run that would be overwritten silently."""
+
+
+def run_settings(
+    module: Any, data: torch.Tensor, latent_dim: int, lam: float, weight_decay: float
+) -> dict[str, Any]:
+    """The settings a fit's checkpoint must match to be resumed (plain data): the family's
+    name and spec digest (which covers parameter overrides), lam, latent dimension, weight
+    decay, and the data's shape and SHA-256 (of its float64 bytes)."""
+    array = np.ascontiguousarray(data.detach().cpu().numpy(), dtype=np.float64)
+    return {
+        "family": str(getattr(module, "name", getattr(module, "NAME", ""))),
+        "family_sha256": getattr(module, "SPEC_SHA256", None),
+        "lam": float(lam),
+        "latent_dim": int(latent_dim),
+        "weight_decay": float(weight_decay),
+        "data_shape": [int(v) for v in array.shape],
+        "data_sha256": hashlib.sha256(array.tobytes()).hexdigest(),
+    }
 
 
 def _write_fit_outputs(res: FitResult, labels: np.ndarray | None) -> None:
@@ -309,6 +363,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         progress=cfg.progress,
         labels=ds.labels.numpy(),
         allow_inadmissible=cfg.allow_inadmissible,
+        overwrite=True,  # the demo regenerates its whole folder
     )
     timings["fit"] = time.perf_counter() - t
 

@@ -446,6 +446,7 @@ def torch_context(family: Family, warning: str | None = None) -> dict:
         "warning_doc": escape.python_docstring(warning or ""),
         "warning_literal": escape.python_string_literal(warning or ""),
         "support_literal": escape.python_string_literal(family.support),
+        "support_max": "None" if family.support_max is None else repr(family.support_max),
         "domain_lo": _domain_literal(lo),
         "domain_hi": _domain_literal(hi),
         "parameters": [

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib.resources
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,18 +142,56 @@ class Family:
         plain = to_definition(expr) if expr.has(StablePrimitive) else expr
         return sp.lambdify(ETA, plain, modules="mpmath")
 
+    @property
+    def support_max(self) -> float | None:
+        """The largest value of y (the spec's ``support_max`` at these parameter values, e.g.
+        binomial's ``n``), or None when the support has no upper end beyond its type."""
+        bound = self.spec.support_max
+        if bound is None:
+            return None
+        subs = {self.spec.parameter_symbols[k]: v for k, v in self.parameters.items()}
+        value = float(sp.sympify(bound).subs(subs))
+        if value != value:  # NaN: the bound is undefined at these parameters
+            raise SpecError(f"support_max {bound} is undefined at {subs}", source=self.spec.source)
+        return value
+
     def with_parameters(self, **values: float) -> Family:
-        """The same family re-derived at other parameter values."""
+        """The same family re-derived at other parameter values.
+
+        Each value must be finite and inside the parameter's declared range (the open
+        interval of ``parameter_ranges``). The spec text used for digests gets a comment
+        naming the overrides, so a family at other parameters never shares a digest (and
+        so a generated module or custom-op name) with the spec's defaults.
+        """
         unknown = set(values) - set(self.spec.parameters)
         if unknown:
             raise SpecError(
-                f"unknown parameter(s) {sorted(unknown)}",
+                f"unknown parameter(s) {sorted(unknown)}; the spec declares "
+                f"{sorted(self.spec.parameters) or 'none'}",
                 source=self.spec.source,
                 field="parameters",
             )
         params = dict(self.spec.parameters)
-        params.update({k: sp.Rational(repr(float(v))) for k, v in values.items()})
-        return derive_family(dataclasses.replace(self.spec, parameters=params))
+        for k, v in values.items():
+            if not math.isfinite(float(v)):
+                raise SpecError(
+                    f"parameter {k}={v} must be finite", source=self.spec.source, field="parameters"
+                )
+            value = sp.Rational(repr(float(v)))
+            lo, hi = self.spec.parameter_ranges.get(k, (-sp.oo, sp.oo))
+            if not bool(lo < value < hi):
+                raise SpecError(
+                    f"parameter {k}={v} lies outside its range ({lo}, {hi})",
+                    source=self.spec.source,
+                    field="parameters",
+                )
+            params[k] = value
+        changed = {k: v for k, v in params.items() if v != self.spec.parameters[k]}
+        if not changed:
+            return self
+        note = ", ".join(f"{k}={v}" for k, v in sorted(changed.items()))
+        text = self.spec.text.rstrip("\n") + f"\n# parameters overridden: {note}\n"
+        return derive_family(dataclasses.replace(self.spec, parameters=params, text=text))
 
     def sample_points(self, n: int, rng: np.random.Generator, width: float = 8.0) -> np.ndarray:
         """n random points strictly inside the domain (within ``width`` of a finite end)."""

@@ -142,6 +142,8 @@ class _SpecModel(BaseModel):
     parameters: dict[str, int | float] = {}
     parameter_ranges: dict[str, list[int | float | str]] = {}
     domain: list[int | float | str]
+    #: largest value y may take, an expression in the parameters (binomial: n); optional
+    support_max: str | int | None = None
 
     @field_validator("name")
     @classmethod
@@ -167,6 +169,8 @@ class FamilySpec:
     domain: tuple[sp.Expr, sp.Expr]
     source: str
     text: str = field(repr=False)
+    #: upper end of the support of y in the parameters (e.g. ``n``), or None (unbounded)
+    support_max: sp.Expr | None = None
 
 
 MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -684,6 +688,7 @@ def parse_spec(text: str, source: str = "<spec>") -> FamilySpec:
             line=lines.get("base_measure"),
         )
     domain = _interval(model.domain, failer("domain"))
+    support_max = _support_max(model.support_max, symbols, source, lines.get("support_max"))
     return FamilySpec(
         name=model.name,
         description=model.description,
@@ -697,6 +702,19 @@ def parse_spec(text: str, source: str = "<spec>") -> FamilySpec:
         domain=domain,
         source=source,
         text=text,
+        support_max=support_max,
+    )
+
+
+def _support_max(
+    value: str | int | None, symbols: dict[str, sp.Symbol], source: str, line: int | None
+) -> sp.Expr | None:
+    """Parse the optional ``support_max`` field: an expression in the parameters only (no
+    eta, no y), so the bound follows the family's parameters (binomial: ``support_max: n``)."""
+    if value is None:
+        return None
+    return parse_expression(
+        str(value), dict(symbols), source=source, field="support_max", line=line
     )
 
 

@@ -19,6 +19,7 @@ from deqfam.runtime.oplib import define_activation_op
 
 NAME = "bernoulli"
 SUPPORT = "binary"
+SUPPORT_MAX = None
 DOMAIN = (-math.inf, math.inf)
 PARAMETERS = {}
 SUP_ACTIVATION_GRAD = 0.25
@@ -76,6 +77,7 @@ FAMILY = TorchFamily(
     activation_grad=activation_grad,
     sufficient_statistic=sufficient_statistic,
     support=SUPPORT,
+    support_max=SUPPORT_MAX,
     sup_activation_grad=SUP_ACTIVATION_GRAD,
 )
 

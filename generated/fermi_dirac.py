@@ -22,6 +22,7 @@ from deqfam.runtime.oplib import define_activation_op
 
 NAME = "fermi_dirac"
 SUPPORT = "nonnegative_integers"
+SUPPORT_MAX = None
 DOMAIN = (-math.inf, 0.0)
 PARAMETERS = {
     "j": 2.0,
@@ -80,6 +81,7 @@ FAMILY = TorchFamily(
     activation_grad=activation_grad,
     sufficient_statistic=sufficient_statistic,
     support=SUPPORT,
+    support_max=SUPPORT_MAX,
     sup_activation_grad=SUP_ACTIVATION_GRAD,
 )
 

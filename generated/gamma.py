@@ -19,6 +19,7 @@ from deqfam.runtime.oplib import define_activation_op
 
 NAME = "gamma"
 SUPPORT = "positive_real"
+SUPPORT_MAX = None
 DOMAIN = (-math.inf, 0.0)
 PARAMETERS = {
     "k": 2.0,
@@ -76,6 +77,7 @@ FAMILY = TorchFamily(
     activation_grad=activation_grad,
     sufficient_statistic=sufficient_statistic,
     support=SUPPORT,
+    support_max=SUPPORT_MAX,
     sup_activation_grad=SUP_ACTIVATION_GRAD,
 )
 

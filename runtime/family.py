@@ -42,6 +42,8 @@ class TorchFamily:
         support: name of the support of ``y`` ("real", "binary", "nonnegative_integers", ...).
         sup_activation_grad: ``sup_eta sigma'(eta)`` over the domain; ``inf`` if unbounded,
             ``None`` if unknown. Used by ``solvers.contraction_certificate``.
+        support_max: the largest value ``y`` may take at the family's parameters (binomial:
+            its ``n``), or ``None`` when the support type alone bounds it.
     """
 
     name: str
@@ -52,6 +54,7 @@ class TorchFamily:
     sufficient_statistic: ElementwiseFn
     support: str = "real"
     sup_activation_grad: float | None = None
+    support_max: float | None = None
 
     def __post_init__(self) -> None:
         lo, hi = (float(self.domain[0]), float(self.domain[1]))
@@ -126,6 +129,7 @@ def as_torch_family(obj: Any) -> TorchFamily:
     if len(domain) != 2:
         raise TypeError(f"DOMAIN must be a pair (lo, hi), got {domain!r}")
     sup = getattr(obj, "SUP_ACTIVATION_GRAD", None)
+    support_max = getattr(obj, "SUPPORT_MAX", None)
     return TorchFamily(
         name=str(obj.NAME),
         domain=(_parse_bound(domain[0]), _parse_bound(domain[1])),
@@ -135,6 +139,7 @@ def as_torch_family(obj: Any) -> TorchFamily:
         sufficient_statistic=obj.sufficient_statistic,
         support=str(obj.SUPPORT),
         sup_activation_grad=None if sup is None else _parse_bound(sup),
+        support_max=None if support_max is None else float(support_max),
     )
 
 

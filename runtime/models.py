@@ -129,7 +129,13 @@ class ExpFamPCA(nn.Module):
             bad = torch.nonzero(~torch.isfinite(Y).all(1)).flatten().tolist()
             raise DataError(f"Y contains non-finite values (rows {bad[:10]})")
         if Y.shape[0]:
-            validate_observations(Y, self.family.support, self.data_dim, what="Y")
+            validate_observations(
+                Y,
+                self.family.support,
+                self.data_dim,
+                what="Y",
+                support_max=getattr(self.family, "support_max", None),
+            )
         return Y.to(self.W.dtype)
 
     def check_parameters(self) -> None:

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from deqfam.fsutil import atomic_write_bytes
 
+from .checkpoint_check import validate_resume_state
 from .validation import DataError
 
 CHECKPOINT_NAME = "last.pt"
@@ -261,8 +262,12 @@ class _Loop:
         step: Callable[[Tensor, int, int, int], tuple[float, int]],
         writer: bool = True,
         barrier: Callable[[], None] = lambda: None,
+        run_info: dict[str, Any] | None = None,
     ) -> None:
         self.model, self.optimizer, self.data, self.cfg = model, optimizer, data, cfg
+        #: settings of the run (family, lam, data digest ...) stored in each checkpoint and
+        #: compared on resume, so a checkpoint never continues under other settings
+        self.run_info = run_info
         self.step, self.writer, self.barrier = step, writer, barrier
         self.ckpt = Path(cfg.checkpoint_dir) / CHECKPOINT_NAME if cfg.checkpoint_dir else None
         self.last_saved: str = "none (no checkpoint_dir was set)"
@@ -296,6 +301,9 @@ class _Loop:
             path = Path(resume)
             state = load_checkpoint(path)
             _check_resumable(state, cfg, n, path)
+            validate_resume_state(
+                state, model, self.optimizer, n, cfg.batch_size, path, self.run_info
+            )
             model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             for group in self.optimizer.param_groups:  # lr may be lowered after a divergence
@@ -311,6 +319,8 @@ class _Loop:
                 partial = (float(p["loss_sum"]), int(p["failed"]), float(p["seconds"]))
             self.last_saved = f"{path} (epoch {state['epoch']}, resumed from)"
         base: dict[str, Any] = {"config": asdict(cfg), "n_samples": n}
+        if self.run_info is not None:
+            base["run"] = self.run_info
         bar = tqdm(
             range(start, cfg.epochs),
             desc="training",
@@ -387,6 +397,7 @@ def train(
     *,
     loss_fn: LossFn = default_loss,
     resume: str | Path | None = None,
+    run_info: dict[str, Any] | None = None,
 ) -> History:
     """Minimise ``loss_fn`` over minibatches of ``data`` (rows are samples) with Adam.
 
@@ -398,6 +409,10 @@ def train(
     Raises :class:`TrainingDiverged` on a non-finite loss or gradient or invalid parameters
     (the last good checkpoint is left intact), :class:`CheckpointError` for a corrupted or
     mismatched checkpoint, :class:`DataError` for empty or non-tensor data.
+
+    ``run_info`` (plain data: the family digest, lam, data digest, ...) is stored in every
+    checkpoint; resuming with different ``run_info`` is a :class:`CheckpointError` naming the
+    first differing setting.
     """
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
     data = _prepare(data, cfg)
@@ -419,7 +434,7 @@ def train(
             raise loop.diverged(f"after the optimiser step, {problem}", epoch, b)
         return float(loss.detach()) * batch.shape[0], _nonconverged(model)
 
-    loop = _Loop(model, optimizer, data, cfg, step)
+    loop = _Loop(model, optimizer, data, cfg, step, run_info=run_info)
     return loop.run(resume)
 
 

@@ -51,10 +51,21 @@ def _support_violation(y: Tensor, support: str) -> Tensor:
     return torch.zeros_like(y, dtype=torch.bool)
 
 
+#: largest |y| accepted: 2**53, beyond which float64 no longer holds every integer (a count's
+#: integrality is meaningless there) and the loss's terms in y overflow long before 1e300
+MAX_ABS_OBSERVATION = 2.0**53
+
+
 def validate_observations(
-    y: Tensor, support: str, data_dim: int | None = None, what: str = "data"
+    y: Tensor,
+    support: str,
+    data_dim: int | None = None,
+    what: str = "data",
+    support_max: float | None = None,
 ) -> Tensor:
-    """Check a 2-D float tensor of observations: shape, finiteness, the family's support.
+    """Check a 2-D float tensor of observations: shape, finiteness, magnitude (|y| <= 2**53),
+    the family's support, and ``y <= support_max`` when the family's parameters bound it
+    (binomial: ``y <= n``).
 
     Returns the tensor (unchanged). Raises :class:`DataError` naming the first bad entry
     (row and column) and how many bad entries there are.
@@ -78,7 +89,18 @@ def validate_observations(
             f"{what} has a non-finite value {float(y[r, c])} at row {r}, column {c}; "
             f"{int((~finite).sum())} such value(s) in all"
         )
+    huge = y.abs() > MAX_ABS_OBSERVATION
+    if bool(huge.any()):
+        r, c = _first_bad(huge)
+        raise DataError(
+            f"{what} value {float(y[r, c])!r} at row {r}, column {c} is larger in magnitude "
+            f"than 2**53 = {MAX_ABS_OBSERVATION:.4g} (rescale the data); {int(huge.sum())} "
+            "such value(s) in all"
+        )
     bad = _support_violation(y, support)
+    if support_max is not None:
+        bad = bad | (y > support_max)
+        support = f"{support}, at most {support_max:g}"
     if bool(bad.any()):
         r, c = _first_bad(bad)
         raise DataError(

@@ -1,0 +1,147 @@
+"""Structural checks of a training checkpoint before it is resumed from.
+
+The checksum of :func:`deqfam.runtime.train.load_checkpoint` catches corruption, not a
+payload rewritten with a fresh checksum or one written by another run. Before any state is
+restored, :func:`validate_resume_state` checks that every piece matches the run resuming:
+
+* the top-level keys are exactly those the trainer writes (an extra key is refused);
+* the run settings (``run``: family digest, lam, latent dimension, data digest ...) equal
+  this run's, naming the first that differs;
+* every model tensor has this model's name, shape and dtype;
+* the optimiser state has one entry per parameter, with moment buffers shaped like it;
+* the shuffling generator state has the size of a CPU generator's state;
+* epoch, batch and history agree: ``0 <= epoch``, ``1 <= batch < n_batches`` (mid-epoch) and
+  ``len(history) == epoch + 1`` at an epoch's end (``== epoch`` mid-epoch).
+
+Every failure is a :class:`CheckpointError` naming the checkpoint and the bad piece.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+#: the keys the trainer writes (``run`` only when run settings were given)
+REQUIRED_KEYS = frozenset({"model", "optimizer", "shuffler", "epoch", "history", "config"})
+OPTIONAL_KEYS = frozenset({"batch", "epoch_shuffler", "partial", "n_samples", "run"})
+
+
+def _error(path: Path, what: str) -> Exception:
+    from .train import CheckpointError  # train imports this module
+
+    return CheckpointError(f"cannot resume from {path}: {what}")
+
+
+def check_run_settings(saved: Any, current: dict[str, Any] | None, path: Path) -> None:
+    """Refuse a checkpoint whose run settings differ from ``current`` (name the first)."""
+    if current is None:
+        return
+    if not isinstance(saved, dict):
+        raise _error(
+            path,
+            "it records no run settings (family, lam, data), so it cannot be matched to this run",
+        )
+    for key in sorted(set(saved) | set(current)):
+        if saved.get(key) != current.get(key):
+            raise _error(
+                path,
+                f"it was written with {key}={saved.get(key)!r}, this run has "
+                f"{key}={current.get(key)!r}; use the original settings, or another output "
+                "folder (or --overwrite) to start afresh",
+            )
+
+
+def _check_model(state: Any, model: nn.Module, path: Path) -> None:
+    expected = model.state_dict()
+    if not isinstance(state, dict) or set(state) != set(expected):
+        got = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise _error(path, f"its model tensors {got} differ from this model's {sorted(expected)}")
+    for name, ref in expected.items():
+        value = state[name]
+        if not isinstance(value, torch.Tensor) or value.shape != ref.shape:
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise _error(
+                path, f"model tensor {name} has shape {shape}, expected {tuple(ref.shape)}"
+            )
+        if value.dtype != ref.dtype:
+            raise _error(path, f"model tensor {name} has dtype {value.dtype}, expected {ref.dtype}")
+
+
+def _check_optimizer(state: Any, optimizer: torch.optim.Optimizer, path: Path) -> None:
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    if not isinstance(state, dict) or set(state) != {"state", "param_groups"}:
+        raise _error(path, "its optimiser state is not an optimiser state dict")
+    groups, per_param = state["param_groups"], state["state"]
+    if not isinstance(groups, list) or len(groups) != len(optimizer.param_groups):
+        raise _error(path, "its optimiser has a different number of parameter groups")
+    ids = [i for g in groups if isinstance(g, dict) for i in g.get("params", [])]
+    if sorted(ids) != list(range(len(params))):
+        raise _error(path, f"its optimiser covers parameters {ids}, expected {len(params)}")
+    if not isinstance(per_param, dict) or not set(per_param) <= set(range(len(params))):
+        raise _error(path, "its optimiser state names parameters this model does not have")
+    for i, entry in per_param.items():
+        if not isinstance(entry, dict):
+            raise _error(path, f"optimiser state of parameter {i} is not a mapping")
+        for key, value in entry.items():
+            if key == "step":
+                continue
+            if not isinstance(value, torch.Tensor) or value.shape != params[i].shape:
+                raise _error(
+                    path,
+                    f"optimiser buffer {key} of parameter {i} does not have the parameter's "
+                    f"shape {tuple(params[i].shape)}",
+                )
+
+
+def _check_generator_state(value: Any, name: str, path: Path) -> None:
+    reference = torch.Generator().get_state()
+    ok = isinstance(value, torch.Tensor) and value.dtype == reference.dtype
+    if not ok or value.shape != reference.shape:
+        raise _error(path, f"its {name} is not a random generator state")
+
+
+def _check_position(state: dict[str, Any], n_batches: int, path: Path) -> None:
+    epoch, batch, history = state["epoch"], state.get("batch"), state["history"]
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise _error(path, f"its epoch {epoch!r} is not a non-negative integer")
+    if batch is not None and (not isinstance(batch, int) or not 1 <= batch < n_batches):
+        raise _error(path, f"its batch index {batch!r} is outside 1..{n_batches - 1}")
+    if not isinstance(history, dict) or not history:
+        raise _error(path, "its history is not a record of epochs")
+    want = epoch + 1 if batch is None else epoch
+    for key, values in history.items():
+        if not isinstance(values, list) or len(values) != want:
+            raise _error(path, f"its history {key!r} does not have {want} entries (epoch {epoch})")
+    if batch is not None:
+        _check_generator_state(state.get("epoch_shuffler"), "epoch shuffler", path)
+        partial = state.get("partial")
+        if not isinstance(partial, dict) or set(partial) != {"loss_sum", "failed", "seconds"}:
+            raise _error(path, "its mid-epoch record is incomplete")
+
+
+def validate_resume_state(
+    state: dict[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    n_samples: int,
+    batch_size: int,
+    path: str | Path,
+    run: dict[str, Any] | None = None,
+) -> None:
+    """Raise ``CheckpointError`` unless ``state`` can be restored into this run (see above)."""
+    path = Path(path)
+    extra = set(state) - REQUIRED_KEYS - OPTIONAL_KEYS
+    if extra:
+        raise _error(path, f"it holds unexpected entries {sorted(map(str, extra))}")
+    check_run_settings(state.get("run"), run, path)
+    _check_model(state["model"], model, path)
+    _check_optimizer(state["optimizer"], optimizer, path)
+    _check_generator_state(state["shuffler"], "shuffler", path)
+    _check_position(state, math.ceil(n_samples / batch_size), path)
+
+
+__all__ = ["check_run_settings", "validate_resume_state"]
