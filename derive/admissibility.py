@@ -56,6 +56,8 @@ import sympy as sp
 from scipy import integrate
 from scipy import special as sps
 
+from .bounds import series_too_long
+from .budget import checkpoint
 from .family import Family, load_family
 from .primitives import StablePrimitive, to_definition
 from .spec import ETA, Y
@@ -359,6 +361,7 @@ def _polylog_np(s: float, w: np.ndarray) -> np.ndarray:
         acc = np.zeros_like(w)
         term = np.ones_like(w)
         for k in range(1, kmax + 1):
+            checkpoint()
             term = term * w
             acc = acc + term * (k ** (-s))
         return acc
@@ -555,6 +558,7 @@ class _SeriesEngine:
         nz_a = [i for i in range(K) if a[i]]
         nz_b = [j for j in range(K) if b[j]]
         for i in nz_a:
+            checkpoint()
             ai = a[i]
             for j in nz_b:
                 if i + j >= K:
@@ -567,6 +571,7 @@ class _SeriesEngine:
         b = [self.zero()] * self.K
         b[0] = self.one()
         for n in range(1, self.K):
+            checkpoint()
             b[n] = sum((k * f[k] * b[n - k] for k in range(1, n + 1) if f[k]), self.zero()) / n
         return b
 
@@ -574,6 +579,7 @@ class _SeriesEngine:
         """log(f) for f(0) = 1: n L_n = n f_n - sum_{k<n} k L_k f_{n-k}."""
         L = [self.zero()] * self.K
         for n in range(1, self.K):
+            checkpoint()
             acc = n * f[n] - sum((k * L[k] * f[n - k] for k in range(1, n) if L[k]), self.zero())
             L[n] = acc / n
         return L
@@ -668,6 +674,7 @@ class _SeriesEngine:
             return out
         term = self.const(self.one())
         for k in range(1, self.K):
+            checkpoint()
             term = self.mul(term, w)
             if not any(term):
                 break
@@ -1163,6 +1170,8 @@ def _stage_series(ctx: _Ctx, order: int) -> Evidence:
             "domain does not reach -oo, so a series at x = e^eta = 0 need not describe A",
         )
     K = order
+    if polynomial and (why := series_too_long(E, x)):
+        return Evidence("series", SKIPPED, None, why)
     if polynomial:
         K = max(order, int(sp.Poly(E, x).degree()) + 1)
     mode = "exact rationals"
@@ -1928,6 +1937,7 @@ def check(
 def _guarded(label: str, run) -> list[Evidence]:
     """Run one stage; a numerical breakdown (overflow, a function mpmath/numpy cannot evaluate
     on this input) becomes an ``inconclusive`` item naming the error, never a verdict."""
+    checkpoint()
     try:
         return run()
     except (
