@@ -24,6 +24,7 @@ from scipy.linalg import orthogonal_procrustes
 from scipy.spatial import procrustes
 
 from deqfam.api import check, generate, torch_family
+from deqfam.derive.budget import time_budget
 from deqfam.derive.family import load_family
 from deqfam.runtime.datasets import make_dataset
 from deqfam.runtime.laplace import posterior_from_latents
@@ -133,7 +134,8 @@ def fit(
 ) -> FitResult:
     """Fit ExpFamPCA to ``data`` and (with ``out_dir``) write latents, Laplace covariances,
     parameters, history and plots there (each file written atomically)."""
-    fam_torch = torch_family(family)
+    with time_budget(None, "fit setup (loading, deriving and generating the family)"):
+        fam_torch = torch_family(family)
     if isinstance(data, np.ndarray) and data.dtype.kind in "fiub":
         data = torch.as_tensor(data)
     if isinstance(data, torch.Tensor) and not data.is_complex():
@@ -260,7 +262,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     spec = cfg.spec if cfg.spec is not None else default_demo_spec()
-    fam = load_family(spec)
+    with time_budget(None, "demo: loading the family"):  # check/generate carry their own
+        fam = load_family(spec)
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
