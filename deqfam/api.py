@@ -16,6 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from deqfam.derive.budget import time_budget
 from deqfam.derive.codegen import spec_digest, write_generated
 from deqfam.derive.family import Family, builtin_names, load_family
 
@@ -24,11 +25,14 @@ class InadmissibleFamilyError(ValueError):
     """``generate`` refused a family that ``check`` found not admissible."""
 
 
-def check(family: Any):
-    """Admissibility report of a family (see ``derive/admissibility.py``)."""
+def check(family: Any, *, time_limit: float | None = None):
+    """Admissibility report of a family (see ``derive/admissibility.py``), within a wall-clock
+    budget of ``time_limit`` seconds (default: ``derive.budget.resolve_time_limit``); raises
+    ``derive.budget.BudgetExceeded`` when it runs out, in any thread."""
     from deqfam.derive.admissibility import check as _check
 
-    return _check(load_family(family))
+    with time_budget(time_limit, "deqfam check"):
+        return _check(load_family(family))
 
 
 def cache_dir() -> Path:
@@ -126,18 +130,21 @@ def generate(
     targets=("torch",),
     allow_inadmissible: bool = False,
     check_admissibility: bool = True,
+    time_limit: float | None = None,
 ) -> ModuleType:
     """Generate a family's layer module (and kernels in ``targets``) and import it.
 
     ``out_dir`` defaults to a per-user cache. A family that ``check`` finds not admissible
     is refused unless ``allow_inadmissible`` (the module then carries a loud warning); an
-    inconclusive verdict proceeds with a warning (carried too).
+    inconclusive verdict proceeds with a warning (carried too). Loading, checking and writing
+    run within ``time_limit`` seconds (see :func:`check`).
     """
-    fam = load_family(family)
-    warning = _admissibility_warning(fam, allow_inadmissible) if check_admissibility else None
-    out = Path(out_dir) if out_dir is not None else _cache_folder(fam, warning)
-    targets = tuple(dict.fromkeys(("torch", *targets)))
-    paths = write_generated(fam, out, targets=targets, warning=warning)
+    with time_budget(time_limit, "deqfam generate"):
+        fam = load_family(family)
+        warning = _admissibility_warning(fam, allow_inadmissible) if check_admissibility else None
+        out = Path(out_dir) if out_dir is not None else _cache_folder(fam, warning)
+        targets = tuple(dict.fromkeys(("torch", *targets)))
+        paths = write_generated(fam, out, targets=targets, warning=warning)
     return import_generated(paths["torch"])
 
 

@@ -18,6 +18,13 @@ import sympy as sp
 
 from deqfam import options as opt
 from deqfam.api import InadmissibleFamilyError
+from deqfam.derive.budget import (
+    TIME_LIMIT_ENV,
+    BudgetExceeded,
+    configured_time_limit,
+    resolve_time_limit,
+    time_budget,
+)
 from deqfam.derive.family import Family, builtin_names, load_family
 from deqfam.derive.spec import SpecError
 
@@ -408,6 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
         register(sub)
     for command in sub.choices.values():  # every verb's --help shows the defaults
         command.formatter_class = opt.HelpFormatter
+    add_time_limit_options(sub)
     return parser
 
 
@@ -419,6 +427,54 @@ def _add_allow_inadmissible(p: argparse.ArgumentParser, verb: str) -> None:
         help=f"{verb} even if `deqfam check` rejects the family (verdict not_admissible; "
         "refused with exit 2 otherwise); an inconclusive verdict only warns",
     )
+
+
+#: commands under the wall-clock budget of derive/budget.py; for fit and demo it bounds the
+#: setup stages (loading, derivation, check, generation), not the (resumable) training
+BUDGETED_COMMANDS = ("check", "generate", "export", "fit", "demo")
+
+
+def add_time_limit_options(sub: argparse._SubParsersAction) -> None:
+    """Give every budgeted subcommand its ``--time-limit SECONDS`` option."""
+    for name in BUDGETED_COMMANDS:
+        sub.choices[name].add_argument(
+            "--time-limit",
+            metavar="SECONDS",
+            default=None,
+            help=f"wall-clock budget in seconds (default: ${TIME_LIMIT_ENV} or "
+            "120; 'inf' for none); running out ends with exit "
+            + ("3 (inconclusive)" if name == "check" else "2"),
+        )
+
+
+def run_budgeted(args: argparse.Namespace) -> int:
+    """Run the subcommand under its time budget: the whole command for check/generate/export
+    (``generate --builtins``: each family's own check), the setup stages for fit/demo."""
+    if args.command not in BUDGETED_COMMANDS:
+        return int(args.func(args))
+    try:
+        limit = resolve_time_limit(args.time_limit)
+    except ValueError as exc:
+        print(f"deqfam: error: --time-limit: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    whole = args.command in ("check", "export") or (
+        args.command == "generate" and not args.builtins
+    )
+    with configured_time_limit(limit):
+        if not whole:
+            return int(args.func(args))
+        with time_budget(limit, f"deqfam {args.command} {args.spec}"):
+            return int(args.func(args))
+
+
+def report_budget_exceeded(args: argparse.Namespace, exc: BudgetExceeded) -> int:
+    """One message (and for ``check --json`` an inconclusive JSON object); exit 3 for check,
+    whose verdict is then unknown, 2 for the other commands."""
+    if args.command == "check" and getattr(args, "json", False):
+        verdict = {"verdict": "inconclusive", "convexity": {"status": "unknown"}}
+        print(json.dumps({"name": args.spec, **verdict, "evidence": [], "reason": str(exc)}))
+    print(f"deqfam: time limit: {exc}", file=sys.stderr)
+    return EXIT_INCONCLUSIVE if args.command == "check" else EXIT_BAD_INPUT
 
 
 def _version() -> str:
@@ -451,15 +507,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        return int(args.func(args))
+        return run_budgeted(args)
     except opt.UsageError as exc:
         print(_one_line(exc), file=sys.stderr)
         return EXIT_BAD_INPUT
-    except BAD_INPUT_ERRORS as exc:
-        print(f"deqfam: error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    except BudgetExceeded as exc:
+        return report_budget_exceeded(args, exc)
     except InadmissibleFamilyError as exc:  # fit, export, demo (generate answers itself)
         print(f"deqfam: refused: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except BAD_INPUT_ERRORS as exc:
+        print(f"deqfam: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:  # e.g. `deqfam derive X | head`
         sys.stderr.close()

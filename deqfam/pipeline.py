@@ -32,6 +32,7 @@ from deqfam.api import (
     refusal_message,
     torch_family,
 )
+from deqfam.derive.budget import time_budget
 from deqfam.derive.family import load_family
 from deqfam.fsutil import atomic_write_text
 from deqfam.runtime.datasets import make_dataset
@@ -155,12 +156,13 @@ def fit(
     and start afresh). A family that ``check`` rejects is refused unless
     ``allow_inadmissible``.
     """
-    module = (
-        family
-        if isinstance(family, TorchFamily)
-        else family_module(family, allow_inadmissible=allow_inadmissible)
-    )
-    fam_torch = torch_family(module, allow_inadmissible=allow_inadmissible)
+    with time_budget(None, "fit setup (loading, deriving and generating the family)"):
+        module = (
+            family
+            if isinstance(family, TorchFamily)
+            else family_module(family, allow_inadmissible=allow_inadmissible)
+        )
+        fam_torch = torch_family(module, allow_inadmissible=allow_inadmissible)
     if isinstance(data, np.ndarray) and data.dtype.kind in "fiub":
         data = torch.as_tensor(data)
     if isinstance(data, torch.Tensor) and not data.is_complex():
@@ -323,7 +325,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """The main job end to end; returns a summary dict and writes ``cfg.out/report.md``."""
     t_start = time.perf_counter()
     spec = cfg.spec if cfg.spec is not None else default_demo_spec()
-    fam = load_family(spec)
+    with time_budget(None, "demo: loading the family"):  # check/generate carry their own
+        fam = load_family(spec)
     timings: dict[str, float] = {}
 
     t = time.perf_counter()

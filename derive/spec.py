@@ -11,7 +11,7 @@ special-function arguments are bounded *before* SymPy computes them (``factorial
 must pass a complexity guard (node count, powers of eta, nesting of exponential-type
 functions). The derivation in ``derive.family`` runs under :func:`derivation_guard`: the
 parameter substitution is checked the same way, SymPy failures become :class:`SpecError`
-naming the field, and the whole derivation gets a wall-clock budget (:class:`time_limit`).
+naming the field, and the whole derivation gets a wall-clock budget (``derive.budget``).
 Every failure is one :class:`SpecError` naming the file, the field and the line.
 """
 
@@ -19,12 +19,8 @@ from __future__ import annotations
 
 import ast
 import difflib
-import gc
 import math
 import re
-import signal
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +30,11 @@ import sympy as sp
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from deqfam.derive.bounds import check_call_bounds, check_log_multipliers
+
+# The deadline machinery lives in derive/budget.py (it also serves worker threads and the
+# command budgets); its names stay importable from here for existing callers.
+from deqfam.derive.budget import DeadlineExceeded, _on_alarm, deadline  # noqa: F401
 from deqfam.vocab import Support
 
 from . import spec_text
@@ -99,7 +100,7 @@ MAX_EXPR_NODES = 300
 MAX_GROWTH_NESTING = 2
 MAX_PARAMETERS = 32
 #: wall-clock budget (seconds) of one derivation (``derive.family.derive_family``); enforced
-#: with SIGALRM in the main thread of POSIX processes, elsewhere only the static guards apply
+#: in any thread by ``derive.budget.deadline``
 DERIVE_TIME_LIMIT = 60.0
 #: budget of each optional derivation step (inverse link, convexity proof): on overrun the step
 #: is skipped (no closed-form inverse link / convexity "unproven"), not the whole spec refused
@@ -331,6 +332,7 @@ class _Guard:
         label = name or _BOUNDED_ARG_FUNCS.get(func)
         if label in _BOUNDED_ARG_FUNCS.values():
             self.check_special_args(label, args)
+            check_call_bounds(label, args, self.fail)
         fname = name or getattr(func, "__name__", str(func))
         if func is sp.Pow:
             what = f"({_short(args[0], 30)})**({_short(args[1], 30)})"
@@ -669,6 +671,7 @@ def parse_spec(text: str, source: str = "<spec>") -> FamilySpec:
     )
     if not A.has(ETA):
         failer("log_partition")("log_partition must depend on eta")
+    check_log_multipliers(A, ETA, failer("log_partition"))
     T = parse_expression(
         model.sufficient_statistic,
         y_syms,
@@ -735,112 +738,6 @@ def read_spec(path: str | Path) -> FamilySpec:
 # --------------------------------------------------------------------------------------------
 
 
-class DeadlineExceeded(Exception):
-    """A :class:`deadline` block ran past its budget (``seconds``)."""
-
-    def __init__(self, seconds: float) -> None:
-        super().__init__(f"time limit of {seconds:g} s exceeded")
-        self.seconds = seconds
-
-
-class _Alarm(BaseException):
-    """Raised from the SIGALRM handler. A BaseException, so SymPy's own ``except Exception``
-    clauses cannot swallow it; :class:`deadline` turns it into :class:`DeadlineExceeded`."""
-
-    def __init__(self, owner: deadline) -> None:
-        super().__init__("deadline")
-        self.owner = owner
-
-
-_ACTIVE: list[deadline] = []  # open deadlines, outermost first (main thread only)
-_SAVED: dict[str, Any] = {}  # the SIGALRM handler and timer that were there before us
-
-
-def _arm() -> None:
-    """(Re)arm ITIMER_REAL for the earliest open deadline; it repeats every 50 ms after
-    expiry, in case SymPy swallows the first alarm in a bare ``except:``."""
-    if _ACTIVE:
-        remaining = min(d.deadline for d in _ACTIVE) - time.monotonic()
-        signal.setitimer(signal.ITIMER_REAL, max(remaining, 1e-4), 0.05)
-
-
-def _must_not_raise(frame: Any) -> bool:
-    """Inside our own bookkeeping, or a garbage-collector callback (which would swallow the
-    exception as "Exception ignored")?"""
-    codes = _PROTECTED | {getattr(cb, "__code__", None) for cb in gc.callbacks}
-    while frame is not None:
-        if frame.f_code in codes:
-            return True
-        frame = frame.f_back
-    return False
-
-
-def _on_alarm(signum: int, frame: Any) -> None:
-    if _must_not_raise(frame):
-        signal.setitimer(signal.ITIMER_REAL, 0.01, 0.05)  # try again in a moment
-        return
-    now = time.monotonic()
-    for d in _ACTIVE:  # the outermost expired deadline wins
-        if now >= d.deadline:
-            raise _Alarm(d)
-    _arm()
-
-
-def _timer_available() -> bool:
-    return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-
-
-class deadline:
-    """Context manager: raise :class:`DeadlineExceeded` if the block runs longer than
-    ``seconds`` (``None``/``inf``: no limit). Nests (the earliest open deadline fires first).
-
-    Implemented with SIGALRM, so it interrupts pure-Python work such as SymPy's in the main
-    thread of a POSIX process; elsewhere it is a no-op. A single long C call (a huge integer
-    power) is only interrupted when it returns, which is why the static guards of this module
-    bound such numbers before they are computed. A timer the caller had set is restored.
-    """
-
-    def __init__(self, seconds: float | None) -> None:
-        self.seconds = math.inf if seconds is None else float(seconds)
-        if not self.seconds > 0:
-            raise ValueError(f"a time limit must be > 0 seconds, got {seconds!r}")
-        self.active = False
-        self.deadline = math.inf
-
-    def __enter__(self) -> deadline:
-        if math.isinf(self.seconds) or not _timer_available():
-            return self
-        if not _ACTIVE:
-            _SAVED["handler"] = signal.signal(signal.SIGALRM, _on_alarm)
-            _SAVED["timer"] = signal.setitimer(signal.ITIMER_REAL, 0)
-            _SAVED["since"] = time.monotonic()
-        self.deadline = time.monotonic() + self.seconds
-        _ACTIVE.append(self)
-        self.active = True
-        _arm()
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        if not self.active:
-            return False
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        _ACTIVE.remove(self)
-        self.active = False
-        if _ACTIVE:
-            _arm()
-        else:
-            signal.signal(signal.SIGALRM, _SAVED.pop("handler"))
-            (delay, interval), since = _SAVED.pop("timer"), _SAVED.pop("since")
-            if delay > 0:  # give back the caller's own timer, minus the time we spent
-                left = max(delay - (time.monotonic() - since), 1e-4)
-                signal.setitimer(signal.ITIMER_REAL, left, interval)
-        if isinstance(exc, _Alarm) and exc.owner is self:
-            raise DeadlineExceeded(self.seconds) from None
-        return False
-
-
-_PROTECTED = {deadline.__exit__.__code__, deadline.__enter__.__code__, _arm.__code__}
-
 T_ = TypeVar("T_")
 
 
@@ -899,6 +796,8 @@ def check_parameter_values(spec: FamilySpec) -> None:
         value = _substitute_checked(expr, subs, _Guard(fail))
         if isinstance(value, sp.Expr) and value.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
             fail("the expression becomes infinite or undefined")
+        if var is ETA:
+            check_log_multipliers(value, ETA, fail)
         check_complexity(value, var, fail)
 
 

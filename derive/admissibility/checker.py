@@ -7,6 +7,7 @@ from pathlib import Path
 
 from deqfam.vocab import Outcome
 
+from ..budget import checkpoint
 from ..family import Family, load_family
 from .grids import default_tilts
 from .path import BranchTrouble, NotAnalytic, TooCoarse
@@ -60,6 +61,7 @@ def default_stages(
 def run_guarded(stage: Stage, ctx: Context) -> StageResult:
     """Run one stage; a numerical breakdown (overflow, a function mpmath/numpy cannot evaluate
     on this input) becomes an ``inconclusive`` item naming the error, never a verdict."""
+    checkpoint()
     try:
         return stage.run(ctx)
     except BREAKDOWNS as exc:

@@ -16,6 +16,7 @@ import numpy as np
 import sympy as sp
 from scipy import special as sps
 
+from ..budget import checkpoint
 from ..primitives import StablePrimitive, to_definition
 from ..spec import ETA
 
@@ -75,6 +76,7 @@ def _polylog_np(s: float, w: np.ndarray) -> np.ndarray:
         acc = np.zeros_like(w)
         term = np.ones_like(w)
         for k in range(1, kmax + 1):
+            checkpoint()
             term = term * w
             acc = acc + term * (k ** (-s))
         return acc

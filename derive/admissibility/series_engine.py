@@ -17,6 +17,8 @@ from typing import Any
 import mpmath
 import sympy as sp
 
+from ..budget import checkpoint
+
 
 class Inexact(Exception):
     """An irrational number appeared: redo the series in mpmath."""
@@ -71,6 +73,7 @@ class SeriesEngine:
         nz_a = [i for i in range(K) if a[i]]
         nz_b = [j for j in range(K) if b[j]]
         for i in nz_a:
+            checkpoint()
             ai = a[i]
             for j in nz_b:
                 if i + j >= K:
@@ -83,6 +86,7 @@ class SeriesEngine:
         b = [self.zero()] * self.K
         b[0] = self.one()
         for n in range(1, self.K):
+            checkpoint()
             b[n] = sum((k * f[k] * b[n - k] for k in range(1, n + 1) if f[k]), self.zero()) / n
         return b
 
@@ -90,6 +94,7 @@ class SeriesEngine:
         """log(f) for f(0) = 1: n L_n = n f_n - sum_{k<n} k L_k f_{n-k}."""
         L = [self.zero()] * self.K
         for n in range(1, self.K):
+            checkpoint()
             acc = n * f[n] - sum((k * L[k] * f[n - k] for k in range(1, n) if L[k]), self.zero())
             L[n] = acc / n
         return L
@@ -158,6 +163,7 @@ class SeriesEngine:
         g = [self.zero()] * self.K
         g[0] = self.one() / f[0]
         for n in range(1, self.K):
+            checkpoint()
             g[n] = -sum((f[k] * g[n - k] for k in range(1, n + 1) if f[k]), self.zero()) / f[0]
         return g
 
@@ -184,6 +190,7 @@ class SeriesEngine:
             return out
         term = self.const(self.one())
         for k in range(1, self.K):
+            checkpoint()
             term = self.mul(term, w)
             if not any(term):
                 break

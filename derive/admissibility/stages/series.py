@@ -15,6 +15,7 @@ import sympy as sp
 
 from deqfam.vocab import Outcome, Strength
 
+from ...bounds import series_too_long
 from ...spec import ETA
 from ..grids import is_finite
 from ..report import Evidence
@@ -37,6 +38,8 @@ def series_evidence(ctx: Context, order: int) -> Evidence:
             "domain does not reach -oo, so a series at x = e^eta = 0 need not describe A",
         )
     K = order
+    if polynomial and (why := series_too_long(E, x)):
+        return Evidence("series", Outcome.SKIPPED, None, why)
     if polynomial:
         K = max(order, int(sp.Poly(E, x).degree()) + 1)
     mode = "exact rationals"
