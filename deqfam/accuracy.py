@@ -238,20 +238,25 @@ def measure(fam: Family, module: ModuleType) -> AccuracyReport:
 
 @contextlib.contextmanager
 def captured_numeric_warnings(sink: list[str]):
-    """Record RuntimeWarnings (numpy's overflow/invalid value messages) into ``sink`` as
-    counted one-line summaries instead of letting them print raw."""
-    with warnings.catch_warnings(record=True) as caught:
+    """Count RuntimeWarnings (numpy's overflow/invalid value messages) by message and append
+    one-line summaries to ``sink`` instead of letting them print raw. Only the counts are
+    kept (a grid scan can raise millions), other warnings are shown as usual."""
+    counts: Counter[str] = Counter()
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def _count(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, RuntimeWarning):
+                counts[str(message)] += 1
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = _count
         warnings.simplefilter("always", RuntimeWarning)
         try:
             yield
         finally:
-            counts = Counter(
-                str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)
-            )
             sink += [f"{msg} (x{n})" for msg, n in sorted(counts.items())]
-            for w in caught:  # anything that is not a numeric warning goes on as usual
-                if not issubclass(w.category, RuntimeWarning):
-                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def measure_rendered(fam: Family) -> AccuracyReport:
