@@ -17,6 +17,7 @@ from pathlib import Path
 import sympy as sp
 
 from deqfam import options as opt
+from deqfam.accuracy import captured_numeric_warnings
 from deqfam.api import InadmissibleFamilyError
 from deqfam.derive.budget import (
     TIME_LIMIT_ENV,
@@ -138,16 +139,42 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print("deqfam: error: generate needs SPEC (or --builtins)", file=sys.stderr)
         return EXIT_BAD_INPUT
     fam = _family(args.spec, args)
-    try:
-        warning = _admissibility_warning(fam, args.allow_inadmissible)
-    except InadmissibleFamilyError as exc:
-        print(f"deqfam: refused: {exc}", file=sys.stderr)
-        return EXIT_NEGATIVE
-    with removed_if_failed(Path(args.output)):
-        written = write_generated(fam, args.output, targets, warning=warning)
+    numeric: list[str] = []
+    with captured_numeric_warnings(numeric):
+        try:
+            warning = _admissibility_warning(fam, args.allow_inadmissible)
+        except InadmissibleFamilyError as exc:
+            print(f"deqfam: refused: {exc}", file=sys.stderr)
+            return EXIT_NEGATIVE
+        if not _accuracy_gate(fam, args.require_accurate, numeric):
+            return EXIT_BAD_INPUT
+        with removed_if_failed(Path(args.output)):
+            written = write_generated(fam, args.output, targets, warning=warning)
     for target, path in written.items():
         print(f"{target:6s} {path}")
     return EXIT_OK
+
+
+def _accuracy_gate(fam: Family, require_accurate: bool, numeric: list[str]) -> bool:
+    """Measure the generated torch code against mpmath (deqfam/accuracy.py) and report.
+
+    Prints the one-line summary; an inaccurate family gets a loud WARNING block on stderr
+    naming the eta ranges, and is refused (False) under ``--require-accurate``.
+    """
+    from deqfam.accuracy import measure_rendered
+
+    report = measure_rendered(fam)
+    report.warnings = numeric
+    if report.ok:
+        print(f"accuracy {report.summary()}")
+        return True
+    head = "refused" if require_accurate else "WARNING"
+    print(f"deqfam: {head}: generated code is INACCURATE.\n{report.format_text()}", file=sys.stderr)
+    if require_accurate:
+        print(
+            "deqfam: nothing written (drop --require-accurate to write it anyway)", file=sys.stderr
+        )
+    return not require_accurate
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -322,6 +349,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-inadmissible",
         action="store_true",
         help="generate even if `deqfam check` rejects the family (loud warning)",
+    )
+    p.add_argument(
+        "--require-accurate",
+        action="store_true",
+        help="refuse (exit 2, nothing written) when the generated code misses mpmath by more "
+        "than 1e-8 relative somewhere on the domain; by default that is a loud warning",
     )
     p.set_defaults(func=cmd_generate)
 

@@ -36,6 +36,8 @@ from . import escape
 from .family import Family
 from .primitives import (
     LOGEXPM1X_SERIES_ORDER,
+    logexpm1exp_far_terms,
+    logexpm1exp_series,
     logexpm1x_series,
 )
 
@@ -167,6 +169,13 @@ class TorchLayerPrinter(AbstractPythonCodePrinter):
         k, x = expr.args
         return f"torch.ops.deqfam.logexpm1x({self._print(x)}, {int(k)})"
 
+    def _print_logexpm1(self, expr):
+        return f"special.logexpm1({self._print(expr.args[0])})"
+
+    def _print_logexpm1exp(self, expr):
+        k, x = expr.args
+        return f"torch.ops.deqfam.logexpm1exp({self._print(x)}, {int(k)})"
+
 
 def torch_code(expr: sp.Expr, var: sp.Symbol, name: str = "eta") -> str:
     """Elementwise torch code for ``expr`` in the tensor variable ``name``.
@@ -256,6 +265,12 @@ class KernelPrinter(C99CodePrinter):
     def _print_logexpm1x(self, expr):
         return self._print_ordered("logexpm1x", *expr.args)
 
+    def _print_logexpm1(self, expr):
+        return f"deqfam_logexpm1({self._print(expr.args[0])})"
+
+    def _print_logexpm1exp(self, expr):
+        return self._print_ordered("logexpm1exp", *expr.args)
+
 
 #: Terms of the series sum_k (+-1)^k e^{kx} / k^s used for x < -1: the terms shrink by
 #: e^x <= e^-1, so 40 terms reach e^-40 ~ 4e-18 relative.
@@ -337,11 +352,26 @@ def _logexpm1x_constants(k: int) -> CPrimitive:
     return CPrimitive("logexpm1x", float(k), _order_tag(sp.Integer(k)), True, coeffs, far, poly)
 
 
+def _logexpm1exp_constants(k: int) -> CPrimitive:
+    """Constants of G^(k), G(x) = log(e^(e^x) - 1) (derive/primitives.py): the Taylor
+    coefficients in u = e^x and, in ``singular[0]``, the closed form D^(k-1) phi as one C
+    expression in u and b = 1/expm1(u) (integer coefficients, exact)."""
+    if k == 0:
+        return CPrimitive("logexpm1exp", 0.0, _order_tag(sp.Integer(0)), True, (), (), ())
+    coeffs = tuple(repr(c) for c in logexpm1exp_series(k))
+    far = " + ".join(
+        f"({float(coef)!r}) * pow(u, {a}) * pow(b, {c})" for coef, a, c in logexpm1exp_far_terms(k)
+    )
+    return CPrimitive("logexpm1exp", float(k), _order_tag(sp.Integer(k)), True, coeffs, (far,), ())
+
+
 def kernel_primitives(printer: KernelPrinter) -> list[CPrimitive]:
     """Device functions for every (primitive, order) the printer emitted, sorted."""
     out = []
     for (kind, _), order in sorted(printer.needed.items()):
-        if kind == "logexpm1x":
+        if kind == "logexpm1exp":
+            out.append(_logexpm1exp_constants(int(order)))
+        elif kind == "logexpm1x":
             out.append(_logexpm1x_constants(int(order)))
         else:
             out.append(_polylog_constants(kind, order))

@@ -19,6 +19,8 @@ logcosh(x)         log cosh x                  tanh(x)
 polylog_exp(s, x)  Li_s(e^x), x < 0            polylog_exp(s - 1, x)
 fermi_dirac(s, x)  -Li_s(-e^x)                 fermi_dirac(s - 1, x)
 logexpm1x(k, x)    d^k/dx^k log((e^x - 1)/x)   logexpm1x(k + 1, x)
+logexpm1(x)        log(e^x - 1), x > 0         1 + polylog_exp(0, -x)
+logexpm1exp(k, x)  d^k/dx^k log(e^(e^x) - 1)   logexpm1exp(k + 1, x)
 =================  ==========================  ===========================
 """
 
@@ -297,6 +299,131 @@ class logexpm1x(StablePrimitive):
         return np.where(near, series, far)
 
 
+class logexpm1(StablePrimitive):
+    """logexpm1(x) = log(e^x - 1) for x > 0 (the log of expm1).
+
+    Evaluated as x + log1p(-e^{-x}) for x > log 2 (no overflow of e^x, and e^{-x} <= 1/2 so
+    log1p is exact to an ulp) and as log(expm1(x)) below (expm1 keeps every digit of a small
+    x). d/dx = e^x/(e^x - 1) = 1 + 1/(e^x - 1) = 1 + Li_0(e^{-x}) = 1 + polylog_exp(0, -x),
+    so all further derivatives are closed-form polylogs of non-positive integer order.
+    """
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return 1 + polylog_exp(0, -self.args[0])
+
+    def definition(self):
+        return sp.log(sp.exp(self.args[0]) - 1)
+
+    @staticmethod
+    def numpy_impl(x):
+        x = np.asarray(x, dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            big = np.where(x > math.log(2.0), x, 1.0)
+            small = np.where(x > math.log(2.0), 1.0, x)
+            return np.where(
+                x > math.log(2.0), big + np.log1p(-np.exp(-big)), np.log(np.expm1(small))
+            )
+
+
+#: logexpm1exp: the Taylor series in u = e^x is used for u < LOGEXPM1EXP_U_SERIES.
+LOGEXPM1EXP_U_SERIES = 1.0
+#: Terms of that series: |B_n| n^(k-1)/n! ~ 2 n^(k-1)/(2 pi)^n, below 1e-19 at n = 36 for
+#: k <= 5 and u <= 1.
+LOGEXPM1EXP_TERMS = 36
+#: Above this u, G^(k)(x) = u to float64 precision: the neglected terms are below
+#: u^k e^{-u}, i.e. < 1e-17 relative at u = 60 for k <= 5.
+LOGEXPM1EXP_U_LINEAR = 60.0
+
+
+@functools.lru_cache(maxsize=16)
+def logexpm1exp_series(k: int) -> tuple[float, ...]:
+    """Coefficients c_n (of u^n, u = e^x) of G^(k)(x), G(x) = log(e^u - 1), k >= 1.
+
+    G'(x) = u e^u/(e^u - 1) = u + phi(u) with phi(u) = u/(e^u - 1) = sum_n B_n u^n/n!
+    (B_1 = -1/2), and d/dx = u d/du, so G^(k) = u + sum_n B_n n^(k-1) u^n/n!: the
+    coefficients are exact rationals (mpmath at 40 digits) rounded once to float64.
+    """
+    if k < 1:
+        raise ValueError("the series form is for k >= 1")
+    with mpmath.workdps(40):
+        out = []
+        for n in range(LOGEXPM1EXP_TERMS):
+            c = mpmath.bernoulli(n) * mpmath.mpf(n) ** (k - 1) / mpmath.factorial(n)
+            if n == 0:
+                c = mpmath.mpf(1) if k == 1 else mpmath.mpf(0)
+            out.append(float(c + (1 if n == 1 else 0)))
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=16)
+def logexpm1exp_far_terms(k: int) -> tuple[tuple[int, int, int], ...]:
+    """Terms (coef, a, c) with D^(k-1) phi = sum coef u^a b^c, b = 1/(e^u - 1), D = u d/du.
+
+    phi = u b and db/du = -b (1 + b), so D(u^a b^c) = a u^a b^c - c u^(a+1) (b^c + b^(c+1)):
+    integer coefficients, exact.
+    """
+    poly = {(1, 1): 1}
+    for _ in range(k - 1):
+        nxt: dict[tuple[int, int], int] = {}
+        for (a, c), coef in poly.items():
+            for key, val in (((a, c), a), ((a + 1, c), -c), ((a + 1, c + 1), -c)):
+                nxt[key] = nxt.get(key, 0) + coef * val
+        poly = {key: v for key, v in nxt.items() if v != 0}
+    return tuple((v, a, c) for (a, c), v in sorted(poly.items()))
+
+
+def _logexpm1exp_numpy(k: int, x):
+    """float64 G^(k)(x), G(x) = log(e^{e^x} - 1), by the three branches of the primitive."""
+    x = np.asarray(x, dtype=float)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        u = np.exp(x)
+        if k == 0:
+            mid = np.log(np.expm1(np.where(u > 1e-290, u, 1.0)))
+            far = u + np.log1p(-np.exp(-u))
+            return np.where(u > 1.0, far, np.where(u > 1e-290, mid, x + 0.5 * u))
+        us = np.where(u < LOGEXPM1EXP_U_SERIES, u, 0.0)
+        series = np.polynomial.polynomial.polyval(us, logexpm1exp_series(k))
+        uf = np.where(u < LOGEXPM1EXP_U_SERIES, 1.0, np.minimum(u, LOGEXPM1EXP_U_LINEAR))
+        b = 1.0 / np.expm1(uf)
+        far = uf + sum(coef * uf**a * b**c for coef, a, c in logexpm1exp_far_terms(k))
+        far = np.where(u > LOGEXPM1EXP_U_LINEAR, u, far)
+        return np.where(u < LOGEXPM1EXP_U_SERIES, series, far)
+
+
+class logexpm1exp(StablePrimitive):
+    """logexpm1exp(k, x) = G^(k)(x), the k-th derivative of G(x) = log(e^{e^x} - 1).
+
+    G is the zero-truncated Poisson log-partition. With u = e^x it is evaluated as
+    u + log1p(-e^{-u}) for u > 1, log(expm1(u)) for 1e-290 < u <= 1 and x + u/2 below (u
+    would be subnormal). Its derivatives G^(k) = u + D^(k-1) phi(u) (see
+    :func:`logexpm1exp_series`) use a Taylor series in u for u < 1 (no cancellation as
+    x -> -oo: G' -> 1, G'' ~ u/2), a closed form in u and 1/expm1(u) for 1 <= u <= 60, and u
+    itself above (exponentially small corrections; no inf * 0 when u^k overflows).
+    """
+
+    nargs = 2
+
+    def fdiff(self, argindex=2):
+        if argindex != 2:
+            raise ArgumentIndexError(self, argindex)
+        k, x = self.args
+        return logexpm1exp(k + 1, x)
+
+    def definition(self):
+        k, x = self.args
+        return sp.diff(sp.log(sp.exp(sp.exp(_X)) - 1), _X, int(k)).subs(_X, x)
+
+    def _eval_is_positive(self):
+        # G' is the mean (> 1) and G'' the variance of a nondegenerate law on y >= 1
+        return True if self.args[0] in (1, 2) else None
+
+    @staticmethod
+    def numpy_impl(k, x):
+        return _logexpm1exp_numpy(int(k), x)
+
+
 PRIMITIVES: tuple[type[StablePrimitive], ...] = (
     softplus,
     sigmoid,
@@ -304,6 +431,8 @@ PRIMITIVES: tuple[type[StablePrimitive], ...] = (
     polylog_exp,
     fermi_dirac,
     logexpm1x,
+    logexpm1,
+    logexpm1exp,
 )
 
 

@@ -7,6 +7,11 @@ and replaces them by primitives whose derivatives stay inside the primitive set:
 * ``log(1 - e^u)``        -> ``-polylog_exp(1, u)`` (cancellation near u -> 0-)
 * ``log(cosh u)``         -> ``logcosh(u)``
 * ``log((e^u - 1)/u)``    -> ``logexpm1x(0, u)``  (removable singularity at 0)
+* ``log(e^u - 1)``        -> ``logexpm1(u)``      (overflows at u ~ 710; expm1 for small u)
+* ``log(e^(e^u) - 1)``    -> ``logexpm1exp(0, u)`` (nested: inf at u = -40, nan from u = 7
+  as printed plainly; its derivatives stay on the same primitive, so A', A'' keep their
+  accuracy as u -> -oo where the chain rule would cancel)
+* ``e^u - Li_1(e^(-e^u))`` (the hand-written ``e^u + log(1 - exp(-e^u))``) -> ``logexpm1exp(0, u)``
 * ``polylog(s, e^u)``     -> ``polylog_exp(s, u)``; ``polylog(s, -e^u)`` -> ``-fermi_dirac(s, u)``
 * ``e^u / (1 + e^u)``     -> ``sigmoid(u)``
 * ``1 - tanh(u)^2``        -> ``4 sigmoid(2u) sigmoid(-2u)`` (cancellation for large |u|)
@@ -19,7 +24,16 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .primitives import fermi_dirac, logcosh, logexpm1x, polylog_exp, sigmoid, softplus
+from .primitives import (
+    fermi_dirac,
+    logcosh,
+    logexpm1,
+    logexpm1exp,
+    logexpm1x,
+    polylog_exp,
+    sigmoid,
+    softplus,
+)
 
 
 def _exp_arg(e: sp.Expr) -> sp.Expr | None:
@@ -32,6 +46,30 @@ def _one_plus_exp(e: sp.Expr, sign: int) -> sp.Expr | None:
     if not (isinstance(e, sp.Add) and len(e.args) == 2 and sp.S.One in e.args):
         return None
     return _exp_arg(sign * (e - 1))
+
+
+def _exp_minus_one(e: sp.Expr) -> sp.Expr | None:
+    """u if ``e`` is exp(u) - 1, else None."""
+    if not (isinstance(e, sp.Add) and len(e.args) == 2 and sp.S.NegativeOne in e.args):
+        return None
+    return _exp_arg(e + 1)
+
+
+def _rewrite_nested_log1mexp(e: sp.Add) -> sp.Expr | None:
+    """exp(u) - polylog_exp(1, -exp(u)) + rest -> logexpm1exp(0, u) + rest.
+
+    log(e^(e^u) - 1) = e^u + log(1 - e^(-e^u)): a user's hand-stabilised spelling, which the
+    log rule has already turned into exp(u) - polylog_exp(1, -exp(u)). Its derivatives would
+    cancel as u -> -oo (e^u and e^u Li_0(e^(-e^u)) ~ 1 both grow terms of size 1/e^u^k).
+    """
+    for term in e.args:
+        if isinstance(term, sp.Mul) and term.args[0] == -1 and len(term.args) == 2:
+            li = term.args[1]
+            if isinstance(li, polylog_exp) and li.args[0] == 1:
+                inner = _exp_arg(-li.args[1])
+                if inner is not None and sp.exp(inner) in e.args:
+                    return e - sp.exp(inner) - term + logexpm1exp(0, inner)
+    return None
 
 
 def _expm1_over_u(e: sp.Expr) -> sp.Expr | None:
@@ -53,6 +91,10 @@ def _rewrite_log(arg: sp.Expr) -> sp.Expr | None:
     u = _one_plus_exp(arg, -1)
     if u is not None:
         return -polylog_exp(1, u)
+    u = _exp_minus_one(arg)
+    if u is not None:
+        inner = _exp_arg(u)
+        return logexpm1exp(0, inner) if inner is not None else logexpm1(u)
     if isinstance(arg, sp.cosh):
         return logcosh(arg.args[0])
     if isinstance(arg, sp.exp):
@@ -98,6 +140,7 @@ def _rewrite_node(e: sp.Expr) -> sp.Expr:
     new = None
     if isinstance(e, sp.Add):
         new = _rewrite_sech2(e)
+        new = new if new is not None else _rewrite_nested_log1mexp(e)
     elif isinstance(e, sp.log):
         new = _rewrite_log(e.args[0])
     elif isinstance(e, sp.polylog):

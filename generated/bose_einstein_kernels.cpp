@@ -41,6 +41,11 @@ DEQFAM_FN double deqfam_log1mexp(double x) {
   return x > -0.6931471805599453 ? log(-expm1(x)) : log1p(-exp(x));
 }
 
+/* log(e^x - 1) for x > 0: x + log1p(-e^-x) above log 2, log(expm1(x)) below. */
+DEQFAM_FN double deqfam_logexpm1(double x) {
+  return x > 0.6931471805599453 ? x + log1p(-exp(-x)) : log(expm1(x));
+}
+
 /* Horner evaluation of sum_k c[k] t^k. */
 DEQFAM_FN double deqfam_horner(const double* c, int n, double t) {
   double acc = 0.0;

@@ -78,6 +78,8 @@ __all__ = [
     "fermi_dirac",
     "fermi_dirac_near0_coefficients",
     "logcosh",
+    "logexpm1",
+    "logexpm1exp",
     "logexpm1x",
     "logexpm1x_taylor_coefficients",
     "polylog_exp",
@@ -885,3 +887,8 @@ def logexpm1x(x: torch.Tensor, k: int = 0) -> torch.Tensor:
     derivatives of k = 4 use k = 5, 6), k > 6 raises ValueError.
     """
     return torch.ops.deqfam.logexpm1x(x, int(k))
+
+
+# log(e^x - 1) and the nested log(e^{e^x} - 1) (zero-truncated Poisson) live in their own
+# module; importing it here registers torch.ops.deqfam.logexpm1exp with the other operators.
+from .special_expm1 import logexpm1, logexpm1exp  # noqa: E402
