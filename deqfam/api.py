@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -62,6 +63,38 @@ def import_generated(path: str | Path) -> ModuleType:
         del sys.modules[modname]
         raise
     return module
+
+
+def emitted_module(text: str, stem: str) -> ModuleType:
+    """Import a generated module given as text (``derive.emit``: deep-stack roles, kGLM
+    priors): written once, atomically, to ``cache_dir()/emitted/<stem>_<sha256[:16]>.py``
+    (the name follows the content, so a file is never rewritten with other text) and loaded
+    by :func:`import_generated`."""
+    import hashlib
+
+    from deqfam.fsutil import atomic_write_text
+
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    stem = re.sub(r"[^A-Za-z0-9_]", "_", stem)  # a file name, whatever the caller's name
+    path = cache_dir() / "emitted" / f"{stem}_{digest}.py"
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text)
+    return import_generated(path)
+
+
+def torch_prior(prior: Any):
+    """The runtime view (``runtime.kglm.TorchPrior``) of a kGLM prior: a
+    ``derive.prior.Prior`` is printed into a generated module (``derive.emit.render_prior``)
+    and imported; anything else goes to ``runtime.kglm.as_torch_prior`` as is."""
+    from deqfam.derive.prior import Prior
+    from deqfam.runtime.kglm import as_torch_prior
+
+    if isinstance(prior, Prior):
+        from deqfam.derive.emit import render_prior
+
+        prior = emitted_module(render_prior(prior), f"prior_{prior.family_name}")
+    return as_torch_prior(prior)
 
 
 #: how a module's ADMISSIBILITY_WARNING starts for each verdict that carries one
@@ -211,4 +244,6 @@ def KGLMDEQ(family: Any, n: int, n_out: int, **kwargs):
     as for :func:`ExpFamPCA`)."""
     kglm = importlib.import_module("deqfam.runtime.kglm")
     allow = kwargs.pop("allow_inadmissible", False)
+    if "prior" in kwargs:
+        kwargs["prior"] = torch_prior(kwargs["prior"])
     return kglm.KGLMDEQ(torch_family(family, allow_inadmissible=allow), n, n_out, **kwargs)

@@ -2,49 +2,34 @@
 runtime/deep.py (PyTorch).
 
 ``DeepExpFamPCA(families=[...], widths=[d_0, ..., d_L], lam=...)`` derives every layer's log
-density and its derivatives (``deqfam.derive.deep``), prints them with ``codegen.torch_code``,
-compiles the printed code into elementwise functions of ``(x, eta)`` and builds the runtime
-model. Families are checked for admissibility (``deqfam.check``); one found ``not_admissible``
-(such as the ReLU family ``A = max(0, eta)^2/2`` used with the dropout mask) is refused unless
+density and its derivatives (``deqfam.derive.deep``), prints them into a generated module per
+layer (``derive.emit.render_deep_roles``, ``templates/deep_roles.py.j2``), imports it with the
+one importer (``deqfam.api.emitted_module``) and builds the runtime model. Families are
+checked for admissibility (``deqfam.check``); one found ``not_admissible`` (such as the ReLU
+family ``A = max(0, eta)^2/2`` used with the dropout mask) is refused unless
 ``allow_inadmissible=True``.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
-import torch
-
-from deqfam.api import InadmissibleFamilyError, check
+from deqfam.api import InadmissibleFamilyError, check, emitted_module
 from deqfam.derive.deep import LayerDerivation, derive_layer, derive_stack
+from deqfam.derive.emit import render_deep_roles
 from deqfam.derive.family import Family, load_family
 from deqfam.runtime import deep as runtime_deep
-from deqfam.runtime import special
-
-_NAMESPACE = {"torch": torch, "math": math, "special": special}
-_SIGNATURES = {"activation": "eta", "statistic": "x", "log_base": "x"}
-
-
-def _compile(code: str, role: str, name: str):
-    """A Python function of the printed elementwise torch code (our printer's output only)."""
-    args = _SIGNATURES.get(role, "x, eta")
-    source = f"def {role}({args}):\n    return {code}\n"
-    namespace = dict(_NAMESPACE)
-    exec(compile(source, f"<deqfam.deep {name}.{role}>", "exec"), namespace)
-    fn = namespace[role]
-    fn.__doc__ = f"{role} of layer family {name}: {code}"
-    return fn
 
 
 def layer_functions(layer: LayerDerivation) -> runtime_deep.LayerFunctions:
-    """Compile a ``LayerDerivation`` into the runtime's ``LayerFunctions``."""
-    fns = {
-        role: _compile(code, role, layer.family.name) for role, code in layer.torch_codes().items()
-    }
-    lo, hi = layer.family.domain_floats
-    return runtime_deep.LayerFunctions(name=layer.name, domain=(lo, hi), masked=layer.masked, **fns)
+    """The runtime's ``LayerFunctions`` of a ``LayerDerivation``: its roles printed into a
+    generated module (``derive.emit.render_deep_roles``) loaded by the one importer."""
+    module = emitted_module(render_deep_roles(layer), f"deep_{layer.family.name}")
+    fns = {role: getattr(module, role) for role in layer.roles}
+    return runtime_deep.LayerFunctions(
+        name=layer.name, domain=module.DOMAIN, masked=layer.masked, **fns
+    )
 
 
 _VERDICTS: dict[str, tuple[str, str]] = {}

@@ -134,6 +134,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
             )
             if code != EXIT_OK:
                 return code
+        if "torch" in targets:  # modules shared by the built-ins (not per family)
+            from deqfam.derive.emit import write_pcdeq_activations
+
+            print(f"torch  {write_pcdeq_activations(args.output)}")
         return EXIT_OK
     if args.spec is None:
         print("deqfam: error: generate needs SPEC (or --builtins)", file=sys.stderr)

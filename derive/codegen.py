@@ -67,6 +67,7 @@ TORCH_FUNCTIONS = {
     "cos": "torch.cos",
     "sin": "torch.sin",
     "atan": "torch.atan",
+    "sign": "torch.sign",
 }
 
 
@@ -138,8 +139,10 @@ class TorchLayerPrinter(AbstractPythonCodePrinter):
         return f"torch.abs({self._print(expr.args[0])})"
 
     def _print_Heaviside(self, expr):
+        # the second argument is the value at 0 (SymPy's default 1/2)
         x = self._print(expr.args[0])
-        return f"torch.heaviside({x}, torch.full_like({x}, 0.5))"
+        h0 = float_literal(expr.args[1]) if len(expr.args) > 1 else "0.5"
+        return f"torch.heaviside({x}, torch.full_like({x}, {h0}))"
 
     def _print_DiracDelta(self, expr):
         # almost-everywhere value of the derivative of a kink (piecewise specs only)

@@ -16,9 +16,9 @@ For a Gaussian-process prior ``q`` is constant and ``rho = 0``. Assumption 2 nee
 
 so the supremum over the mean range equals the supremum of ``Q''/A''`` over the natural domain.
 
-This module is SymPy only: it returns the expressions and a torch *source text* (printed by
-``derive.codegen.torch_code``); the runtime (``deqfam.runtime.kglm.as_torch_prior``) compiles that
-text, so ``derive`` never imports torch.
+This module is SymPy only: it returns the expressions; ``derive.emit.render_prior`` prints them
+into a generated module (``templates/prior.py.j2``) that ``deqfam.api.torch_prior`` imports, so
+``derive`` never imports torch.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ import numpy as np
 import scipy.optimize
 import sympy as sp
 
-from .codegen import float_literal, torch_code
 from .family import Family, load_family
 from .spec import ETA, SpecError, parse_expression
 
@@ -62,40 +61,6 @@ class Prior:
     mean_range: tuple[sp.Expr, sp.Expr]
     sup_drho: float | None
     sup_drho_method: str
-
-    def torch_source(self) -> str:
-        """Python/torch source defining ``rho(z)``, ``rho_grad(z)`` and the constants
-        ``NAME``, ``FAMILY``, ``SUP_RHO_GRAD`` (what ``runtime.kglm.as_torch_prior`` reads)."""
-        mu = Family.mu
-        sup = self.sup_drho
-        sup_text = "None" if sup is None else float_literal(sup)
-        return "\n".join(
-            [
-                f'"""rho = (-log q)\' o (A\')^{{-1}} for q = exp(-({self.neg_log_q})), '
-                f'family {self.family_name} (Theorem 3)."""',
-                "",
-                "import math  # noqa: F401",
-                "",
-                "import torch",
-                "",
-                "from deqfam.runtime import special  # noqa: F401",
-                "",
-                f"NAME = {self.name!r}",
-                f"FAMILY = {self.family_name!r}",
-                f"SUP_RHO_GRAD = {sup_text}",
-                "",
-                "",
-                "def rho(z: torch.Tensor) -> torch.Tensor:",
-                f'    """rho(z) = {self.rho}."""',
-                f"    return {torch_code(self.rho, mu, 'z')}",
-                "",
-                "",
-                "def rho_grad(z: torch.Tensor) -> torch.Tensor:",
-                f'    """rho\'(z) = {self.drho}."""',
-                f"    return {torch_code(self.drho, mu, 'z')}",
-                "",
-            ]
-        )
 
 
 def _is_elementary_rational(expr: sp.Expr, var: sp.Symbol) -> bool:

@@ -29,7 +29,6 @@ and the adjoint iterations converge (``runtime.kernels.check_contraction`` certi
 from __future__ import annotations
 
 import math
-import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -71,24 +70,17 @@ class TorchPrior:
     family: str | None = None
 
 
-def prior_from_source(source: str, name: str = "<prior>") -> TorchPrior:
-    """Compile the torch source text of ``derive.prior.Prior.torch_source()`` (it defines
-    ``rho``, ``rho_grad``, ``NAME``, ``FAMILY``, ``SUP_RHO_GRAD``) into a ``TorchPrior``."""
-    module = types.ModuleType(f"deqfam_prior_{name}")
-    exec(compile(source, name, "exec"), module.__dict__)
-    return as_torch_prior(module)
-
-
 def as_torch_prior(obj: Any) -> TorchPrior | None:
-    """``None`` (Gaussian prior, ``rho = 0``), a ``TorchPrior``, an object with a
-    ``torch_source()`` method (``derive.prior.Prior``: compiled here, no SymPy needed), or any
-    object/module with ``rho`` and ``rho_grad`` callables (optional ``NAME``, ``FAMILY``,
-    ``SUP_RHO_GRAD``)."""
+    """``None`` (Gaussian prior, ``rho = 0``), a ``TorchPrior``, or any object/module with
+    ``rho`` and ``rho_grad`` callables (optional ``NAME``, ``FAMILY``, ``SUP_RHO_GRAD``), such
+    as the generated module of a derived prior (``deqfam.api.torch_prior``)."""
     if obj is None or isinstance(obj, TorchPrior):
         return obj
-    source = getattr(obj, "torch_source", None)
-    if callable(source):
-        return prior_from_source(source(), name=str(getattr(obj, "name", "<prior>")))
+    if hasattr(obj, "neg_log_q"):  # a derive.prior.Prior: SymPy, not callable torch code
+        raise TypeError(
+            "a derived prior (derive.prior.Prior) holds SymPy expressions: generate its torch "
+            "module with deqfam.api.torch_prior(prior), or pass it to deqfam.KGLMDEQ"
+        )
     rho, rho_grad = getattr(obj, "rho", None), getattr(obj, "rho_grad", None)
     if not (callable(rho) and callable(rho_grad)):
         raise TypeError(
@@ -231,7 +223,7 @@ class KGLMDEQ(_KGLMBase):
         n: number of inner coordinates (rows of ``X``; the width of ``Y`` and ``z``).
         n_out: number of outer coordinates (rows of ``X~``; the width of the output).
         prior: ``None`` (Gaussian prior, ``rho = 0``, no ``W3``) or anything ``as_torch_prior``
-            accepts (e.g. ``derive.prior.derive_prior(family, "log(cosh(f))")``).
+            accepts (e.g. ``deqfam.api.torch_prior(derive_prior(family, "log(cosh(f))"))``).
         solver: ``"anderson"``, ``"broyden"`` or ``"fixed_point"`` (forward and adjoint solves).
         solver_options: ``SolverConfig`` options (unknown keys rejected).
         on_nonconvergence: ``"raise"``, ``"warn"`` or ``"ignore"`` (forward and backward).
@@ -445,5 +437,4 @@ __all__ = [
     "ConvKGLMDEQ",
     "TorchPrior",
     "as_torch_prior",
-    "prior_from_source",
 ]

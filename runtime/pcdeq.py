@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from deqfam.generated.pcdeq_activations import ACTIVATIONS
 from deqfam.vocab import Finding, Outcome, Strength
 
 from .implicit import ImplicitResult, implicit_fixed_point
@@ -89,70 +90,21 @@ class PositiveActivation:
     domain: tuple[float, float] = (-math.inf, math.inf)
 
 
-def _tanh_grad(t: Tensor) -> Tensor:
-    th = torch.tanh(t)
-    return 1 - th * th
+def _named_activations() -> dict[str, PositiveActivation]:
+    """The named activations, printed from ``derive.concavity.NAMED_ACTIVATIONS`` into the
+    generated module ``generated/pcdeq_activations.py`` (``sigma, sigma', sigma''``; the
+    derivative at a kink is 0). ReLU6 = min(t, 6) on [0, oo) is piecewise linear: its
+    ``sigma'' = -delta(t - 6) <= 0`` is invisible to ``grad2`` (0 a.e.) but seen by the divided
+    differences of the certificate. ReLU and the identity are linear on the orthant: concave,
+    but unbounded (existence needs rho(W) < 1). softplus and exp are convex, NOT admissible:
+    here so the certificate can be seen to reject them."""
+    return {
+        name: PositiveActivation(name, fn, grad, grad2, "builtin")
+        for name, (fn, grad, grad2) in ACTIVATIONS.items()
+    }
 
 
-def _tanh_grad2(t: Tensor) -> Tensor:
-    th = torch.tanh(t)
-    return -2 * th * (1 - th * th)
-
-
-def _sigmoid_grad(t: Tensor) -> Tensor:
-    return torch.sigmoid(t) * torch.sigmoid(-t)
-
-
-def _sigmoid_grad2(t: Tensor) -> Tensor:
-    s = torch.sigmoid(t)
-    return s * (1 - s) * (1 - 2 * s)
-
-
-def _softsign(t: Tensor) -> Tensor:
-    return t / (1 + t.abs())
-
-
-def _softsign_grad(t: Tensor) -> Tensor:
-    return (1 + t.abs()).pow(-2)
-
-
-def _softsign_grad2(t: Tensor) -> Tensor:
-    return -2 * torch.sign(t) * (1 + t.abs()).pow(-3)
-
-
-def _relu6(t: Tensor) -> Tensor:
-    return t.clamp(0.0, 6.0)
-
-
-def _relu6_grad(t: Tensor) -> Tensor:
-    return ((t > 0) & (t < 6)).to(t.dtype)
-
-
-def _zero(t: Tensor) -> Tensor:
-    return torch.zeros_like(t)
-
-
-def _relu_grad(t: Tensor) -> Tensor:
-    return (t > 0).to(t.dtype)
-
-
-NAMED_ACTIVATIONS: dict[str, PositiveActivation] = {
-    a.name: a
-    for a in (
-        PositiveActivation("tanh", torch.tanh, _tanh_grad, _tanh_grad2, "builtin"),
-        PositiveActivation("softsign", _softsign, _softsign_grad, _softsign_grad2, "builtin"),
-        PositiveActivation("sigmoid", torch.sigmoid, _sigmoid_grad, _sigmoid_grad2, "builtin"),
-        # ReLU6 = min(t, 6) on [0, oo): piecewise linear; sigma'' = -delta(t - 6) <= 0 is
-        # invisible to grad2 (0 a.e.) but seen by the divided differences of the certificate.
-        PositiveActivation("relu6", _relu6, _relu6_grad, _zero, "builtin"),
-        # Linear on the orthant: concave, but unbounded (existence needs rho(W) < 1).
-        PositiveActivation("relu", torch.relu, _relu_grad, _zero, "builtin"),
-        PositiveActivation("identity", lambda t: t, torch.ones_like, _zero, "builtin"),
-        # Convex: NOT admissible; here so the certificate can be seen to reject them.
-        PositiveActivation("softplus", F.softplus, torch.sigmoid, _sigmoid_grad, "builtin"),
-        PositiveActivation("exp", torch.exp, torch.exp, torch.exp, "builtin"),
-    )
-}
+NAMED_ACTIVATIONS: dict[str, PositiveActivation] = _named_activations()
 
 #: The named activations that are admissible (monotone, concave on [0, oo)), and whether they
 #: need a strictly positive input (``sigma(0) = 0``).

@@ -82,3 +82,42 @@ def test_every_subpackage_is_listed_in_pyproject():
                 continue
             expected.add(".".join([package, *rel.parts]))
     assert expected <= listed, f"missing from pyproject packages: {sorted(expected - listed)}"
+
+
+#: Builtins that run text as code; the library prints code into generated modules instead.
+_CODE_RUNNING_BUILTINS = {"exec", "eval", "compile"}
+
+
+def _code_running_calls(path: Path) -> list[str]:
+    """``file:line name`` of every call of the builtins ``exec``/``eval``/``compile`` (a Call
+    whose function is the bare Name; methods such as ``module.eval()``, ``re.compile`` or
+    ``torch.compile`` and names such as ``_eval`` are attributes or other names)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return [
+        f"{path}:{node.lineno} {node.func.id}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _CODE_RUNNING_BUILTINS
+    ]
+
+
+def test_scan_finds_code_running_builtins(tmp_path):
+    """The scan itself: it flags the builtins and passes methods and look-alike names."""
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "exec(c)\nx = eval('1')\ncompile(s, 'f', 'exec')\nm.eval()\n_eval(a)\nre.compile('x')\n",
+        encoding="utf-8",
+    )
+    found = _code_running_calls(sample)
+    assert [f.split(" ")[1] for f in found] == ["exec", "eval", "compile"]
+
+
+@pytest.mark.parametrize("folder", ["deqfam", "derive", "runtime"])
+def test_no_exec_or_eval_in_the_library(folder):
+    """One emitter: code printed from SymPy reaches torch through a template and a generated
+    module, never through ``exec``/``eval``/``compile`` of text (DESIGN.md)."""
+    offenders = [
+        hit for p in sorted((ROOT / folder).rglob("*.py")) for hit in _code_running_calls(p)
+    ]
+    assert offenders == [], f"exec/eval/compile of text in {folder}/: {offenders}"

@@ -112,6 +112,8 @@ def test_regenerated_output_is_byte_identical_to_committed(tmp_path):
             assert committed.read_bytes() == path.read_bytes(), (
                 f"{committed} is stale: run `make generated` ({target})"
             )
+    shared = "pcdeq_activations.py"  # one module for the built-ins (derive/emit.py)
+    assert (ROOT / "generated" / shared).read_bytes() == (tmp_path / shared).read_bytes()
 
 
 def test_output_does_not_depend_on_hash_seed(tmp_path):

@@ -17,7 +17,7 @@ import torch
 from scipy.special import expit
 
 import deqfam
-from deqfam.api import torch_family
+from deqfam.api import torch_family, torch_prior
 from deqfam.derive.prior import derive_prior
 from deqfam.derive.spec import SpecError
 from deqfam.runtime.kernels import (
@@ -161,7 +161,7 @@ def test_theorem3_deq_solves_the_kglm(name):
 def test_theorem3_with_a_log_concave_prior(bernoulli_logcosh):
     """With q = cosh(f)^(-1/2) (Q = log(cosh f)/2): rho = Q' o (A')^-1 derived by SymPy; the DEQ
     with W3 = -K/lam matches Newton on (5) with the prior term."""
-    prior = bernoulli_logcosh
+    prior = torch_prior(bernoulli_logcosh)
     rng, K, Kc = random_kernel_problem(5)
     n, m = Kc.shape[1], Kc.shape[0]
     Y = sample_data("bernoulli", rng, 3, n)
@@ -385,8 +385,8 @@ def test_check_contraction_reports_violation_when_lam_too_small():
 
 def test_derived_prior_matches_closed_forms(bernoulli_logcosh):
     """rho = Q'((A')^-1(mu)) = c tanh(logit mu) = c (2mu - 1)/(mu^2 + (1 - mu)^2); rho' from the
-    compiled source equals autograd's; sup rho' = 4c (at mu = 1/2)."""
-    tp = as_torch_prior(bernoulli_logcosh)
+    generated module equals autograd's; sup rho' = 4c (at mu = 1/2)."""
+    tp = torch_prior(bernoulli_logcosh)
     mu = torch.linspace(1e-3, 1 - 1e-3, 201, dtype=torch.float64, requires_grad=True)
     closed = 0.5 * (2 * mu - 1) / (mu**2 + (1 - mu) ** 2)
     torch.testing.assert_close(tp.rho(mu), closed, atol=1e-14, rtol=1e-13)
@@ -406,7 +406,9 @@ def test_prior_edge_cases():
     with pytest.raises(SpecError, match="not convex"):
         derive_prior("bernoulli", "-f**2")
     with pytest.raises(ValueError, match="derived for family"):
-        KGLMDEQ(torch_family("poisson"), 3, 2, prior=ising, dtype=torch.float64)
+        KGLMDEQ(torch_family("poisson"), 3, 2, prior=torch_prior(ising), dtype=torch.float64)
+    with pytest.raises(TypeError, match="torch_prior"):  # SymPy is no torch code
+        as_torch_prior(ising)
     custom = TorchPrior("lin", lambda z: 2 * z, lambda z: torch.full_like(z, 2.0), 2.0)
     assert as_torch_prior(custom) is custom and as_torch_prior(None) is None
 
@@ -432,7 +434,7 @@ def test_gradcheck_dense_layer(bernoulli_logcosh):
         torch_family("bernoulli"),
         3,
         2,
-        prior=bernoulli_logcosh,
+        prior=torch_prior(bernoulli_logcosh),
         solver_options=TIGHT,
         on_nonconvergence="raise",
         generator=g,
