@@ -12,7 +12,7 @@ Models (hidden width ``n``, the same linear readout ``n -> 10``, cross-entropy, 
 Reported per model (mean +- std over seeds): test accuracy, mean forward / backward
 iterations per solve over training, the number of forward / backward solves in which some
 sample did not converge ("failures"), wall time; for the pcDEQ also the certificate
-(``deqfam.analysis.certify``) of the trained layer on the test set.
+(``deqfam.certificates.certify``) of the trained layer on the test set.
 
 Run: ``python benchmarks/pcdeq_digits.py [--seeds 3] [--epochs 30] [--width 64]
 [--checkpoint FILE]``; with ``--checkpoint`` finished (model, seed) runs are stored and
@@ -37,7 +37,7 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from deqfam import analysis
+from deqfam import certificates
 from deqfam.runtime.implicit import implicit_fixed_point
 from deqfam.runtime.pcdeq import PositiveConcaveDEQ
 from deqfam.runtime.solvers import ConvergenceWarning
@@ -163,7 +163,7 @@ def run(model_name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         "solves": len(counter.fwd_iters),
     }
     if model_name == "pcdeq":
-        cert = analysis.certify(model.layer, Xte)
+        cert = certificates.certify(model.layer, Xte)
         out["certified"] = cert.certified
         out["adjoint_bound"] = float(cert.adjoint_bound.max())
         out["observed_ratio"] = cert.observed_ratio

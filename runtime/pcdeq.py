@@ -32,7 +32,7 @@ The same certificate applies to any layer of the form ``z = sigma(W z + b)`` wit
 ``sigma`` monotone concave on ``[min(0, min b), oo)``: e.g. a kGLM-style layer
 ``z = sigma(W1 z + W2 T(Y))`` (no ``W3 rho(z)`` term) with ``W1 >= 0`` and an exponential-family
 activation such as Bernoulli's sigmoid or Ising's tanh: ``certify_map(W1, T(Y) @ W2.T, family)``
-(``deqfam.analysis.certify_map`` attaches the symbolic proof for ``sigma``). With Theorem 3's
+(``deqfam.certificates.certify_map`` attaches the symbolic proof for ``sigma``). With Theorem 3's
 sign ``W1 = -K/lam <= 0`` the certificate fails on ``nonnegative_weights``, as it must.
 """
 
@@ -76,7 +76,7 @@ class PositiveActivation:
             certificate then uses second divided differences of ``sigma`` only).
         source: ``"builtin"``, ``"family"`` or ``"custom"``.
         family: the exponential family (spec) name when ``source == "family"``; used by
-            ``deqfam.analysis.certify`` to attach the symbolic concavity proof.
+            ``deqfam.certificates.certify`` to attach the symbolic concavity proof.
         domain: open interval where ``sigma`` is defined (the family's natural domain).
     """
 
