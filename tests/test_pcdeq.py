@@ -1,4 +1,4 @@
-"""Positive concave DEQs (runtime/pcdeq.py) and the symbolic concavity analysis
+"""Positive concave DEQs (runtime/pcdeq/) and the symbolic concavity analysis
 (derive/concavity.py): uniqueness and global convergence of plain iteration, the certificate
 and its backward (Collatz-Wielandt) bound against dense spectral radii, IFT gradients against
 gradcheck, and the built-in family table against mpmath derivatives."""
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import scipy.optimize
 import torch
+from oracles.high_precision import high_precision_derivative
 
 from deqfam import certificates
 from deqfam.derive.concavity import (
@@ -20,7 +21,7 @@ from deqfam.derive.concavity import (
     activation_concavity,
     builtin_concavity_table,
 )
-from deqfam.derive.family import high_precision_derivative, load_family
+from deqfam.derive.family import load_family
 from deqfam.runtime.pcdeq import (
     ADMISSIBLE_ACTIVATIONS,
     NAMED_ACTIVATIONS,
