@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import sympy as sp
@@ -17,7 +17,7 @@ from deqfam.api import InadmissibleFamilyError
 from deqfam.derive.family import Family, builtin_names, load_family
 from deqfam.derive.spec import SpecError
 
-EXIT_OK, EXIT_NEGATIVE, EXIT_BAD_INPUT, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+EXIT_OK, EXIT_NEGATIVE, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def _fmt(expr: sp.Expr | None, latex: bool, missing: str = "(no closed form found)") -> str:
@@ -265,9 +265,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     _add_allow_inadmissible(p, "run")
     p.set_defaults(func=cmd_demo)
-
-    for register in EXTRA_COMMANDS:
-        register(sub)
     return parser
 
 
@@ -285,10 +282,6 @@ def _version() -> str:
     from deqfam import __version__
 
     return f"deqfam {__version__}"
-
-
-#: Subcommand registrars added by the later pipeline stages (check, generate, fit, demo ...).
-EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:
