@@ -1,7 +1,7 @@
 """``deqfam.certificates``: pcDEQ certificates with symbolic activation proofs.
 
 This facade wires the SymPy side (``derive/concavity.py``: is ``sigma`` monotone and concave on
-``[lower, oo)``?) into the runtime certificate (``runtime/pcdeq.py``). The implicit CK/NTK of
+``[lower, oo)``?) into the runtime certificate (``runtime/pcdeq/``). The implicit CK/NTK of
 random DEQs lives in ``deqfam.runtime.kernel_limits``.
 """
 
