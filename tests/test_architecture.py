@@ -82,3 +82,16 @@ def test_every_subpackage_is_listed_in_pyproject():
                 continue
             expected.add(".".join([package, *rel.parts]))
     assert expected <= listed, f"missing from pyproject packages: {sorted(expected - listed)}"
+
+
+@pytest.mark.parametrize("folder", ["deqfam", "derive", "runtime", "generated"])
+def test_library_never_imports_test_oracles(folder):
+    """Oracles (tests/oracles/, tests/runtime_families.py) check the library from outside:
+    the library importing them would make those checks circular."""
+    test_roots = {"tests", "oracles", "runtime_families"}
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in (ROOT / folder).rglob("*.py")
+        if test_roots & _imported_roots(p)
+    ]
+    assert offenders == [], f"{folder}/ imports test code: {offenders}"
