@@ -7,7 +7,7 @@ Data: two classes, ``x_i = (mu_a + omega_i)/sqrt(p)``, ``mu_0 = 4 e_0``, ``mu_1 
 
 Table 1 (``n = p/2``): relative spectral errors ``|A - B|_2 / |A|_2`` of ``G_bar`` (CK),
 ``K_bar`` (pre-activation kernel) and ``Theta_bar`` (NTK) against the exact infinite-width
-kernels (``runtime.analysis.infinite_width_kernels``), and of the matched two-layer explicit
+kernels (``runtime.kernel_limits.infinite_width_kernels``), and of the matched two-layer explicit
 network's exact CK against ``G_bar`` and against the DEQ's exact CK.
 
 Table 2 (``n = p/8``): Monte Carlo ``G* = mean Z* Z*^T`` over ``R`` random DEQs of width
@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 from benchmarks.common import apply_quick, make_parser, set_threads, write_result
-from deqfam.analysis import (
+from deqfam.runtime.kernel_limits import (
     explicit_infinite_width_ck,
     gaussian_mixture,
     implicit_kernels,

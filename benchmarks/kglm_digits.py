@@ -7,7 +7,7 @@ the 64 pixel coordinates ``X`` (predicting at ``X~ = X``). Kernel: squared expon
 lengthscale 1 plus white noise 1e-8 (Assumption 1); ``lam = 2 |K|_2`` (Assumption 2:
 ``|K/lam| sup A'' = 1/2 * 1/4``).
 
-* KLR: ``runtime.kernels.kglm_newton`` (Newton/IRLS on ``alpha``, numpy), one image at a time.
+* KLR: ``kglm_newton`` (tests/oracles/klr.py; Newton/IRLS on ``alpha``, numpy), one image at a time.
 * DEQ-kernel: ``KGLMDEQ("bernoulli")`` with ``kglm_init(K, K, lam)``, all images in one batch.
 
 Printed: the largest difference of posterior probabilities ``sigma(f)``, the number of images
@@ -38,10 +38,13 @@ from deqfam.runtime.kernels import (
     WhiteNoise,
     check_contraction,
     kglm_init,
-    kglm_newton,
     spectral_norm,
 )
 from deqfam.runtime.kglm import KGLMDEQ
+
+# The numpy KLR Newton is a test oracle (tests/oracles/klr.py), used here as the KLR baseline
+# (run from the repository root: `python -m benchmarks.kglm_digits`).
+from tests.oracles.klr import kglm_newton
 
 
 def noisy_digits(

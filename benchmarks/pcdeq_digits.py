@@ -12,7 +12,7 @@ Models (hidden width ``n``, the same linear readout ``n -> 10``, cross-entropy, 
 Reported per model (mean +- std over seeds): test accuracy, mean forward / backward
 iterations per solve over training, the number of forward / backward solves in which some
 sample did not converge ("failures"), wall time; for the pcDEQ also the certificate
-(``deqfam.analysis.certify``) of the trained layer on the test set.
+(``deqfam.certificates.certify``) of the trained layer on the test set.
 
 Run: ``python -m benchmarks.pcdeq_digits [--seeds 3] [--epochs 30] [--width 64]
 [--checkpoint FILE]``; with ``--checkpoint`` finished (model, seed) runs are stored and
@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from benchmarks.common import apply_quick, make_parser, set_threads, write_result
-from deqfam import analysis
+from deqfam import certificates
 from deqfam.runtime.implicit import implicit_fixed_point
 from deqfam.runtime.pcdeq import PositiveConcaveDEQ
 from deqfam.runtime.solvers import ConvergenceWarning
@@ -164,7 +164,7 @@ def run(model_name: str, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         "solves": len(counter.fwd_iters),
     }
     if model_name == "pcdeq":
-        cert = analysis.certify(model.layer, Xte)
+        cert = certificates.certify(model.layer, Xte)
         out["certified"] = cert.certified
         out["adjoint_bound"] = float(cert.adjoint_bound.max())
         out["observed_ratio"] = cert.observed_ratio

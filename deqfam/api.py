@@ -130,7 +130,7 @@ def _admissibility_warning(fam: Family, allow_inadmissible: bool) -> str | None:
     Returns the warning the generated module carries as ``ADMISSIBILITY_WARNING``.
     """
     report = cached_check(fam)
-    reason = report.reason if hasattr(report, "reason") else report.format_text()
+    reason = report.reason
     if report.verdict == "inconclusive":
         message = f"family {fam.name} {INCONCLUSIVE_MARK} ({reason}); generated anyway"
     elif report.verdict == "not_admissible":

@@ -40,7 +40,7 @@ def _verdict(fam: Family) -> tuple[str, str]:
     key = fam.spec_sha256 + repr(sorted(fam.parameters.items()))
     if key not in _VERDICTS:
         report = check(fam)
-        _VERDICTS[key] = (report.verdict, str(getattr(report, "reason", None) or report.verdict))
+        _VERDICTS[key] = (report.verdict, report.reason or report.verdict)
     return _VERDICTS[key]
 
 

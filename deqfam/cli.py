@@ -10,7 +10,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -447,9 +447,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_allow_inadmissible(p, "run")
     p.set_defaults(func=cmd_demo)
-
-    for register in EXTRA_COMMANDS:
-        register(sub)
     for command in sub.choices.values():  # every verb's --help shows the defaults
         command.formatter_class = opt.HelpFormatter
     add_time_limit_options(sub)
@@ -518,10 +515,6 @@ def _version() -> str:
     from deqfam import __version__
 
     return f"deqfam {__version__}"
-
-
-#: Subcommand registrars added by the later pipeline stages (check, generate, fit, demo ...).
-EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
 #: errors that mean bad input (a spec, an option, a data file, an output path), not a bug:

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import mpmath
 import numpy as np
 import sympy as sp
 
@@ -340,10 +339,3 @@ def load_family(spec: Any, **parameters: float) -> Family:
     else:
         raise TypeError(f"cannot load a family from {type(spec).__name__}")
     return fam.with_parameters(**parameters) if parameters else fam
-
-
-def high_precision_derivative(fam: Family, eta: float, order: int, dps: int = 50) -> float:
-    """A^(order)(eta) by mpmath numerical differentiation of the plain A at ``dps`` digits."""
-    f = fam.mpmath_function(fam.A)
-    with mpmath.workdps(dps):
-        return float(mpmath.diff(f, mpmath.mpf(eta), order))

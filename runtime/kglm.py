@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -39,63 +38,9 @@ from torch import Tensor, nn
 
 from .family import TorchFamily, as_torch_family
 from .implicit import ImplicitResult, implicit_fixed_point
+from .kglm_prior import TorchPrior, as_torch_prior
 from .solvers import GENERIC_SOLVERS, POLICIES, SolverConfig, SolverStats, check_convergence
 from .validation import check_choice
-
-ElementwiseFn = Callable[[Tensor], Tensor]
-
-
-# --------------------------------------------------------------------------------------------
-# The prior activation rho
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TorchPrior:
-    """The runtime view of a log-concave prior ``q``: ``rho = (-log q)' o (A')^{-1}`` (Theorem 3).
-
-    Attributes:
-        name: label.
-        rho: elementwise ``rho(z)`` on the mean range of the family.
-        rho_grad: elementwise ``rho'(z)`` (``>= 0``: ``rho`` is monotone non-decreasing).
-        sup_rho_grad: ``sup rho'`` over the mean range (Assumption 2); ``inf`` if unbounded,
-            ``None`` if unknown.
-        family: name of the family ``rho`` was derived for (``rho`` depends on ``A``), or None.
-    """
-
-    name: str
-    rho: ElementwiseFn
-    rho_grad: ElementwiseFn
-    sup_rho_grad: float | None = None
-    family: str | None = None
-
-
-def as_torch_prior(obj: Any) -> TorchPrior | None:
-    """``None`` (Gaussian prior, ``rho = 0``), a ``TorchPrior``, or any object/module with
-    ``rho`` and ``rho_grad`` callables (optional ``NAME``, ``FAMILY``, ``SUP_RHO_GRAD``), such
-    as the generated module of a derived prior (``deqfam.api.torch_prior``)."""
-    if obj is None or isinstance(obj, TorchPrior):
-        return obj
-    if hasattr(obj, "neg_log_q"):  # a derive.prior.Prior: SymPy, not callable torch code
-        raise TypeError(
-            "a derived prior (derive.prior.Prior) holds SymPy expressions: generate its torch "
-            "module with deqfam.api.torch_prior(prior), or pass it to deqfam.KGLMDEQ"
-        )
-    rho, rho_grad = getattr(obj, "rho", None), getattr(obj, "rho_grad", None)
-    if not (callable(rho) and callable(rho_grad)):
-        raise TypeError(
-            f"cannot use {type(obj).__name__} as a prior: expected None, a TorchPrior, a "
-            "derive.prior.Prior, or an object with callables rho and rho_grad"
-        )
-    sup = getattr(obj, "SUP_RHO_GRAD", getattr(obj, "sup_rho_grad", None))
-    return TorchPrior(
-        name=str(getattr(obj, "NAME", getattr(obj, "name", "prior"))),
-        rho=rho,
-        rho_grad=rho_grad,
-        sup_rho_grad=None if sup is None else float(sup),
-        family=getattr(obj, "FAMILY", getattr(obj, "family", None)),
-    )
-
 
 # --------------------------------------------------------------------------------------------
 # The layers

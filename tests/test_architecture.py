@@ -121,3 +121,16 @@ def test_no_exec_or_eval_in_the_library(folder):
         hit for p in sorted((ROOT / folder).rglob("*.py")) for hit in _code_running_calls(p)
     ]
     assert offenders == [], f"exec/eval/compile of text in {folder}/: {offenders}"
+
+
+@pytest.mark.parametrize("folder", ["deqfam", "derive", "runtime", "generated"])
+def test_library_never_imports_test_oracles(folder):
+    """Oracles (tests/oracles/, tests/runtime_families.py) check the library from outside:
+    the library importing them would make those checks circular."""
+    test_roots = {"tests", "oracles", "runtime_families"}
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in (ROOT / folder).rglob("*.py")
+        if test_roots & _imported_roots(p)
+    ]
+    assert offenders == [], f"{folder}/ imports test code: {offenders}"

@@ -1,4 +1,4 @@
-"""Implicit CK / NTK of random DEQs on Gaussian mixtures (runtime/analysis.py): the scalar
+"""Implicit CK / NTK of random DEQs on Gaussian mixtures (runtime/kernel_limits/): the scalar
 system against closed forms and Monte Carlo, the deterministic equivalents against the exact
 infinite-width kernels and wide random DEQs, and the matched explicit networks."""
 
@@ -11,11 +11,8 @@ import pytest
 import scipy.integrate
 import torch
 
-from deqfam.analysis import implicit_kernels as facade_implicit_kernels
-from deqfam.runtime.analysis import (
+from deqfam.runtime.kernel_limits import (
     WellPosednessError,
-    _nested_pairs,
-    _pair_expectations,
     as_phi,
     explicit_coefficients,
     explicit_infinite_width_ck,
@@ -31,6 +28,7 @@ from deqfam.runtime.analysis import (
     relative_spectral_error,
     wide_deq_ck,
 )
+from deqfam.runtime.kernel_limits.pairs import nested_pairs, pair_expectations
 
 SA, SB = math.sqrt(0.2), math.sqrt(0.8)  # sigma_a^2 = 0.2, sigma_b^2 = 0.8
 
@@ -135,15 +133,15 @@ def test_pair_expectations_three_ways():
     iu = np.triu_indices(len(s))
     rho = (K / np.outer(s, s))[iu]
     relu = as_phi("relu")
-    F, Fd = _pair_expectations(relu, shift, K, 16, True)
-    vals, dvals = _nested_pairs(
+    F, Fd = pair_expectations(relu, shift, K, 16, True)
+    vals, dvals = nested_pairs(
         as_phi(lambda t: np.maximum(t, 0.0)), shift, s[iu[0]], s[iu[1]], rho, 24
     )
     np.testing.assert_allclose(vals, F[iu], atol=1e-12)
     np.testing.assert_allclose(dvals, Fd[iu], atol=1e-12)
     tanh = as_phi("tanh")
-    F, Fd = _pair_expectations(tanh, shift, K, 16, True)  # Mehler off the diagonal
-    vals, dvals = _nested_pairs(tanh, shift, s[iu[0]], s[iu[1]], rho, 24)
+    F, Fd = pair_expectations(tanh, shift, K, 16, True)  # Mehler off the diagonal
+    vals, dvals = nested_pairs(tanh, shift, s[iu[0]], s[iu[1]], rho, 24)
     np.testing.assert_allclose(vals, F[iu], atol=1e-12)
     np.testing.assert_allclose(dvals, Fd[iu], atol=1e-12)
 
@@ -189,8 +187,6 @@ def test_block_structure_and_data_estimated_q():
     # Q from the data (block averages of (x_i^T x_j)^2) instead of population covariances.
     ik_data = implicit_kernels("relu", SA, SB, X, y)
     assert relative_spectral_error(inf.G, ik_data.ck) < 0.035
-    # The facade returns the same object.
-    assert np.array_equal(facade_implicit_kernels("relu", SA, SB, X, y).ck, ik_data.ck)
 
 
 def test_wide_random_deq_monte_carlo():

@@ -19,6 +19,7 @@ import scipy.stats as st
 import sympy as sp
 import torch
 import torch.nn.functional as F
+from oracles.deep_assembly import verify_assembly
 
 import deqfam
 from deqfam.api import InadmissibleFamilyError, torch_family
@@ -26,7 +27,6 @@ from deqfam.derive.deep import (
     DeepSpecError,
     derive_stack,
     relu_family,
-    verify_assembly,
 )
 from deqfam.derive.family import derive_family
 from deqfam.derive.spec import parse_spec

@@ -8,9 +8,10 @@ import mpmath
 import numpy as np
 import pytest
 import sympy as sp
+from oracles.high_precision import high_precision_derivative
 from scipy import stats
 
-from deqfam.derive.family import builtin_names, high_precision_derivative, load_family
+from deqfam.derive.family import builtin_names, load_family
 from deqfam.derive.primitives import logexpm1x
 from deqfam.derive.spec import SpecError
 

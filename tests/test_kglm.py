@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import scipy.optimize
 import torch
+from oracles.klr import kglm_newton
 from scipy.special import expit
 
 import deqfam
@@ -31,7 +32,6 @@ from deqfam.runtime.kernels import (
     conv_matrix,
     conv_spectral_norm,
     kglm_init,
-    kglm_newton,
     lam_for,
     pixel_coordinates,
     spectral_norm,

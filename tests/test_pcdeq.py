@@ -1,4 +1,4 @@
-"""Positive concave DEQs (runtime/pcdeq.py) and the symbolic concavity analysis
+"""Positive concave DEQs (runtime/pcdeq/) and the symbolic concavity analysis
 (derive/concavity.py): uniqueness and global convergence of plain iteration, the certificate
 and its backward (Collatz-Wielandt) bound against dense spectral radii, IFT gradients against
 gradcheck, and the built-in family table against mpmath derivatives."""
@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import scipy.optimize
 import torch
+from oracles.high_precision import high_precision_derivative
 
-from deqfam import analysis
+from deqfam import certificates
 from deqfam.derive.concavity import (
     NAMED_ACTIVATIONS as SYMBOLIC_ACTIVATIONS,
 )
@@ -20,7 +21,7 @@ from deqfam.derive.concavity import (
     activation_concavity,
     builtin_concavity_table,
 )
-from deqfam.derive.family import high_precision_derivative, load_family
+from deqfam.derive.family import load_family
 from deqfam.runtime.pcdeq import (
     ADMISSIBLE_ACTIVATIONS,
     NAMED_ACTIVATIONS,
@@ -234,27 +235,29 @@ def test_kglm_style_layer_with_nonnegative_kernel_weights():
     lam = 2 * float(torch.linalg.eigvalsh(K).max())
     Y = (torch.rand(5, 8, generator=g, dtype=F64) > 0.5).to(F64)
     bias = Y @ (K / lam).T
-    proofed = analysis.certify_map(K / lam, bias, "bernoulli")
+    proofed = certificates.certify_map(K / lam, bias, "bernoulli")
     assert proofed.certified
     assert proofed.conditions["concave_activation"].method == "symbolic"
-    assert not analysis.certify_map(-K / lam, bias, "bernoulli").certified
+    assert not certificates.certify_map(-K / lam, bias, "bernoulli").certified
 
 
 def test_facade_attaches_symbolic_proofs():
     layer = PositiveConcaveDEQ(5, "ising", in_features=2, dtype=F64)
     u = torch.ones(3, 2, dtype=F64)
-    cert = analysis.certify(layer, u)
+    cert = certificates.certify(layer, u)
     assert cert.certified
     assert cert.conditions["monotone_activation"].method == "symbolic"
     assert cert.conditions["concave_activation"].method == "symbolic"
     assert cert.conditions["existence"].method == "symbolic"
     # Continuous Bernoulli has no symbolic concavity proof: the grid decides.
     cb = PositiveConcaveDEQ(5, "continuous_bernoulli", in_features=2, dtype=F64)
-    cert = analysis.certify(cb, u)
+    cert = certificates.certify(cb, u)
     assert cert.certified
     assert cert.conditions["concave_activation"].method == "grid"
     # Poisson: symbolically disproven.
-    po = analysis.certify_map(torch.eye(3, dtype=F64) * 0.1, torch.ones(1, 3, dtype=F64), "poisson")
+    po = certificates.certify_map(
+        torch.eye(3, dtype=F64) * 0.1, torch.ones(1, 3, dtype=F64), "poisson"
+    )
     assert po.conditions["concave_activation"].method == "symbolic"
     assert not po.conditions["concave_activation"].holds
 

@@ -1,9 +1,8 @@
-"""``deqfam.analysis``: pcDEQ certificates with symbolic activation proofs, and the implicit
-CK/NTK of random DEQs on Gaussian mixtures.
+"""``deqfam.certificates``: pcDEQ certificates with symbolic activation proofs.
 
 This facade wires the SymPy side (``derive/concavity.py``: is ``sigma`` monotone and concave on
-``[lower, oo)``?) into the runtime certificate (``runtime/pcdeq.py``), and re-exports the
-kernel analysis of ``runtime/analysis.py`` (``implicit_kernels``, ``match_explicit``, ...).
+``[lower, oo)``?) into the runtime certificate (``runtime/pcdeq/``). The implicit CK/NTK of
+random DEQs lives in ``deqfam.runtime.kernel_limits``.
 """
 
 from __future__ import annotations
@@ -13,25 +12,6 @@ from typing import Any
 
 from deqfam.derive import concavity as _concavity
 from deqfam.runtime import pcdeq as _pcdeq
-from deqfam.runtime.analysis import (
-    NAMED_PHI,
-    ExplicitMatch,
-    ImplicitKernels,
-    ImplicitScalars,
-    InfiniteWidthKernels,
-    MonteCarloCK,
-    WellPosednessError,
-    explicit_coefficients,
-    explicit_infinite_width_ck,
-    explicit_monte_carlo_ck,
-    gaussian_mixture,
-    implicit_kernels,
-    implicit_scalars,
-    infinite_width_kernels,
-    match_explicit,
-    relative_spectral_error,
-    wide_deq_ck,
-)
 
 ConcavityVerdict = _concavity.ConcavityVerdict
 PCDEQCertificate = _pcdeq.PCDEQCertificate
@@ -84,28 +64,11 @@ def concavity(spec: Any, lower: float = 0.0) -> ConcavityVerdict:
 
 
 __all__ = [
-    "NAMED_PHI",
     "CertificationError",
     "ConcavityVerdict",
-    "ExplicitMatch",
-    "ImplicitKernels",
-    "ImplicitScalars",
-    "InfiniteWidthKernels",
-    "MonteCarloCK",
     "PCDEQCertificate",
-    "WellPosednessError",
     "activation_proof",
     "certify",
     "certify_map",
     "concavity",
-    "explicit_coefficients",
-    "explicit_infinite_width_ck",
-    "explicit_monte_carlo_ck",
-    "gaussian_mixture",
-    "implicit_kernels",
-    "implicit_scalars",
-    "infinite_width_kernels",
-    "match_explicit",
-    "relative_spectral_error",
-    "wide_deq_ck",
 ]

@@ -1,0 +1,125 @@
+"""Positive activations for pcDEQ layers: ``PositiveActivation`` (``sigma``, ``sigma'``,
+``sigma''``, domain), the named ones, which of them are admissible (monotone and concave on
+``[0, oo)``), activations of exponential families (``sigma = A'``), and ``as_activation``."""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from deqfam.generated.pcdeq_activations import ACTIVATIONS
+
+ElementwiseFn = Callable[[Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class PositiveActivation:
+    """An elementwise activation with its first two derivatives.
+
+    Attributes:
+        name: identifier (a key of ``NAMED_ACTIVATIONS``, a family name, or a user name).
+        fn, grad, grad2: ``sigma``, ``sigma'`` and ``sigma''`` (``grad2`` may be ``None``; the
+            certificate then uses second divided differences of ``sigma`` only).
+        source: ``"builtin"``, ``"family"`` or ``"custom"``.
+        family: the exponential family (spec) name when ``source == "family"``; used by
+            ``deqfam.certificates.certify`` to attach the symbolic concavity proof.
+        domain: open interval where ``sigma`` is defined (the family's natural domain).
+    """
+
+    name: str
+    fn: ElementwiseFn
+    grad: ElementwiseFn
+    grad2: ElementwiseFn | None = None
+    source: str = "custom"
+    family: str | None = None
+    domain: tuple[float, float] = (-math.inf, math.inf)
+
+
+def _named_activations() -> dict[str, PositiveActivation]:
+    """The named activations, printed from ``derive.concavity.NAMED_ACTIVATIONS`` into the
+    generated module ``generated/pcdeq_activations.py`` (``sigma, sigma', sigma''``; the
+    derivative at a kink is 0). ReLU6 = min(t, 6) on [0, oo) is piecewise linear: its
+    ``sigma'' = -delta(t - 6) <= 0`` is invisible to ``grad2`` (0 a.e.) but seen by the divided
+    differences of the certificate. ReLU and the identity are linear on the orthant: concave,
+    but unbounded (existence needs rho(W) < 1). softplus and exp are convex, NOT admissible:
+    here so the certificate can be seen to reject them."""
+    return {
+        name: PositiveActivation(name, fn, grad, grad2, "builtin")
+        for name, (fn, grad, grad2) in ACTIVATIONS.items()
+    }
+
+
+NAMED_ACTIVATIONS: dict[str, PositiveActivation] = _named_activations()
+
+#: The named activations that are admissible (monotone, concave on [0, oo)), and whether they
+#: need a strictly positive input (``sigma(0) = 0``).
+ADMISSIBLE_ACTIVATIONS: dict[str, bool] = {
+    "tanh": True,
+    "softsign": True,
+    "sigmoid": False,
+    "relu6": True,
+    "relu": True,
+    "identity": True,
+}
+
+
+def _autograd_derivative(fn: ElementwiseFn) -> ElementwiseFn:
+    """``t -> fn'(t)`` for an elementwise ``fn`` by one autograd pass."""
+
+    def grad(t: Tensor) -> Tensor:
+        with torch.enable_grad():
+            tt = t.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(fn(tt).sum(), tt, allow_unused=True)
+        return torch.zeros_like(t) if g is None else g
+
+    return grad
+
+
+def activation_from_family(family: Any) -> PositiveActivation:
+    """The activation ``sigma = A'`` of an exponential family (a generated module, or a
+    ``TorchFamily``): ``sigma' = A''`` from ``activation_grad``, ``sigma'' = A'''`` from the
+    module's ``activation_grad2`` when present (autograd of ``A''`` otherwise)."""
+    name = str(getattr(family, "NAME", getattr(family, "name", "family")))
+    grad2 = getattr(family, "activation_grad2", None)
+    if not callable(grad2):
+        grad2 = _autograd_derivative(family.activation_grad)
+    domain = getattr(family, "DOMAIN", getattr(family, "domain", (-math.inf, math.inf)))
+    lo, hi = (float(str(b).replace("oo", "inf")) for b in domain)
+    return PositiveActivation(
+        name, family.activation, family.activation_grad, grad2, "family", name, (lo, hi)
+    )
+
+
+def as_activation(activation: Any) -> PositiveActivation:
+    """Accept a ``PositiveActivation``, a name in ``NAMED_ACTIVATIONS``, a built-in family name
+    (its generated module ``deqfam.generated.<name>``), a family object (anything with
+    ``activation`` and ``activation_grad``), or an elementwise callable (derivatives by
+    autograd)."""
+    if isinstance(activation, PositiveActivation):
+        return activation
+    if isinstance(activation, str):
+        if activation in NAMED_ACTIVATIONS:
+            return NAMED_ACTIVATIONS[activation]
+        try:
+            module = importlib.import_module(f"deqfam.generated.{activation}")
+        except ModuleNotFoundError:
+            raise ValueError(
+                f"unknown activation {activation!r}: not one of {sorted(NAMED_ACTIVATIONS)} "
+                "nor a built-in exponential family"
+            ) from None
+        return activation_from_family(module)
+    if callable(getattr(activation, "activation", None)) and callable(
+        getattr(activation, "activation_grad", None)
+    ):
+        return activation_from_family(activation)
+    if callable(activation):
+        grad = _autograd_derivative(activation)
+        name = getattr(activation, "__name__", "custom")
+        return PositiveActivation(name, activation, grad, _autograd_derivative(grad), "custom")
+    raise TypeError(f"cannot use {type(activation).__name__} as an activation")
