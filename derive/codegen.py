@@ -31,6 +31,7 @@ from sympy.printing.c import C99CodePrinter
 from sympy.printing.pycode import AbstractPythonCodePrinter
 
 from .family import Family
+from .laws import identify_law
 from .primitives import (
     LOGEXPM1X_SERIES_ORDER,
     logexpm1x_series,
@@ -413,6 +414,16 @@ def spec_digest(family: Family) -> str:
     return hashlib.sha256(family.spec.text.encode("utf-8")).hexdigest()
 
 
+def exact_sampler_literal(family: Family) -> str:
+    """The ``ExactSampler(...)`` expression for the law ``family`` provably is (see
+    ``derive/laws.py``), or ``None`` (the generic samplers apply)."""
+    found = identify_law(family)
+    if found is None:
+        return "None"
+    params = ", ".join(f'"{k}": {float_literal(v)}' for k, v in found.parameters.items())
+    return f'ExactSampler(law="{found.law}", parameters={{{params}}})'
+
+
 def torch_context(family: Family, warning: str | None = None) -> dict:
     """Everything the torch-module template needs (strings only: templates hold no logic)."""
     eta, y = family.eta, family.y
@@ -449,6 +460,8 @@ def torch_context(family: Family, warning: str | None = None) -> dict:
             else torch_code(family.log_base_measure, y, name="y")
         ),
         "h_text": sp.sstr(family.h) if family.h is not None else "",
+        "log_base_measure_ref": "None" if family.log_base_measure is None else "log_base_measure",
+        "exact_sampler": exact_sampler_literal(family),
     }
 
 

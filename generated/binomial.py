@@ -13,7 +13,7 @@ import math
 import torch
 
 from deqfam.runtime import special  # noqa: F401 - registers the torch.ops.deqfam primitives
-from deqfam.runtime.family import TorchFamily
+from deqfam.runtime.family import ExactSampler, TorchFamily
 from deqfam.runtime.models import ExpFamPCA
 from deqfam.runtime.oplib import define_activation_op
 
@@ -25,6 +25,7 @@ PARAMETERS = {
 }
 SUP_ACTIVATION_GRAD = 4.0
 SPEC_SHA256 = "8902881fdded10d38e17da6b104c1e16707844dde51b564960373cff3c0884ed"
+EXACT_SAMPLER: ExactSampler | None = ExactSampler(law="binomial", parameters={"n": 16.0})
 ADMISSIBILITY_WARNING = None
 
 
@@ -79,6 +80,11 @@ FAMILY = TorchFamily(
     sufficient_statistic=sufficient_statistic,
     support=SUPPORT,
     sup_activation_grad=SUP_ACTIVATION_GRAD,
+    activation_grad2=activation_grad2,
+    log_base_measure=log_base_measure,
+    parameters=PARAMETERS,
+    spec_sha256=SPEC_SHA256,
+    exact_sampler=EXACT_SAMPLER,
 )
 
 
