@@ -149,7 +149,9 @@ def check_module_admissibility(module: ModuleType, allow_inadmissible: bool) -> 
     warning = getattr(module, "ADMISSIBILITY_WARNING", None)
     if warning and NOT_ADMISSIBLE_MARK in warning:
         if not allow_inadmissible:
-            raise InadmissibleFamilyError(refusal_message(module.NAME, "not_admissible", warning))
+            raise InadmissibleFamilyError(
+                refusal_message(module.FAMILY.name, "not_admissible", warning)
+            )
         warnings.warn(warning, stacklevel=3)
     elif warning:
         warnings.warn(warning, stacklevel=3)
@@ -211,7 +213,7 @@ def family_module(family: Any, *, allow_inadmissible: bool = False) -> ModuleTyp
             module = builtin_module(family)
         except ModuleNotFoundError:
             module = None
-        if module is not None and module.SPEC_SHA256 == spec_digest(load_family(family)):
+        if module is not None and module.FAMILY.spec_sha256 == spec_digest(load_family(family)):
             return check_module_admissibility(module, allow_inadmissible)
     return generate(family, allow_inadmissible=allow_inadmissible)
 

@@ -34,6 +34,7 @@ from deqfam.fsutil import atomic_write_text
 
 from . import escape
 from .family import Family
+from .laws import identify_law
 from .primitives import (
     LOGEXPM1X_SERIES_ORDER,
     logexpm1exp_far_terms,
@@ -455,6 +456,16 @@ def _source_name(family: Family) -> str:
     return Path(source).name if "/" in source else source
 
 
+def exact_sampler_literal(family: Family) -> str:
+    """The ``ExactSampler(...)`` expression for the law ``family`` provably is (see
+    ``derive/laws.py``), or ``None`` (the generic samplers apply)."""
+    found = identify_law(family)
+    if found is None:
+        return "None"
+    params = ", ".join(f'"{k}": {float_literal(v)}' for k, v in found.parameters.items())
+    return f'ExactSampler(law="{found.law}", parameters={{{params}}})'
+
+
 def torch_context(family: Family, warning: str | None = None) -> dict:
     """Everything the torch-module template needs (strings only: templates hold no logic).
 
@@ -502,6 +513,8 @@ def torch_context(family: Family, warning: str | None = None) -> dict:
             else torch_code(family.log_base_measure, y, name="y")
         ),
         "h_text": escape.python_docstring(sp.sstr(family.h)) if family.h is not None else "",
+        "log_base_measure_ref": "None" if family.log_base_measure is None else "log_base_measure",
+        "exact_sampler": exact_sampler_literal(family),
     }
 
 

@@ -13,7 +13,7 @@ import math
 import torch
 
 from deqfam.runtime import special  # noqa: F401 - registers the torch.ops.deqfam primitives
-from deqfam.runtime.family import TorchFamily
+from deqfam.runtime.family import ExactSampler, TorchFamily
 from deqfam.runtime.models import ExpFamPCA
 from deqfam.runtime.oplib import define_activation_op
 
@@ -27,6 +27,9 @@ PARAMETERS = {
 }
 SUP_ACTIVATION_GRAD = math.inf
 SPEC_SHA256 = "e84de367e730f520b3ad4be87898ecbfe7d53c9c2675c4268ef6d6b963b31400"
+EXACT_SAMPLER: ExactSampler | None = ExactSampler(
+    law="bose_einstein", parameters={"j": 1.5, "beta": 1.0}
+)
 ADMISSIBILITY_WARNING = None
 
 
@@ -80,6 +83,11 @@ FAMILY = TorchFamily(
     support=SUPPORT,
     support_max=SUPPORT_MAX,
     sup_activation_grad=SUP_ACTIVATION_GRAD,
+    activation_grad2=activation_grad2,
+    log_base_measure=None,
+    parameters=PARAMETERS,
+    spec_sha256=SPEC_SHA256,
+    exact_sampler=EXACT_SAMPLER,
 )
 
 

@@ -16,7 +16,7 @@ import math
 import torch
 
 from deqfam.runtime import special  # noqa: F401 - registers the torch.ops.deqfam primitives
-from deqfam.runtime.family import TorchFamily
+from deqfam.runtime.family import ExactSampler, TorchFamily
 from deqfam.runtime.models import ExpFamPCA
 from deqfam.runtime.oplib import define_activation_op
 
@@ -30,6 +30,7 @@ PARAMETERS = {
 }
 SUP_ACTIVATION_GRAD = 0.6931471755599453
 SPEC_SHA256 = "670b815447722a30ece7ca0fa694af7833d47b1fd099fe5b7cca6be9a6ea122d"
+EXACT_SAMPLER: ExactSampler | None = None
 ADMISSIBILITY_WARNING = "family fermi_dirac is NOT admissible (series: coefficient of x^6 in exp(A) is -46529/93312000 < 0 (exact rationals): mass -0.000498639 at y = 6, and Laplace transforms are unique); generated on request"
 
 
@@ -83,6 +84,11 @@ FAMILY = TorchFamily(
     support=SUPPORT,
     support_max=SUPPORT_MAX,
     sup_activation_grad=SUP_ACTIVATION_GRAD,
+    activation_grad2=activation_grad2,
+    log_base_measure=None,
+    parameters=PARAMETERS,
+    spec_sha256=SPEC_SHA256,
+    exact_sampler=EXACT_SAMPLER,
 )
 
 

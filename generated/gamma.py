@@ -13,7 +13,7 @@ import math
 import torch
 
 from deqfam.runtime import special  # noqa: F401 - registers the torch.ops.deqfam primitives
-from deqfam.runtime.family import TorchFamily
+from deqfam.runtime.family import ExactSampler, TorchFamily
 from deqfam.runtime.models import ExpFamPCA
 from deqfam.runtime.oplib import define_activation_op
 
@@ -26,6 +26,7 @@ PARAMETERS = {
 }
 SUP_ACTIVATION_GRAD = math.inf
 SPEC_SHA256 = "bab918b7206265c2c586eab31cfbfc0a4eb4da5c89964d41bbecc5de981d7f19"
+EXACT_SAMPLER: ExactSampler | None = ExactSampler(law="gamma", parameters={"k": 2.0})
 ADMISSIBILITY_WARNING = None
 
 
@@ -79,6 +80,11 @@ FAMILY = TorchFamily(
     support=SUPPORT,
     support_max=SUPPORT_MAX,
     sup_activation_grad=SUP_ACTIVATION_GRAD,
+    activation_grad2=activation_grad2,
+    log_base_measure=log_base_measure,
+    parameters=PARAMETERS,
+    spec_sha256=SPEC_SHA256,
+    exact_sampler=EXACT_SAMPLER,
 )
 
 

@@ -13,7 +13,7 @@ import math
 import torch
 
 from deqfam.runtime import special  # noqa: F401 - registers the torch.ops.deqfam primitives
-from deqfam.runtime.family import TorchFamily
+from deqfam.runtime.family import ExactSampler, TorchFamily
 from deqfam.runtime.models import ExpFamPCA
 from deqfam.runtime.oplib import define_activation_op
 
@@ -26,6 +26,7 @@ PARAMETERS = {
 }
 SUP_ACTIVATION_GRAD = math.inf
 SPEC_SHA256 = "40d11345f24524147816f3c01c3b23202205e0b5703e9ad532b207c2912a96a0"
+EXACT_SAMPLER: ExactSampler | None = ExactSampler(law="negative_binomial", parameters={"r": 3.0})
 ADMISSIBILITY_WARNING = None
 
 
@@ -81,6 +82,11 @@ FAMILY = TorchFamily(
     support=SUPPORT,
     support_max=SUPPORT_MAX,
     sup_activation_grad=SUP_ACTIVATION_GRAD,
+    activation_grad2=activation_grad2,
+    log_base_measure=log_base_measure,
+    parameters=PARAMETERS,
+    spec_sha256=SPEC_SHA256,
+    exact_sampler=EXACT_SAMPLER,
 )
 
 

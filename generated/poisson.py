@@ -13,7 +13,7 @@ import math
 import torch
 
 from deqfam.runtime import special  # noqa: F401 - registers the torch.ops.deqfam primitives
-from deqfam.runtime.family import TorchFamily
+from deqfam.runtime.family import ExactSampler, TorchFamily
 from deqfam.runtime.models import ExpFamPCA
 from deqfam.runtime.oplib import define_activation_op
 
@@ -24,6 +24,7 @@ DOMAIN = (-math.inf, math.inf)
 PARAMETERS = {}
 SUP_ACTIVATION_GRAD = math.inf
 SPEC_SHA256 = "bfe7e10a27da3cad3147bd712c268ebb4aba7322c98aaf77114098b1d284b616"
+EXACT_SAMPLER: ExactSampler | None = ExactSampler(law="poisson", parameters={"scale": 1.0})
 ADMISSIBILITY_WARNING = None
 
 
@@ -77,6 +78,11 @@ FAMILY = TorchFamily(
     support=SUPPORT,
     support_max=SUPPORT_MAX,
     sup_activation_grad=SUP_ACTIVATION_GRAD,
+    activation_grad2=activation_grad2,
+    log_base_measure=log_base_measure,
+    parameters=PARAMETERS,
+    spec_sha256=SPEC_SHA256,
+    exact_sampler=EXACT_SAMPLER,
 )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from .family import as_torch_family
 from .sampling import sample
 
 
@@ -70,7 +71,7 @@ def make_dataset(
     z = ground_truth_latents(n_grid)
     w = torch.randn((data_dim, 2), dtype=torch.float64, generator=gen) * math.sqrt(w_var)
     eta = z @ w.T
-    lo, hi = (float(v) for v in module.DOMAIN)
+    lo, hi = as_torch_family(module).domain
     if bias is not None:
         b = torch.full((data_dim,), float(bias), dtype=torch.float64)
     elif math.isfinite(hi):

@@ -1,49 +1,104 @@
-"""The runtime view of an exponential family: the callables a DEQ layer needs.
+"""The one runtime contract of an exponential family: everything a consumer needs.
 
 For a minimal regular exponential family ``p(y|eta) = h(y) exp(eta T(y) - A(eta))`` the
 layer needs only the log-partition ``A``, its derivatives ``sigma = A'`` (the activation,
-the mean of ``T(y)``) and ``sigma' = A''`` (the variance, > 0), the sufficient statistic
-``T`` and the open interval of natural parameters where ``A`` is finite. See Theorem 1 of
-the seed paper (``seeds/scoring-deq-expfam-pca.txt``): the inner objective is
+the mean of ``T(y)``), ``sigma' = A''`` (the variance, > 0) and ``sigma'' = A'''``, the
+sufficient statistic ``T``, the base measure ``log h`` (for sampling and log-likelihoods)
+and the open interval of natural parameters where ``A`` is finite. See Theorem 1 of the
+seed paper (``seeds/scoring-deq-expfam-pca.txt``): the inner objective is
 ``J(z) = lam/2 |z|^2 - z^T W^T T(Y) + 1^T A(Wz + B)`` and its stationarity condition (9)
 is the DEQ (10) ``z = (1/lam) W^T (T(Y) - sigma(Wz + B))``.
 
-Code-generated family modules expose the same things as module-level names; ``as_torch_family``
-turns either form into a ``TorchFamily``.
+A generated module exports its family complete as ``FAMILY`` (a :class:`TorchFamily`);
+models, samplers, kGLM, pcDEQ and deep stacks take that object, and ``as_torch_family``
+accepts exactly a ``TorchFamily`` or a module holding one as ``FAMILY``. Nothing reads a
+module's loose attributes, and nothing is chosen by a family's name: the exact sampler is
+the law that ``derive/laws.py`` identified from the family's expressions
+(:class:`ExactSampler`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
+import torch
 from torch import Tensor
+
+from deqfam.vocab import Support
 
 ElementwiseFn = Callable[[Tensor], Tensor]
 
 _FUNCTION_NAMES = ("log_partition", "activation", "activation_grad", "sufficient_statistic")
-_CONSTANT_NAMES = ("NAME", "DOMAIN", "SUPPORT")
 
 
 @dataclass(frozen=True)
+class ExactSampler:
+    """A known law that the family *is*, with the law's own parameter values.
+
+    ``law`` names an entry of ``runtime.sampling.EXACT_SAMPLERS`` (gaussian, bernoulli, ising,
+    poisson, binomial, gamma, negative_binomial, continuous_bernoulli, bose_einstein);
+    ``parameters`` are that law's parameters (e.g. ``{"n": 16}`` for the binomial), which
+    need not share names with the spec's parameters.
+    """
+
+    law: str
+    parameters: Mapping[str, float] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        frozen = MappingProxyType({str(k): float(v) for k, v in dict(self.parameters).items()})
+        object.__setattr__(self, "parameters", frozen)
+
+    def __hash__(self) -> int:
+        return hash((self.law, tuple(sorted(self.parameters.items()))))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ExactSampler):
+            return NotImplemented
+        return self.law == other.law and dict(self.parameters) == dict(other.parameters)
+
+
+def autograd_derivative(fn: ElementwiseFn) -> ElementwiseFn:
+    """``t -> fn'(t)`` for an elementwise ``fn`` by one autograd pass (zeros if ``fn`` is
+    constant)."""
+
+    def grad(t: Tensor) -> Tensor:
+        with torch.enable_grad():
+            tt = t.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(fn(tt).sum(), tt, allow_unused=True)
+        return torch.zeros_like(t) if g is None else g
+
+    return grad
+
+
+@dataclass(frozen=True, eq=False)
 class TorchFamily:
-    """An exponential family as elementwise torch callables.
+    """An exponential family as elementwise torch callables plus its typed facts.
 
     Attributes:
-        name: identifier of the family.
+        name: identifier of the family (for messages only; never used to choose behaviour).
         domain: open interval ``(lo, hi)`` of natural parameters ``eta`` where ``A`` is finite;
             either end may be infinite.
         log_partition: ``A(eta)``.
         activation: ``sigma(eta) = A'(eta)``, the mean of ``T(y)``.
         activation_grad: ``sigma'(eta) = A''(eta)``, the variance of ``T(y)`` (> 0).
         sufficient_statistic: ``T(y)``.
-        support: name of the support of ``y`` ("real", "binary", "nonnegative_integers", ...).
+        support: the support of ``y`` (a :class:`deqfam.vocab.Support`; strings are converted).
         sup_activation_grad: ``sup_eta sigma'(eta)`` over the domain; ``inf`` if unbounded,
             ``None`` if unknown. Used by ``solvers.contraction_certificate``.
         support_max: the largest value ``y`` may take at the family's parameters (binomial:
             its ``n``), or ``None`` when the support type alone bounds it.
+        activation_grad2: ``sigma''(eta) = A'''(eta)``; when not given, one autograd pass
+            through ``activation_grad``.
+        log_base_measure: ``log h(y)``, or ``None`` when the spec gives no closed-form ``h``.
+        parameters: the spec's parameter values (read-only mapping).
+        spec_sha256: digest of the spec text the family was generated from (``None`` for
+            hand-built families).
+        exact_sampler: the known law this family is, as identified symbolically at generate
+            time, or ``None`` (then the generic samplers apply).
     """
 
     name: str
@@ -52,12 +107,17 @@ class TorchFamily:
     activation: ElementwiseFn
     activation_grad: ElementwiseFn
     sufficient_statistic: ElementwiseFn
-    support: str = "real"
+    support: Support | str = Support.REAL
     sup_activation_grad: float | None = None
     support_max: float | None = None
+    activation_grad2: ElementwiseFn | None = None
+    log_base_measure: ElementwiseFn | None = None
+    parameters: Mapping[str, float] = field(default_factory=dict)
+    spec_sha256: str | None = None
+    exact_sampler: ExactSampler | None = None
 
     def __post_init__(self) -> None:
-        lo, hi = (float(self.domain[0]), float(self.domain[1]))
+        lo, hi = (_parse_bound(self.domain[0]), _parse_bound(self.domain[1]))
         if not lo < hi:
             raise ValueError(
                 f"family {self.name!r}: domain must be an interval lo < hi, got {self.domain!r}"
@@ -67,6 +127,26 @@ class TorchFamily:
         for fn_name in _FUNCTION_NAMES:
             if not callable(getattr(self, fn_name)):
                 raise TypeError(f"family {self.name!r}: {fn_name} must be callable")
+        try:
+            object.__setattr__(self, "support", Support(str(self.support)))
+        except ValueError:
+            raise ValueError(
+                f"family {self.name!r}: unknown support {self.support!r}; choose from "
+                f"{', '.join(s.value for s in Support)}"
+            ) from None
+        if self.activation_grad2 is None:
+            object.__setattr__(self, "activation_grad2", autograd_derivative(self.activation_grad))
+        if self.log_base_measure is not None and not callable(self.log_base_measure):
+            raise TypeError(f"family {self.name!r}: log_base_measure must be callable or None")
+        params = MappingProxyType({str(k): float(v) for k, v in dict(self.parameters).items()})
+        object.__setattr__(self, "parameters", params)
+        if self.sup_activation_grad is not None:
+            object.__setattr__(self, "sup_activation_grad", _parse_bound(self.sup_activation_grad))
+
+    @property
+    def has_base_measure(self) -> bool:
+        """Whether ``log h(y)`` is available (the spec gave ``base_measure``)."""
+        return self.log_base_measure is not None
 
     def in_domain(self, eta: Tensor) -> Tensor:
         """Elementwise ``lo < eta < hi`` (False for NaN)."""
@@ -106,41 +186,29 @@ def _parse_bound(value: Any) -> float:
 
 
 def as_torch_family(obj: Any) -> TorchFamily:
-    """Return ``obj`` as a ``TorchFamily``.
-
-    Accepts a ``TorchFamily`` (returned unchanged) or any object (typically a generated module)
-    exposing ``NAME``, ``DOMAIN``, ``SUPPORT``, optionally ``SUP_ACTIVATION_GRAD``, and the
-    functions ``log_partition``, ``activation``, ``activation_grad``, ``sufficient_statistic``.
+    """Return ``obj`` as a ``TorchFamily``: a ``TorchFamily`` unchanged, or the ``FAMILY``
+    of a generated module (or any object holding a ``TorchFamily`` as ``FAMILY``).
 
     Raises:
-        TypeError: naming every missing or non-callable attribute.
+        TypeError: for anything else (a duck-typed object with loose ``NAME``/``DOMAIN``/...
+            attributes is not a family: build a ``TorchFamily`` from it instead).
     """
     if isinstance(obj, TorchFamily):
         return obj
-    missing = [n for n in _CONSTANT_NAMES if not hasattr(obj, n)]
-    missing += [n for n in _FUNCTION_NAMES if not callable(getattr(obj, n, None))]
-    if missing:
-        raise TypeError(
-            f"cannot use {type(obj).__name__} {getattr(obj, '__name__', obj)!r} as an exponential "
-            f"family: missing or non-callable {', '.join(missing)} (expected a TorchFamily or a "
-            f"module defining NAME, DOMAIN, SUPPORT and {', '.join(_FUNCTION_NAMES)})"
-        )
-    domain = obj.DOMAIN
-    if len(domain) != 2:
-        raise TypeError(f"DOMAIN must be a pair (lo, hi), got {domain!r}")
-    sup = getattr(obj, "SUP_ACTIVATION_GRAD", None)
-    support_max = getattr(obj, "SUPPORT_MAX", None)
-    return TorchFamily(
-        name=str(obj.NAME),
-        domain=(_parse_bound(domain[0]), _parse_bound(domain[1])),
-        log_partition=obj.log_partition,
-        activation=obj.activation,
-        activation_grad=obj.activation_grad,
-        sufficient_statistic=obj.sufficient_statistic,
-        support=str(obj.SUPPORT),
-        sup_activation_grad=None if sup is None else _parse_bound(sup),
-        support_max=None if support_max is None else float(support_max),
+    family = getattr(obj, "FAMILY", None)
+    if isinstance(family, TorchFamily):
+        return family
+    raise TypeError(
+        f"cannot use {type(obj).__name__} {getattr(obj, '__name__', obj)!r} as an exponential "
+        "family: expected a TorchFamily or a generated module exporting one as FAMILY "
+        "(regenerate an old module with `deqfam generate`)"
     )
 
 
-__all__ = ["ElementwiseFn", "TorchFamily", "as_torch_family"]
+__all__ = [
+    "ElementwiseFn",
+    "ExactSampler",
+    "TorchFamily",
+    "as_torch_family",
+    "autograd_derivative",
+]

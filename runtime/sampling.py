@@ -1,12 +1,16 @@
 """Sampling y ~ p(y | eta) = h(y) exp(eta T(y) - A(eta)) from any admissible family.
 
-* Built-in families get exact torch samplers (recognised by the generated module's
-  ``NAME`` and ``PARAMETERS``). Bose-Einstein uses its compound-Poisson construction:
+Every sampler takes the family contract (a ``TorchFamily``, or a generated module's ``FAMILY``).
+
+* A family that ``derive/laws.py`` proved to be a known law carries it as
+  ``family.exact_sampler`` (law name and the law's own parameters), and gets that law's exact
+  torch sampler from :data:`EXACT_SAMPLERS`: chosen by what the family *is*, never by its
+  name. Bose-Einstein uses its compound-Poisson construction:
   A(eta) = sum_k c_k e^{beta eta k}, c_k = (k beta)^{-(j+1)}, so exp(A(eta + t) - A(eta)) is
   the mgf of Y = sum_{i <= N} beta K_i with N ~ Poisson(A(eta)) and
   P(K = k) proportional to e^{beta eta k} / k^{j+1}.
 * Other lattice supports: the tilted pmf h(y) exp(eta y - A(eta)) on a range bounded by
-  mean +- many standard deviations (A', A''), checked to hold all but 1e-12 of the mass.
+  mean +- many standard deviations (A', A''), checked to hold all but 1e-8 of the mass.
 * Other continuous supports: numerical inverse CDF of the tilted density on a fine grid.
 
 Samplers take T(y) = y (the built-in and example specs); a spec with another statistic is
@@ -16,48 +20,94 @@ refused with a clear error rather than sampled wrongly.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor
 
-from deqfam.vocab import CONTINUOUS_SUPPORTS, LATTICE_SUPPORTS
+from deqfam.vocab import CONTINUOUS_SUPPORTS, LATTICE_SUPPORTS, Support
 
-LATTICE = {str(s) for s in LATTICE_SUPPORTS}
-CONTINUOUS = {str(s) for s in CONTINUOUS_SUPPORTS}
+from .family import TorchFamily, as_torch_family
+
+LATTICE = set(LATTICE_SUPPORTS)
+CONTINUOUS = set(CONTINUOUS_SUPPORTS)
 #: standard deviations either side of the mean covered by the generic samplers' ranges
 TAIL_SDS = 40.0
 
+Gen = torch.Generator | None
+#: an exact sampler: (eta, law parameters, family, generator) -> y
+ExactFn = Callable[[Tensor, Mapping[str, float], TorchFamily, Gen], Tensor]
 
-def _param(module: Any, key: str) -> float:
-    return float(module.PARAMETERS[key])
+
+def _gaussian(eta: Tensor, p: Mapping[str, float], fam: TorchFamily, gen: Gen) -> Tensor:
+    """N(v eta, v) for A = v eta^2 / 2."""
+    v = p["variance"]
+    return v * eta + math.sqrt(v) * torch.randn(eta.shape, dtype=eta.dtype, generator=gen)
 
 
-def _exact(module: Any, eta: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor | None:
-    """Exact samplers for the built-in families, or None."""
-    name = module.NAME
-    if name == "gaussian":
-        return eta + torch.randn(eta.shape, dtype=eta.dtype, generator=gen)
-    if name == "bernoulli":
-        return torch.bernoulli(torch.sigmoid(eta), generator=gen)
-    if name == "ising":
-        return 2.0 * torch.bernoulli(torch.sigmoid(2.0 * eta), generator=gen) - 1.0
-    if name == "poisson":
-        return torch.poisson(torch.exp(eta), generator=gen)
-    if name == "binomial":
-        return _binomial(int(_param(module, "n")), torch.sigmoid(eta), gen)
-    if name == "gamma":
-        return _gamma(_param(module, "k"), -eta, gen)
-    if name == "negative_binomial":
-        # Poisson-gamma mixture: lambda ~ Gamma(r, rate (1-p)/p), y ~ Poisson(lambda), p = e^eta
-        p = torch.exp(eta)
-        lam = _gamma(_param(module, "r"), -torch.expm1(eta) / p, gen)
-        return torch.poisson(lam, generator=gen)
-    if name == "continuous_bernoulli":
-        return _continuous_bernoulli(eta, gen)
-    if name == "bose_einstein":
-        return _bose_einstein(module, eta, gen)
-    return None
+def _bernoulli(eta: Tensor, p: Mapping[str, float], fam: TorchFamily, gen: Gen) -> Tensor:
+    """Bernoulli(sigmoid(eta))."""
+    return torch.bernoulli(torch.sigmoid(eta), generator=gen)
+
+
+def _ising(eta: Tensor, p: Mapping[str, float], fam: TorchFamily, gen: Gen) -> Tensor:
+    """y in {-1, 1} with P(y = 1) = e^eta / (2 cosh eta) = sigmoid(2 eta)."""
+    return 2.0 * torch.bernoulli(torch.sigmoid(2.0 * eta), generator=gen) - 1.0
+
+
+def _poisson(eta: Tensor, p: Mapping[str, float], fam: TorchFamily, gen: Gen) -> Tensor:
+    """Poisson(c e^eta) for A = c e^eta."""
+    return torch.poisson(p["scale"] * torch.exp(eta), generator=gen)
+
+
+def _binomial_law(eta: Tensor, p: Mapping[str, float], fam: TorchFamily, gen: Gen) -> Tensor:
+    """Binomial(n, sigmoid(eta))."""
+    return _binomial(int(p["n"]), torch.sigmoid(eta), gen)
+
+
+def _gamma_law(eta: Tensor, p: Mapping[str, float], fam: TorchFamily, gen: Gen) -> Tensor:
+    """Gamma(shape k, rate -eta)."""
+    return _gamma(p["k"], -eta, gen)
+
+
+def _negative_binomial(eta: Tensor, p: Mapping[str, float], fam: TorchFamily, gen: Gen) -> Tensor:
+    """Poisson-gamma mixture: lambda ~ Gamma(r, rate (1-q)/q), y ~ Poisson(lambda), q = e^eta."""
+    lam = _gamma(p["r"], -torch.expm1(eta) / torch.exp(eta), gen)
+    return torch.poisson(lam, generator=gen)
+
+
+def _continuous_bernoulli_law(
+    eta: Tensor, p: Mapping[str, float], fam: TorchFamily, gen: Gen
+) -> Tensor:
+    return _continuous_bernoulli(eta, gen)
+
+
+def _bose_einstein_law(eta: Tensor, p: Mapping[str, float], fam: TorchFamily, gen: Gen) -> Tensor:
+    return _bose_einstein(fam, p["j"], p["beta"], eta, gen)
+
+
+#: exact samplers by law name (the names ``derive/laws.py`` emits)
+EXACT_SAMPLERS: dict[str, ExactFn] = {
+    "gaussian": _gaussian,
+    "bernoulli": _bernoulli,
+    "ising": _ising,
+    "poisson": _poisson,
+    "binomial": _binomial_law,
+    "gamma": _gamma_law,
+    "negative_binomial": _negative_binomial,
+    "continuous_bernoulli": _continuous_bernoulli_law,
+    "bose_einstein": _bose_einstein_law,
+}
+
+
+def _exact(family: TorchFamily, eta: Tensor, gen: Gen) -> Tensor | None:
+    """The exact sampler of the law the family was identified as, or None."""
+    law = family.exact_sampler
+    if law is None:
+        return None
+    if law.law not in EXACT_SAMPLERS:
+        raise ValueError(f"{family.name}: unknown exact sampler {law.law!r}")
+    return EXACT_SAMPLERS[law.law](eta, law.parameters, family, gen)
 
 
 def _binomial(n: int, p: torch.Tensor, gen) -> torch.Tensor:
@@ -95,9 +145,12 @@ def _continuous_bernoulli(eta: torch.Tensor, gen) -> torch.Tensor:
     return torch.where(small, u, y).clamp(0.0, 1.0)
 
 
-def _bose_einstein(module: Any, eta: torch.Tensor, gen) -> torch.Tensor:
-    j, beta = _param(module, "j"), _param(module, "beta")
-    rate = module.log_partition(eta)  # A(eta) = E[N]
+def _bose_einstein(
+    family: TorchFamily, j: float, beta: float, eta: torch.Tensor, gen
+) -> torch.Tensor:
+    """Compound Poisson: N ~ Poisson(A(eta)) jumps of size beta K, P(K = k) ~ e^{beta eta k}
+    / k^{j+1} (truncated where the weights fall below e^-45)."""
+    rate = family.log_partition(eta)  # A(eta) = E[N]
     n = torch.poisson(rate, generator=gen).to(torch.int64)
     out = torch.zeros_like(eta)
     flat_eta, flat_n, flat_out = eta.reshape(-1), n.reshape(-1), out.reshape(-1)
@@ -112,34 +165,34 @@ def _bose_einstein(module: Any, eta: torch.Tensor, gen) -> torch.Tensor:
     return out
 
 
-def _lattice_range(module: Any, mean: Tensor, sd: Tensor) -> tuple[int, int]:
+def _lattice_range(family: TorchFamily, mean: Tensor, sd: Tensor) -> tuple[int, int]:
     """Integer range [lo, hi] holding mean +- TAIL_SDS sd of every tilted law in a chunk."""
     lo = math.floor(float((mean - TAIL_SDS * sd).min()))
     hi = math.ceil(float((mean + TAIL_SDS * sd).max()))
-    support = module.SUPPORT
-    if support == "binary":
+    support = family.support
+    if support == Support.BINARY:
         return 0, 1
-    if support == "plus_minus_one":
+    if support == Support.PLUS_MINUS_ONE:
         return -1, 1
-    if support == "nonnegative_integers":
+    if support == Support.NONNEGATIVE_INTEGERS:
         lo = max(lo, 0)
-    if support == "positive_integers":
+    if support == Support.POSITIVE_INTEGERS:
         lo = max(lo, 1)
     if hi - lo > 5_000_000:
         raise ValueError(
-            f"{module.NAME}: the sampling range [{lo}, {hi}] is too wide for the "
+            f"{family.name}: the sampling range [{lo}, {hi}] is too wide for the "
             "generic lattice sampler"
         )
     return lo, hi
 
 
-def _tilted_logpmf(module: Any, eta: Tensor, y: Tensor) -> Tensor:
+def _tilted_logpmf(family: TorchFamily, eta: Tensor, y: Tensor) -> Tensor:
     """log h(y) + eta T(y) - A(eta) for every (eta_i, y_j) pair: shape (n_eta, n_y)."""
     e = eta.reshape(-1, 1)
     logp = (
-        module.log_base_measure(y).reshape(1, -1)
-        + e * module.sufficient_statistic(y)
-        - module.log_partition(e)
+        family.log_base_measure(y).reshape(1, -1)
+        + e * family.sufficient_statistic(y)
+        - family.log_partition(e)
     )
     return torch.nan_to_num(logp, nan=-math.inf)
 
@@ -148,31 +201,31 @@ def _tilted_logpmf(module: Any, eta: Tensor, y: Tensor) -> Tensor:
 MAX_CELLS = 4_000_000
 
 
-def _generic_lattice(module: Any, eta: Tensor, gen) -> Tensor:
+def _generic_lattice(family: TorchFamily, eta: Tensor, gen) -> Tensor:
     """Inverse-CDF sampling of the tilted pmf, distinct etas in sorted chunks whose
     (chunk x range) table stays below MAX_CELLS; each pmf is checked to sum to 1."""
     flat = eta.reshape(-1)
     uniq, inverse = torch.unique(flat, return_inverse=True)  # sorted
-    mean, sd = module.activation(uniq), torch.sqrt(module.activation_grad(uniq))
+    mean, sd = family.activation(uniq), torch.sqrt(family.activation_grad(uniq))
     u = torch.rand(flat.shape, dtype=eta.dtype, generator=gen)
     out = torch.empty_like(flat)
-    step = 2 if module.SUPPORT == "plus_minus_one" else 1
+    step = 2 if family.support == Support.PLUS_MINUS_ONE else 1
     start = 0
     while start < uniq.numel():
         # grow the chunk while its table fits (sorted etas: neighbours share a range)
         stop = start + 1
-        lo, hi = _lattice_range(module, mean[start:stop], sd[start:stop])
+        lo, hi = _lattice_range(family, mean[start:stop], sd[start:stop])
         while stop < uniq.numel():
-            lo2, hi2 = _lattice_range(module, mean[start : stop + 1], sd[start : stop + 1])
+            lo2, hi2 = _lattice_range(family, mean[start : stop + 1], sd[start : stop + 1])
             if (stop + 1 - start) * (hi2 - lo2 + 1) > MAX_CELLS:
                 break
             stop, lo, hi = stop + 1, lo2, hi2
         y = torch.arange(lo, hi + 1, step, dtype=eta.dtype)
-        logp = _tilted_logpmf(module, uniq[start:stop], y)
+        logp = _tilted_logpmf(family, uniq[start:stop], y)
         mass = torch.logsumexp(logp, dim=1).exp()
         if bool(((mass - 1).abs() > 1e-8).any()):
             raise ValueError(
-                f"{module.NAME}: the tilted pmf on [{lo}, {hi}] sums to "
+                f"{family.name}: the tilted pmf on [{lo}, {hi}] sums to "
                 f"{float(mass.min()):.6g}..{float(mass.max()):.6g}, not 1: h(y) "
                 "and A(eta) do not describe one law (or the support is wrong)"
             )
@@ -186,7 +239,7 @@ def _generic_lattice(module: Any, eta: Tensor, gen) -> Tensor:
 
 
 def _generic_continuous(
-    module: Any, eta: torch.Tensor, gen, n_grid: int = 4096, chunk: int = 512
+    family: TorchFamily, eta: torch.Tensor, gen, n_grid: int = 4096, chunk: int = 512
 ) -> torch.Tensor:
     """Inverse CDF of the tilted density on a grid of cells, linear within each cell.
 
@@ -196,23 +249,23 @@ def _generic_continuous(
     """
     flat = eta.reshape(-1)
     uniq, inverse = torch.unique(flat, return_inverse=True)
-    mean, sd = module.activation(uniq), torch.sqrt(module.activation_grad(uniq))
+    mean, sd = family.activation(uniq), torch.sqrt(family.activation_grad(uniq))
     u = torch.rand(flat.shape, dtype=eta.dtype, generator=gen)
     out = torch.empty_like(flat)
     for start in range(0, uniq.numel(), chunk):
         e = uniq[start : start + chunk]
         lo = mean[start : start + chunk] - TAIL_SDS * sd[start : start + chunk]
         hi = mean[start : start + chunk] + TAIL_SDS * sd[start : start + chunk]
-        if module.SUPPORT == "positive_real":
+        if family.support == Support.POSITIVE_REAL:
             lo = lo.clamp_min(0.0)
-        if module.SUPPORT == "unit_interval":
+        if family.support == Support.UNIT_INTERVAL:
             lo, hi = torch.zeros_like(lo), torch.ones_like(hi)
         t = (torch.arange(n_grid, dtype=eta.dtype) + 0.5) / n_grid
         y = lo[:, None] + (hi - lo)[:, None] * t[None, :]  # (chunk, n_grid) midpoints
         logp = (
-            module.log_base_measure(y)
-            + e[:, None] * module.sufficient_statistic(y)
-            - module.log_partition(e)[:, None]
+            family.log_base_measure(y)
+            + e[:, None] * family.sufficient_statistic(y)
+            - family.log_partition(e)[:, None]
         )
         p = torch.softmax(torch.nan_to_num(logp, nan=-math.inf), dim=1)
         cdf = torch.cat([torch.zeros_like(p[:, :1]), torch.cumsum(p, dim=1)], dim=1)
@@ -226,33 +279,33 @@ def _generic_continuous(
     return out.reshape(eta.shape)
 
 
-def sample(
-    module: Any, eta: torch.Tensor, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Draw y ~ p(y | eta) elementwise for a generated family module.
+def sample(family: object, eta: torch.Tensor, generator: Gen = None) -> torch.Tensor:
+    """Draw y ~ p(y | eta) elementwise for a family (a ``TorchFamily`` or a generated
+    module exporting ``FAMILY``).
 
     ``eta`` must lie inside the family's domain; the result has eta's shape and dtype.
     """
+    fam = as_torch_family(family)
     eta = torch.as_tensor(eta)
     if not torch.is_floating_point(eta):
         eta = eta.to(torch.float64)
-    lo, hi = module.DOMAIN
-    if not bool(((eta > lo) & (eta < hi)).all()):
-        raise ValueError(f"{module.NAME}: eta must lie in the open domain ({lo}, {hi})")
+    lo, hi = fam.domain
+    if not bool(fam.in_domain(eta).all()):
+        raise ValueError(f"{fam.name}: eta must lie in the open domain ({lo}, {hi})")
     with torch.no_grad():
-        out = _exact(module, eta, generator)
+        out = _exact(fam, eta, generator)
         if out is not None:
             return out
         probe = torch.linspace(-1.0, 1.0, 5, dtype=torch.float64)
-        if not torch.equal(module.sufficient_statistic(probe), probe):
-            raise ValueError(f"{module.NAME}: sampling needs T(y) = y")
-        if not getattr(module, "HAS_BASE_MEASURE", False):
+        if not torch.equal(fam.sufficient_statistic(probe), probe):
+            raise ValueError(f"{fam.name}: sampling needs T(y) = y")
+        if not fam.has_base_measure:
             raise ValueError(
-                f"{module.NAME}: the spec gives no base measure h(y), so there is "
+                f"{fam.name}: the spec gives no base measure h(y), so there is "
                 "no generic sampler; add base_measure to the spec"
             )
-        if module.SUPPORT in LATTICE:
-            return _generic_lattice(module, eta, generator)
-        if module.SUPPORT in CONTINUOUS:
-            return _generic_continuous(module, eta, generator)
-        raise ValueError(f"{module.NAME}: no sampler for support {module.SUPPORT!r}")
+        if fam.support in LATTICE:
+            return _generic_lattice(fam, eta, generator)
+        if fam.support in CONTINUOUS:
+            return _generic_continuous(fam, eta, generator)
+        raise ValueError(f"{fam.name}: no sampler for support {fam.support!r}")

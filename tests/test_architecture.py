@@ -125,7 +125,7 @@ def test_no_exec_or_eval_in_the_library(folder):
 
 @pytest.mark.parametrize("folder", ["deqfam", "derive", "runtime", "generated"])
 def test_library_never_imports_test_oracles(folder):
-    """Oracles (tests/oracles/, tests/runtime_families.py) check the library from outside:
+    """Oracles (tests/oracles/) check the library from outside:
     the library importing them would make those checks circular."""
     test_roots = {"tests", "oracles", "runtime_families"}
     offenders = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from runtime_families import FAMILIES, problem
+from oracles.families import FAMILIES, family_params, problem
 
 from deqfam.runtime.implicit import implicit_fixed_point, newton_equilibrium
 from deqfam.runtime.solvers import ConvergenceError
@@ -23,7 +23,7 @@ def deq_map(family, W, B, Y, lam):
 
 
 @pytest.mark.parametrize("method", ["newton", "cg_newton"])
-@pytest.mark.parametrize("name", ["gaussian", "bernoulli", "poisson", "negative_binomial"])
+@pytest.mark.parametrize("name", family_params())
 def test_gradcheck_objective_layer(name, method):
     fam = FAMILIES[name]
     W, B, Y = with_grad(*problem(name, n=3, d=5, l=2, w_scale=0.5, seed=20))
@@ -99,7 +99,7 @@ def unrolled_newton(family, W, B, Y, lam, steps):
     return z, grad
 
 
-@pytest.mark.parametrize("name", ["bernoulli", "poisson", "binomial", "negative_binomial"])
+@pytest.mark.parametrize("name", family_params())
 def test_implicit_gradients_match_unrolled_newton(name):
     fam = FAMILIES[name]
     W, B, Y = problem(name, n=5, d=12, l=2, w_scale=0.3, seed=23)

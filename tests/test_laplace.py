@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.stats as st
 import torch
-from runtime_families import FAMILIES, problem, scipy_map_latents
+from oracles.families import FAMILIES, problem, scipy_map_latents
 
 from deqfam.runtime.laplace import (
     laplace_covariance,

@@ -10,8 +10,9 @@ import pytest
 import scipy.special as sps
 import scipy.stats as st
 import torch
-from runtime_families import FAMILIES, problem, scipy_map_latents
+from oracles.families import FAMILIES, problem, scipy_map_latents
 
+from deqfam.api import builtin_module
 from deqfam.runtime.family import TorchFamily, as_torch_family
 from deqfam.runtime.models import ExpFamPCA
 from deqfam.runtime.solvers import ConvergenceError, ConvergenceWarning
@@ -176,28 +177,28 @@ def test_initialisation_small_and_inside_domain():
     model(Y)  # feasible start, converges
 
 
-def test_accepts_generated_module_style_family():
-    fam = FAMILIES["bernoulli"]
-    module = types.SimpleNamespace(
+def test_accepts_generated_module_and_refuses_loose_attributes():
+    module = builtin_module("bernoulli")
+    assert as_torch_family(module) is module.FAMILY
+    assert isinstance(module.FAMILY, TorchFamily)
+    assert module.FAMILY.domain == (-math.inf, math.inf)
+    assert module.FAMILY.sup_activation_grad == 0.25  # max of sigmoid' = 1/4 at eta = 0
+    _, _, Y = problem("bernoulli", n=4, d=6, seed=36)
+    a = ExpFamPCA(module, 6, 2, dtype=F64)
+    b = make_model("bernoulli", a.W.detach(), a.B.detach())
+    torch.testing.assert_close(a(Y), b(Y), rtol=0, atol=0)
+    fam = module.FAMILY
+    loose = types.SimpleNamespace(
         NAME="bern",
         DOMAIN=("-oo", "oo"),
         SUPPORT="binary",
-        SUP_ACTIVATION_GRAD=0.25,
         log_partition=fam.log_partition,
         activation=fam.activation,
         activation_grad=fam.activation_grad,
         sufficient_statistic=fam.sufficient_statistic,
     )
-    converted = as_torch_family(module)
-    assert isinstance(converted, TorchFamily)
-    assert converted.domain == (-math.inf, math.inf) and converted.sup_activation_grad == 0.25
-    _, _, Y = problem("bernoulli", n=4, d=6, seed=36)
-    a = ExpFamPCA(module, 6, 2, dtype=F64)
-    b = make_model("bernoulli", a.W.detach(), a.B.detach())
-    torch.testing.assert_close(a(Y), b(Y), rtol=0, atol=0)
-    incomplete = types.SimpleNamespace(NAME="x", DOMAIN=(0, 1), log_partition=torch.exp)
-    with pytest.raises(TypeError, match="missing or non-callable SUPPORT, activation"):
-        as_torch_family(incomplete)
+    with pytest.raises(TypeError, match="exporting one as FAMILY"):
+        as_torch_family(loose)
 
 
 def test_short_training_reduces_loss():

@@ -8,25 +8,27 @@ import math
 import mpmath
 import pytest
 import torch
+from oracles.families import ALL_NAMES, FAMILIES, ROOT, family_params
 
 from deqfam.api import generate
-from deqfam.derive.family import builtin_names
 from deqfam.runtime.datasets import ground_truth_latents, make_dataset, shape_labels
+from deqfam.runtime.family import ExactSampler, as_torch_family
 from deqfam.runtime.sampling import sample
 
 N = 40_000
 
 
-def _moment_check(module, eta0: float, y: torch.Tensor) -> None:
+def _moment_check(family, eta0: float, y: torch.Tensor) -> None:
     """Sample mean and variance within 4 standard errors of A'(eta0) and A''(eta0).
 
     SE(mean) = sqrt(A''/n); SE(variance) = sqrt((kappa4 + 2 A''^2)/n), with the fourth
-    cumulant kappa4 = A'''' from autograd of the generated A'''.
+    cumulant kappa4 = A'''' from autograd of the contract's third derivative.
     """
+    fam = as_torch_family(family)
     eta = torch.tensor([eta0], dtype=torch.float64, requires_grad=True)
-    mean = float(module.activation(eta).detach())
-    var = float(module.activation_grad(eta).detach())
-    third = module.activation_grad2(eta)
+    mean = float(fam.activation(eta).detach())
+    var = float(fam.activation_grad(eta).detach())
+    third = fam.activation_grad2(eta)
     k4 = torch.autograd.grad(third.sum(), eta)[0] if third.requires_grad else 0.0
     n = y.numel()
     se_mean = math.sqrt(var / n)
@@ -35,24 +37,26 @@ def _moment_check(module, eta0: float, y: torch.Tensor) -> None:
     assert abs(float(y.var()) - var) < 4 * se_var, (float(y.var()), var, se_var)
 
 
-SAMPLED = [n for n in builtin_names() if n != "fermi_dirac"]
+#: every family under test that can be sampled (fermi_dirac gives no base measure and is
+#: not a known law)
+SAMPLED = [n for n in ALL_NAMES if n != "fermi_dirac"]
 
 
-@pytest.mark.parametrize("name", SAMPLED)
+@pytest.mark.parametrize("name", family_params(SAMPLED))
 @pytest.mark.parametrize("eta0", [-2.3, -0.4])
-def test_builtin_sampler_moments(name, eta0):
-    module = importlib.import_module(f"deqfam.generated.{name}")
+def test_sampler_moments_every_family(name, eta0):
+    family = FAMILIES[name]
     gen = torch.Generator().manual_seed(17)
-    y = sample(module, torch.full((N,), eta0, dtype=torch.float64), gen)
-    _moment_check(module, eta0, y)
+    y = sample(family, torch.full((N,), eta0, dtype=torch.float64), gen)
+    _moment_check(family, eta0, y)
 
 
 def test_bose_einstein_moments_match_mpmath_polylog():
-    module = importlib.import_module("deqfam.generated.bose_einstein")
-    j = module.PARAMETERS["j"]
+    family = FAMILIES["bose_einstein"]
+    j = family.parameters["j"]
     eta0 = -0.3
     y = sample(
-        module, torch.full((N,), eta0, dtype=torch.float64), torch.Generator().manual_seed(3)
+        family, torch.full((N,), eta0, dtype=torch.float64), torch.Generator().manual_seed(3)
     )
     mean = float(mpmath.polylog(j, mpmath.exp(eta0)))
     var = float(mpmath.polylog(j - 1, mpmath.exp(eta0)))
@@ -60,7 +64,6 @@ def test_bose_einstein_moments_match_mpmath_polylog():
     assert float(y.min()) >= 0 and torch.equal(y, y.round())
 
 
-USER_LATTICE = "examples/logarithmic.yaml"
 USER_CONTINUOUS = """\
 name: shifted_gaussian_user
 description: unit-variance Gaussian written as a user spec (no exact sampler)
@@ -69,15 +72,6 @@ log_partition: eta**2/2 + eta
 base_measure: exp(-(y - 1)**2/2)/sqrt(2*pi)
 domain: [-oo, oo]
 """
-
-
-def test_user_lattice_spec_sampler(tmp_path):
-    module = generate(USER_LATTICE, tmp_path, check_admissibility=False)
-    y = sample(
-        module, torch.full((N,), -0.5, dtype=torch.float64), torch.Generator().manual_seed(5)
-    )
-    assert float(y.min()) >= 1
-    _moment_check(module, -0.5, y)
 
 
 def test_user_continuous_spec_sampler(tmp_path):
@@ -119,3 +113,55 @@ def test_make_dataset_keeps_eta_in_domain():
     torch.testing.assert_close(
         ds.W.var(), torch.tensor(0.5, dtype=torch.float64), atol=0.15, rtol=0
     )
+
+
+# The sampling bug: a user spec *named* poisson whose law is Poisson(2 e^eta) (A = 2 e^eta,
+# h = 2^y / y!) was sampled as Poisson(e^eta) because the sampler was chosen by name.
+NAMED_POISSON_SCALED = """\
+name: poisson
+description: counts with mean 2 e^eta
+support: nonnegative_integers
+sufficient_statistic: y
+log_partition: 2*exp(eta)
+base_measure: 2**y/factorial(y)
+domain: [-oo, oo]
+"""
+
+DRAWS = 20_000
+
+
+@pytest.mark.parametrize("eta0", [-1.0, 0.0, 0.8])
+def test_spec_named_poisson_with_a_2exp_is_sampled_by_its_law(tmp_path, eta0):
+    spec = tmp_path / "poisson.yaml"
+    spec.write_text(NAMED_POISSON_SCALED)
+    family = generate(spec, tmp_path / "out", check_admissibility=False).FAMILY
+    y = sample(
+        family, torch.full((DRAWS,), eta0, dtype=torch.float64), torch.Generator().manual_seed(8)
+    )
+    # Poisson(mu), mu = 2 e^eta (closed form): mean = variance = mu, fourth cumulant mu,
+    # so SE(mean) = sqrt(mu/n) and SE(variance) = sqrt((mu + 2 mu^2)/n).
+    mu = 2.0 * math.exp(eta0)
+    se_mean, se_var = math.sqrt(mu / DRAWS), math.sqrt((mu + 2 * mu**2) / DRAWS)
+    assert abs(float(y.mean()) - mu) < 4 * se_mean, (float(y.mean()), mu)
+    assert abs(float(y.var()) - mu) < 4 * se_var, (float(y.var()), mu)
+
+
+def test_renamed_builtin_poisson_is_identified_and_sampled_exactly(tmp_path):
+    text = (ROOT / "specs" / "poisson.yaml").read_text().replace("name: poisson", "name: counts")
+    spec = tmp_path / "counts.yaml"
+    spec.write_text(text)
+    family = generate(spec, tmp_path / "out", check_admissibility=False).FAMILY
+    assert family.name == "counts"
+    assert family.exact_sampler == ExactSampler("poisson", {"scale": 1.0})
+    eta = torch.linspace(-2.0, 2.0, DRAWS, dtype=torch.float64)
+    y = sample(family, eta, torch.Generator().manual_seed(9))
+    # exact: the very draws of torch's Poisson sampler at rate e^eta from the same stream
+    expected = torch.poisson(torch.exp(eta), generator=torch.Generator().manual_seed(9))
+    assert torch.equal(y, expected)
+
+
+def test_unidentified_family_uses_generic_sampler_and_refuses_loose_modules():
+    family = FAMILIES["bernoulli_poisson"]
+    assert family.exact_sampler is None and family.has_base_measure
+    with pytest.raises(TypeError, match="FAMILY"):
+        sample(object(), torch.tensor([0.0], dtype=torch.float64))

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from runtime_families import FAMILIES, problem, scipy_map_latents
+from oracles.families import FAMILIES, problem, scipy_map_latents
 from scipy.optimize import minimize
 
 from deqfam.runtime.deep import LayerFunctions, StackNewtonProblem, StackProblem, solve_stack

@@ -10,10 +10,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from deqfam.generated.pcdeq_activations import ACTIVATIONS
+
+from ..family import TorchFamily, as_torch_family, autograd_derivative
 
 ElementwiseFn = Callable[[Tensor], Tensor]
 
@@ -69,30 +70,18 @@ ADMISSIBLE_ACTIVATIONS: dict[str, bool] = {
 }
 
 
-def _autograd_derivative(fn: ElementwiseFn) -> ElementwiseFn:
-    """``t -> fn'(t)`` for an elementwise ``fn`` by one autograd pass."""
-
-    def grad(t: Tensor) -> Tensor:
-        with torch.enable_grad():
-            tt = t.detach().requires_grad_(True)
-            (g,) = torch.autograd.grad(fn(tt).sum(), tt, allow_unused=True)
-        return torch.zeros_like(t) if g is None else g
-
-    return grad
-
-
 def activation_from_family(family: Any) -> PositiveActivation:
-    """The activation ``sigma = A'`` of an exponential family (a generated module, or a
-    ``TorchFamily``): ``sigma' = A''`` from ``activation_grad``, ``sigma'' = A'''`` from the
-    module's ``activation_grad2`` when present (autograd of ``A''`` otherwise)."""
-    name = str(getattr(family, "NAME", getattr(family, "name", "family")))
-    grad2 = getattr(family, "activation_grad2", None)
-    if not callable(grad2):
-        grad2 = _autograd_derivative(family.activation_grad)
-    domain = getattr(family, "DOMAIN", getattr(family, "domain", (-math.inf, math.inf)))
-    lo, hi = (float(str(b).replace("oo", "inf")) for b in domain)
+    """The activation ``sigma = A'`` of an exponential family (a ``TorchFamily`` or a generated
+    module's ``FAMILY``), with ``sigma' = A''`` and ``sigma'' = A'''`` from the contract."""
+    fam = as_torch_family(family)
     return PositiveActivation(
-        name, family.activation, family.activation_grad, grad2, "family", name, (lo, hi)
+        fam.name,
+        fam.activation,
+        fam.activation_grad,
+        fam.activation_grad2,
+        "family",
+        fam.name,
+        fam.domain,
     )
 
 
@@ -114,12 +103,12 @@ def as_activation(activation: Any) -> PositiveActivation:
                 "nor a built-in exponential family"
             ) from None
         return activation_from_family(module)
-    if callable(getattr(activation, "activation", None)) and callable(
-        getattr(activation, "activation_grad", None)
+    if isinstance(activation, TorchFamily) or isinstance(
+        getattr(activation, "FAMILY", None), TorchFamily
     ):
         return activation_from_family(activation)
     if callable(activation):
-        grad = _autograd_derivative(activation)
+        grad = autograd_derivative(activation)
         name = getattr(activation, "__name__", "custom")
-        return PositiveActivation(name, activation, grad, _autograd_derivative(grad), "custom")
+        return PositiveActivation(name, activation, grad, autograd_derivative(grad), "custom")
     raise TypeError(f"cannot use {type(activation).__name__} as an activation")
