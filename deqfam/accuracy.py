@@ -156,7 +156,8 @@ def _mp_value(fn, eta: float) -> float | None:
         with mpmath.workdps(dps):
             try:
                 val = mpmath.mpmathify(fn(mpmath.mpf(eta)))
-            except (ValueError, ZeroDivisionError, OverflowError, TypeError):
+            except (ValueError, ArithmeticError, TypeError, NameError):
+                # NameError: a symbolic derivative with no mpmath form (DiracDelta at a kink)
                 val = None
             if isinstance(val, mpmath.mpc):
                 if abs(val.imag) > 1e-20 * max(1, abs(val.real)):

@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -31,6 +30,34 @@ from torch import Tensor
 from deqfam.vocab import Support
 
 ElementwiseFn = Callable[[Tensor], Tensor]
+
+
+class FrozenParameters(Mapping[str, float]):
+    """A read-only ``name -> float`` mapping that pickles (``types.MappingProxyType`` does not,
+    and families travel to worker processes in distributed training)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
+        self._data = {str(k): float(v) for k, v in dict(data or {}).items()}
+
+    def __getitem__(self, key: str) -> float:
+        return self._data[key]
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._data.items()))
+
+    def __repr__(self) -> str:
+        return f"FrozenParameters({self._data!r})"
+
+    def __reduce__(self):
+        return (FrozenParameters, (self._data,))
 
 _FUNCTION_NAMES = ("log_partition", "activation", "activation_grad", "sufficient_statistic")
 
@@ -49,7 +76,7 @@ class ExactSampler:
     parameters: Mapping[str, float] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
-        frozen = MappingProxyType({str(k): float(v) for k, v in dict(self.parameters).items()})
+        frozen = FrozenParameters(self.parameters)
         object.__setattr__(self, "parameters", frozen)
 
     def __hash__(self) -> int:
@@ -138,7 +165,7 @@ class TorchFamily:
             object.__setattr__(self, "activation_grad2", autograd_derivative(self.activation_grad))
         if self.log_base_measure is not None and not callable(self.log_base_measure):
             raise TypeError(f"family {self.name!r}: log_base_measure must be callable or None")
-        params = MappingProxyType({str(k): float(v) for k, v in dict(self.parameters).items()})
+        params = FrozenParameters(self.parameters)
         object.__setattr__(self, "parameters", params)
         if self.sup_activation_grad is not None:
             object.__setattr__(self, "sup_activation_grad", _parse_bound(self.sup_activation_grad))
