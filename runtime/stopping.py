@@ -4,10 +4,14 @@ The test looks only at the per-epoch losses ``L_1, ..., L_k`` (a pure function o
 history, so a resumed run decides exactly as an uninterrupted one). Over a window of ``w``
 epochs the *relative decrease* is
 
-    rel_k = (L_{k-w} - L_k) / max(|L_{k-w}|, |L_k|, tiny),
+    rel_k = (L_{k-w} - L_k) / (L_1 - L_k),
 
-the fraction of the objective gained in the last ``w`` epochs (negative when the loss rose).
-A plateau is ``rel_k < tol``. On a plateau the learning rate is multiplied by ``lr_decay``
+the fraction of the whole run's progress made in the last ``w`` epochs (<= 0 when the loss
+did not fall). It is measured against the progress, not against ``|L_k|``, because the
+training loss omits ``log h(y)`` and other constants: a Poisson objective of -40000 per
+sample is mostly such a constant, and ``|L_k|`` would make any tolerance meaninglessly lax
+(measured: it stopped a Poisson run far from its optimum). A plateau is ``rel_k < tol``.
+On a plateau the learning rate is multiplied by ``lr_decay``
 (at most ``max_decays`` times; a smaller step lowers the noise floor of stochastic
 minibatch steps, so the embedding settles); a plateau with no decay left ends the run as
 *converged*. ``max_epochs`` (the trainer's ``epochs``) bounds the run whatever happens.
@@ -23,8 +27,6 @@ from dataclasses import dataclass
 
 #: Stop reasons recorded in ``History.stop_reason``.
 CONVERGED, MAX_EPOCHS = "converged", "max_epochs"
-
-_TINY = 1e-300
 
 
 @dataclass(frozen=True)
@@ -70,13 +72,17 @@ class Decision:
 
 
 def relative_decrease(losses: list[float], window: int, since: int = 0) -> float | None:
-    """``(L[k-w] - L[k]) / max(|L[k-w]|, |L[k]|)`` for the last index ``k``, using only
-    epochs from index ``since`` on; ``None`` while fewer than ``window + 1`` exist."""
+    """``(L[k-w] - L[k]) / (L[0] - L[k])`` for the last index ``k`` (invariant to an added
+    constant and to the loss's scale), with the window inside the epochs from index
+    ``since`` on; ``None`` while the window is not full. With no progress since the first
+    epoch (``L[0] <= L[k]``) it is 0 if the window did not gain either, else ``inf``."""
     k = len(losses) - 1
     if k - window < since:
         return None
-    old, new = losses[k - window], losses[k]
-    return (old - new) / max(abs(old), abs(new), _TINY)
+    gain, total = losses[k - window] - losses[k], losses[0] - losses[k]
+    if total <= 0:
+        return 0.0 if gain <= 0 else math.inf
+    return gain / total
 
 
 def epochs_since_last_decay(lrs: list[float]) -> int:
