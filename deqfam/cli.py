@@ -138,6 +138,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             epochs=args.epochs,
             batch_size=args.batch_size,
             lr=args.lr,
+            tol=args.tol,
             seed=args.seed,
             weight_decay=args.weight_decay,
             out_dir=args.out,
@@ -154,6 +155,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         f"fitted {res.model.family.name} ExpFamPCA: final loss {res.history.loss[-1]:.6g}; "
         f"outputs in {args.out}"
     )
+    print(f"training {res.history.stop_reason}: {res.history.stop_message}")
     return EXIT_OK
 
 
@@ -239,10 +241,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", metavar="DATA", help=".npy or .csv matrix, rows are samples")
     p.add_argument("--family", required=True, metavar="SPEC")
     p.add_argument("--latent-dim", type=int, required=True)
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=300, help="maximum number of epochs")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--lam", type=float, default=0.1)
-    p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--lr", type=float, default=5e-2, help="Adam's initial learning rate")
+    p.add_argument(
+        "--tol",
+        type=float,
+        default=1e-4,
+        help="stop when the epoch loss falls by less than this (relative) over 5 epochs, "
+        "after lowering lr 10x twice; 0: run all --epochs (default 1e-4)",
+    )
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="fit_out", metavar="DIR")
@@ -254,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", metavar="SPEC", help="default: examples/bernoulli_poisson.yaml")
     p.add_argument("--out", default="demo_out", metavar="DIR")
     p.add_argument("--n-grid", type=int, default=100)
-    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=300, help="maximum number of epochs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
