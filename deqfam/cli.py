@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=300, help="maximum number of epochs")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--lam", type=float, default=0.1)
-    p.add_argument("--lr", type=float, default=5e-2, help="Adam's initial learning rate")
+    p.add_argument("--lr", type=float, default=1e-2, help="Adam's initial learning rate")
     p.add_argument(
         "--tol",
         type=float,

@@ -105,10 +105,11 @@ def align_to(truth: np.ndarray, emb: np.ndarray) -> tuple[np.ndarray, float, np.
     return scale * (e0 @ rot) + truth.mean(0), float(disparity), rot, float(scale)
 
 
-#: Defaults of ``fit`` (and ``deqfam fit``): Adam at lr 1e-2, stop when the epoch loss
-#: falls by less than 1e-4 (relative) over 5 epochs, dividing lr by 10 at the first two such
-#: plateaus; at most 300 epochs. How they were chosen: BENCHMARKS.md, "Default training".
-DEFAULT_LR = 5e-2
+#: Defaults of ``fit`` (and ``deqfam fit``): Adam at lr 1e-2; stop when the last 5 epochs
+#: made less than 1e-4 of the run's progress in the epoch loss (runtime/stopping.py),
+#: dividing lr by 10 at the first two such plateaus; at most 300 epochs. How they were
+#: chosen: BENCHMARKS.md, "Default training".
+DEFAULT_LR = 1e-2
 DEFAULT_MAX_EPOCHS = 300
 DEFAULT_TOL = 1e-4
 DEFAULT_WINDOW = 5
@@ -149,7 +150,7 @@ def fit(
     window: int = DEFAULT_WINDOW,
     lr_decay: float = DEFAULT_LR_DECAY,
     max_decays: int = DEFAULT_MAX_DECAYS,
-    init_bias: bool = True,
+    init_bias: bool = False,
 ) -> FitResult:
     """Fit ExpFamPCA to ``data`` and (with ``out_dir``) write latents, Laplace covariances,
     parameters, history and plots there (each file written atomically). ``labels`` (one int
@@ -158,7 +159,9 @@ def fit(
     ``epochs`` is the maximum; the run stops earlier when the convergence test of
     :mod:`runtime.stopping` (``tol``, ``window``, ``lr_decay``, ``max_decays``) says so, and
     ``history.stop_reason`` / ``stop_message`` record why. ``init_bias`` starts ``B`` at the
-    link of the column means, ``(A')^{-1}(mean T(y))``; ``tol = 0`` gives a fixed epoch count.
+    link of the column means, ``(A')^{-1}(mean T(y))`` (off by default: on the paper's
+    Poisson data it helped one run and hurt another, BENCHMARKS.md); ``tol = 0`` gives a
+    fixed epoch count.
     """
     fam_torch = torch_family(family)
     if isinstance(data, np.ndarray) and data.dtype.kind in "fiub":

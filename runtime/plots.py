@@ -132,6 +132,8 @@ def history_figure(
     restarts where the learning rate changed; those epochs are marked)."""
     epochs = np.arange(1, len(losses) + 1)
     rel = _relative_decreases(losses, window, lrs or []) if tol > 0 and window > 0 else None
+    if rel is not None and not (rel > 0).any():  # no window completed with a gain: no panel
+        rel = None
     ncols = 2 if rel is not None else 1
     fig, axes = plt.subplots(1, ncols, figsize=(5.2 * ncols, 3.6), dpi=120, squeeze=False)
     ax = axes[0][0]
