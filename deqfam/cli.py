@@ -232,6 +232,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                 epochs=args.epochs,
                 batch_size=args.batch_size,
                 lr=args.lr,
+                tol=args.tol,
                 seed=args.seed,
                 weight_decay=args.weight_decay,
                 out_dir=args.out,
@@ -250,6 +251,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         f"fitted {res.model.family.name} ExpFamPCA: final loss {res.history.loss[-1]:.6g}; "
         f"outputs in {args.out}"
     )
+    print(f"training {res.history.stop_reason}: {res.history.stop_message}")
     return EXIT_OK
 
 
@@ -394,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="L",
         help="latent dimension, 1..(number of data columns)",
     )
-    p.add_argument("--epochs", type=opt.positive_int, default=30, help="training epochs")
+    p.add_argument("--epochs", type=opt.positive_int, default=300, help="maximum number of epochs")
     p.add_argument("--batch-size", type=opt.positive_int, default=500, help="minibatch size")
     p.add_argument(
         "--lam",
@@ -402,7 +404,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.1,
         help="lam > 0 of the latent prior lam/2 |z|^2 (Theorem 1)",
     )
-    p.add_argument("--lr", type=opt.positive_finite_float, default=1e-2, help="Adam step size")
+    p.add_argument(
+        "--lr", type=opt.positive_finite_float, default=1e-2, help="Adam's initial learning rate"
+    )
+    p.add_argument(
+        "--tol",
+        type=opt.nonnegative_finite_float,
+        default=1e-4,
+        help="stop when the epoch loss falls by less than this (relative) over 5 epochs, "
+        "after lowering lr 10x twice; 0: run all --epochs",
+    )
     p.add_argument(
         "--weight-decay",
         type=opt.nonnegative_finite_float,
@@ -442,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=100,
         help=f"ground-truth grid size (n_grid**2 samples), 1..{opt.MAX_N_GRID}",
     )
-    p.add_argument("--epochs", type=opt.positive_int, default=30, help="training epochs")
+    p.add_argument("--epochs", type=opt.positive_int, default=300, help="maximum number of epochs")
     p.add_argument("--seed", type=opt.seed_int, default=0, help="random seed")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_allow_inadmissible(p, "run")

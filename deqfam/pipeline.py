@@ -35,8 +35,9 @@ from deqfam.api import (
 from deqfam.derive.budget import time_budget
 from deqfam.derive.family import load_family
 from deqfam.fsutil import atomic_write_text
-from deqfam.runtime.datasets import make_dataset
+from deqfam.runtime.datasets import SHAPE_NAMES, make_dataset
 from deqfam.runtime.family import TorchFamily
+from deqfam.runtime.initialisation import bias_at_column_means
 from deqfam.runtime.laplace import posterior_from_latents
 from deqfam.runtime.models import ExpFamPCA
 from deqfam.runtime.plots import save_embedding_png, save_history_png
@@ -118,6 +119,18 @@ def align_to(truth: np.ndarray, emb: np.ndarray) -> tuple[np.ndarray, float, np.
     return scale * (e0 @ rot) + truth.mean(0), float(disparity), rot, float(scale)
 
 
+#: Defaults of ``fit`` (and ``deqfam fit``): Adam at lr 1e-2; stop when the last 5 epochs
+#: made less than 1e-4 of the run's progress in the epoch loss (runtime/stopping.py),
+#: dividing lr by 10 at the first two such plateaus; at most 300 epochs. How they were
+#: chosen: BENCHMARKS.md, "Default training".
+DEFAULT_LR = 1e-2
+DEFAULT_MAX_EPOCHS = 300
+DEFAULT_TOL = 1e-4
+DEFAULT_WINDOW = 5
+DEFAULT_LR_DECAY = 0.1
+DEFAULT_MAX_DECAYS = 2
+
+
 @dataclass
 class FitResult:
     model: ExpFamPCA
@@ -127,6 +140,8 @@ class FitResult:
     out_dir: Path | None
     #: per-sample solver outcome of the final forward pass (converged, residual, iterations)
     stats: Any = None
+    #: the training options used (epochs = maximum, convergence test)
+    config: TrainConfig | None = None
 
 
 def fit(
@@ -135,20 +150,34 @@ def fit(
     latent_dim: int,
     *,
     lam: float = 0.1,
-    epochs: int = 30,
+    epochs: int = DEFAULT_MAX_EPOCHS,
     batch_size: int = 500,
-    lr: float = 1e-2,
+    lr: float = DEFAULT_LR,
     seed: int = 0,
     weight_decay: float = 0.0,
     out_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
     labels: np.ndarray | None = None,
+    label_names: dict[int, str] | None = None,
+    tol: float = DEFAULT_TOL,
+    window: int = DEFAULT_WINDOW,
+    lr_decay: float = DEFAULT_LR_DECAY,
+    max_decays: int = DEFAULT_MAX_DECAYS,
+    init_bias: bool = False,
     overwrite: bool = False,
     allow_inadmissible: bool = False,
 ) -> FitResult:
     """Fit ExpFamPCA to ``data`` and (with ``out_dir``) write latents, Laplace covariances,
-    parameters, history and plots there (each file written atomically).
+    parameters, history and plots there (each file written atomically). ``labels`` (one int
+    per row) colour the embedding plot, ``label_names`` name them in its legend.
+
+    ``epochs`` is the maximum; the run stops earlier when the convergence test of
+    :mod:`runtime.stopping` (``tol``, ``window``, ``lr_decay``, ``max_decays``) says so, and
+    ``history.stop_reason`` / ``stop_message`` record why. ``init_bias`` starts ``B`` at the
+    link of the column means, ``(A')^{-1}(mean T(y))`` (off by default: on the paper's
+    Poisson data it helped one run and hurt another, BENCHMARKS.md); ``tol = 0`` gives a
+    fixed epoch count.
 
     The run's settings (:func:`run_settings`) go into every checkpoint; ``resume`` refuses a
     checkpoint written under other settings. An ``out_dir`` holding a checkpoint is refused
@@ -178,6 +207,9 @@ def fit(
         generator=torch.Generator().manual_seed(seed),
         dtype=torch.float64,
     )
+    if init_bias:
+        with torch.no_grad():
+            model.B.copy_(bias_at_column_means(fam_torch, data))
     out = Path(out_dir) if out_dir is not None else None
     ckpt_dir = out / "checkpoints" if out is not None else None
     ckpt = ckpt_dir / CHECKPOINT_NAME if ckpt_dir is not None else None
@@ -195,6 +227,10 @@ def fit(
         seed=seed,
         progress=progress,
         checkpoint_dir=str(ckpt_dir) if ckpt_dir else None,
+        tol=tol,
+        window=window,
+        lr_decay=lr_decay,
+        max_decays=max_decays,
     )
     history = train(
         model,
@@ -220,9 +256,9 @@ def fit(
                 0,
                 ckpt if ckpt is not None and ckpt.exists() else None,
             )
-    result = FitResult(model, z.numpy(), cov.numpy(), history, out, stats)
+    result = FitResult(model, z.numpy(), cov.numpy(), history, out, stats, cfg)
     if out is not None:
-        _write_fit_outputs(result, labels)
+        _write_fit_outputs(result, labels, label_names)
     return result
 
 
@@ -248,7 +284,9 @@ def run_settings(
     }
 
 
-def _write_fit_outputs(res: FitResult, labels: np.ndarray | None) -> None:
+def _write_fit_outputs(
+    res: FitResult, labels: np.ndarray | None, label_names: dict[int, str] | None = None
+) -> None:
     """Write every output into a staging folder inside ``out`` first, then move the files into
     place (each ``os.replace`` is atomic): a failure while writing (a plot, a full disk)
     leaves the previous outputs, never a mix of half-written new ones."""
@@ -281,8 +319,18 @@ def _write_fit_outputs(res: FitResult, labels: np.ndarray | None) -> None:
                 cov,
                 idx,
                 f"{res.model.family.name}: MAP latents (orthogonal basis)",
+                label_names,
+                ("latent 1 (orthogonal basis W = QR)", "latent 2 (orthogonal basis W = QR)"),
             )
-        save_history_png(staging / "loss.png", res.history.loss)
+        cfg = res.config
+        save_history_png(
+            staging / "loss.png",
+            res.history.loss,
+            lrs=res.history.lr,
+            tol=cfg.tol if cfg is not None else 0.0,
+            window=cfg.window if cfg is not None else 0,
+            stop_message=res.history.stop_message,
+        )
         for f in sorted(staging.iterdir()):
             os.replace(f, out / f.name)
     finally:
@@ -311,9 +359,11 @@ class DemoConfig:
     #: variance of W's entries; None: the paper's 1/2 on an unbounded domain, else 0.02 so
     #: that W Z + B (shifted below the domain's end) stays where the family is informative
     w_var: float | None = None
-    epochs: int = 30
+    #: maximum number of epochs; the run stops earlier on the convergence test (``tol``)
+    epochs: int = DEFAULT_MAX_EPOCHS
     batch_size: int = 250
     lr: float = 2e-2
+    tol: float = DEFAULT_TOL
     lam: float = 0.1
     seed: int = 0
     progress: bool = True
@@ -361,12 +411,14 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,
         lr=cfg.lr,
+        tol=cfg.tol,
         seed=cfg.seed,
         out_dir=out / "fit",
         progress=cfg.progress,
         labels=ds.labels.numpy(),
         allow_inadmissible=cfg.allow_inadmissible,
         overwrite=True,  # the demo regenerates its whole folder
+        label_names=SHAPE_NAMES,
     )
     timings["fit"] = time.perf_counter() - t
 
@@ -377,6 +429,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     pca_aligned, pca_err, _, _ = align_to(truth, pca_embedding(ds.Y.numpy()))
     labels = ds.labels.numpy()
     idx = np.linspace(0, len(truth) - 1, 10).astype(int)
+    aligned = ("z1 (aligned to the truth by Procrustes)", "z2 (aligned to the truth by Procrustes)")
     save_embedding_png(
         out / "deq_embedding.png",
         deq_aligned,
@@ -384,11 +437,25 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         cov,
         idx,
         f"DEQ ({fam.name}), Procrustes error {deq_err:.4f}",
+        SHAPE_NAMES,
+        aligned,
     )
     save_embedding_png(
-        out / "pca_embedding.png", pca_aligned, labels, title=f"PCA, Procrustes error {pca_err:.4f}"
+        out / "pca_embedding.png",
+        pca_aligned,
+        labels,
+        title=f"PCA, Procrustes error {pca_err:.4f}",
+        label_names=SHAPE_NAMES,
+        axis_labels=aligned,
     )
-    save_embedding_png(out / "ground_truth.png", truth, labels, title="ground truth Z")
+    save_embedding_png(
+        out / "ground_truth.png",
+        truth,
+        labels,
+        title="ground truth Z",
+        label_names=SHAPE_NAMES,
+        axis_labels=("z1 (true latent)", "z2 (true latent)"),
+    )
     timings["total"] = time.perf_counter() - t_start
     summary.update(
         {
@@ -398,6 +465,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             "n_samples": int(ds.Y.shape[0]),
             "timings": timings,
             "nonconverged_last_epoch": res.history.nonconverged[-1],
+            "epochs": len(res.history.loss),
+            "stop_reason": res.history.stop_reason,
+            "stop_message": res.history.stop_message,
         }
     )
     _atomic_write_text(out / "report.md", _demo_markdown(fam, report, summary, cfg))
@@ -430,8 +500,8 @@ parameters W Z + B, with the ground-truth latents of Figure 2 (grid {cfg.n_grid}
 {cfg.n_grid}), W_ij ~ N(0, {s["w_var"]}) (the paper's 1/2 on an unbounded domain; smaller
 on a half-line, where B shifts W Z below the domain's end and a wide spread would push
 most samples where the family carries no information). ExpFamPCA (lam = {cfg.lam},
-Newton solver, Adam lr {cfg.lr}, batch {cfg.batch_size}, {cfg.epochs} epochs) against
-StandardScaler + PCA.
+Newton solver, Adam lr {cfg.lr}, batch {cfg.batch_size}, {s["epochs"]} epochs, at most
+{cfg.epochs}; {s["stop_message"]}) against StandardScaler + PCA.
 
 | method | Procrustes error (lower is better) |
 |---|---|

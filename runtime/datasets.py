@@ -34,6 +34,10 @@ def ground_truth_latents(n_grid: int = 320, dtype=torch.float64) -> torch.Tensor
     return z[disc1 | disc2 | diamond]
 
 
+#: Names of the labels of :func:`shape_labels` (legends of embedding plots).
+SHAPE_NAMES = {0: "disc r=3 at (2, 2)", 1: "disc r=2 at (-3, -3)", 2: "diamond at (4, -4)"}
+
+
 def shape_labels(z: torch.Tensor) -> torch.Tensor:
     """0, 1, 2 for the big disc, the small disc and the diamond (for colouring plots)."""
     labels = torch.full((z.shape[0],), 2, dtype=torch.int64)

@@ -59,6 +59,7 @@ class FrozenParameters(Mapping[str, float]):
     def __reduce__(self):
         return (FrozenParameters, (self._data,))
 
+
 _FUNCTION_NAMES = ("log_partition", "activation", "activation_grad", "sufficient_statistic")
 
 

@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from deqfam.fsutil import atomic_write_bytes
 
 from .checkpoint_check import validate_resume_state
+from .stopping import CONVERGED, StoppingRule, decide
 from .validation import DataError
 
 CHECKPOINT_NAME = "last.pt"
@@ -73,6 +74,11 @@ class TrainConfig:
 
     ``checkpoint_every``: also checkpoint after every this many minibatches within an epoch
     (0: only at the end of each epoch).
+
+    ``epochs`` is the maximum number of epochs. ``tol`` > 0 turns on the convergence test of
+    :mod:`runtime.stopping`: stop when the epoch loss decreased by less than ``tol``
+    (relative) over the last ``window`` epochs, first multiplying ``lr`` by ``lr_decay`` up to
+    ``max_decays`` times. The default ``tol = 0`` runs exactly ``epochs`` epochs.
     """
 
     epochs: int = 30
@@ -83,6 +89,15 @@ class TrainConfig:
     progress: bool = True
     checkpoint_dir: str | None = None
     checkpoint_every: int = 0
+    tol: float = 0.0
+    window: int = 5
+    lr_decay: float = 1.0
+    max_decays: int = 0
+
+    @property
+    def stopping(self) -> StoppingRule:
+        """The convergence test (see :mod:`runtime.stopping`)."""
+        return StoppingRule(self.tol, self.window, self.lr_decay, self.max_decays)
 
     def __post_init__(self) -> None:
         ints = (self.epochs, self.batch_size, self.seed, self.checkpoint_every)
@@ -92,6 +107,7 @@ class TrainConfig:
             raise ValueError(f"invalid training options: {self}")
         if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"invalid training options (lr must be finite and > 0): {self}")
+        _ = self.stopping  # validates tol, window, lr_decay, max_decays
 
     @classmethod
     def from_dict(cls, options: dict[str, Any] | None) -> TrainConfig:
@@ -107,11 +123,20 @@ class TrainConfig:
 
 @dataclass
 class History:
-    """Per-epoch records of a training run."""
+    """Per-epoch records of a training run, and why it stopped.
+
+    ``lr``: the learning rate of each epoch; ``decays``: plateau decays applied so far;
+    ``stop_reason``: ``"converged"`` or ``"max_epochs"`` (empty while running);
+    ``stop_message``: the same in words, with the measured relative decrease.
+    """
 
     loss: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     nonconverged: list[int] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    decays: int = 0
+    stop_reason: str = ""
+    stop_message: str = ""
 
     def to_dict(self) -> dict[str, list]:
         return asdict(self)
@@ -306,9 +331,9 @@ class _Loop:
             )
             model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
-            for group in self.optimizer.param_groups:  # lr may be lowered after a divergence
-                group["lr"] = cfg.lr
             history = History(**state["history"])
+            # lr may be lowered after a divergence; plateau decays already taken still apply
+            self._set_lr(cfg.lr * cfg.lr_decay**history.decays)
             if state.get("batch") is None:  # an end-of-epoch checkpoint
                 shuffler.set_state(state["shuffler"])
                 start = int(state["epoch"]) + 1
@@ -321,6 +346,9 @@ class _Loop:
         base: dict[str, Any] = {"config": asdict(cfg), "n_samples": n}
         if self.run_info is not None:
             base["run"] = self.run_info
+        if history.stop_reason == CONVERGED:  # resumed from a converged run: nothing to do
+            return history
+        history.stop_reason = history.stop_message = ""  # e.g. max_epochs raised on resume
         bar = tqdm(
             range(start, cfg.epochs),
             desc="training",
@@ -361,7 +389,9 @@ class _Loop:
             history.loss.append(total / n)
             history.seconds.append(before + time.perf_counter() - t0)
             history.nonconverged.append(failed)
+            history.lr.append(self.optimizer.param_groups[0]["lr"])
             bar.set_postfix(loss=f"{history.loss[-1]:.5g}", failed=failed)
+            stop = self._stop_or_decay(history)
             self.save(
                 {
                     **base,
@@ -371,8 +401,30 @@ class _Loop:
                     "history": history.to_dict(),
                 }
             )
+            if stop:
+                break
         bar.close()
+        if not history.stop_reason:  # no epoch ran (epochs = 0, or resumed at the maximum)
+            self._stop_or_decay(history)
         return history
+
+    def _stop_or_decay(self, history: History) -> bool:
+        """Apply the convergence test after an epoch: lower the learning rate on a plateau,
+        or record why the run stops (then return True)."""
+        cfg = self.cfg
+        d = decide(cfg.stopping, history.loss, history.lr, history.decays, cfg.epochs)
+        if d.action == "decay":
+            history.decays += 1
+            self._set_lr(cfg.lr * cfg.lr_decay**history.decays)
+            return False
+        if d.action == "stop":
+            history.stop_reason, history.stop_message = d.reason or "", d.message
+            return True
+        return False
+
+    def _set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def _states(self, shuffler: torch.Generator) -> dict[str, Any]:
         return {
