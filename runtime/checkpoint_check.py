@@ -97,6 +97,11 @@ def _check_optimizer(state: Any, optimizer: torch.optim.Optimizer, path: Path) -
                 )
 
 
+#: the History fields with one entry per finished epoch, and its run-level scalars (by type)
+PER_EPOCH_HISTORY = ("loss", "seconds", "nonconverged", "lr")
+HISTORY_SCALARS: dict[str, type] = {"decays": int, "stop_reason": str, "stop_message": str}
+
+
 def _check_generator_state(value: Any, name: str, path: Path) -> None:
     reference = torch.Generator().get_state()
     ok = isinstance(value, torch.Tensor) and value.dtype == reference.dtype
@@ -113,9 +118,16 @@ def _check_position(state: dict[str, Any], n_batches: int, path: Path) -> None:
     if not isinstance(history, dict) or not history:
         raise _error(path, "its history is not a record of epochs")
     want = epoch + 1 if batch is None else epoch
-    for key, values in history.items():
+    for key in PER_EPOCH_HISTORY:
+        values = history.get(key)
         if not isinstance(values, list) or len(values) != want:
             raise _error(path, f"its history {key!r} does not have {want} entries (epoch {epoch})")
+    for key, kind in HISTORY_SCALARS.items():
+        if not isinstance(history.get(key, kind()), kind):
+            raise _error(path, f"its history {key!r} is not a {kind.__name__}")
+    unknown = set(history) - set(PER_EPOCH_HISTORY) - set(HISTORY_SCALARS)
+    if unknown:
+        raise _error(path, f"its history has unknown records {sorted(unknown)}")
     if batch is not None:
         _check_generator_state(state.get("epoch_shuffler"), "epoch shuffler", path)
         partial = state.get("partial")

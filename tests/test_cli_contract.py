@@ -304,7 +304,7 @@ def test_every_option_has_a_help_text(verb, capsys):
         assert action.help, f"{verb} {action.option_strings or action.dest} has no help"
     if verb == "fit":
         text = capsys.readouterr().out
-        assert "(default: 0.1)" in text and "(default: 30)" in text
+        assert "(default: 0.1)" in text and "(default: 300)" in text
 
 
 def test_param_sets_a_spec_parameter(capsys):

@@ -26,8 +26,10 @@ BERNOULLI = importlib.import_module("deqfam.generated.bernoulli")
 GAMMA = importlib.import_module("deqfam.generated.gamma")
 
 
-def test_cli_defaults_are_the_library_defaults():
-    args = build_parser().parse_args(["fit", "x.csv", "--family", "poisson", "--latent-dim", "2"])
+def test_cli_defaults_are_the_library_defaults(tmp_path):
+    data = tmp_path / "x.csv"
+    data.write_text("1,2\n3,4\n")
+    args = build_parser().parse_args(["fit", str(data), "--family", "poisson", "--latent-dim", "2"])
     assert args.epochs == pipeline.DEFAULT_MAX_EPOCHS
     assert args.lr == pipeline.DEFAULT_LR and args.tol == pipeline.DEFAULT_TOL
     demo = build_parser().parse_args(["demo"])
@@ -72,7 +74,7 @@ def test_fit_reports_why_it_stopped(tmp_path, capsys):
     assert hist["stop_reason"] == "converged" and len(hist["loss"]) < 400
     console = capsys.readouterr().out
     assert f"training converged: {hist['stop_message']}" in console
-    assert main([*argv, "--epochs", "3", "--tol", "0", "--quiet"]) == 0
+    assert main([*argv, "--epochs", "3", "--tol", "0", "--quiet", "--overwrite"]) == 0
     hist = json.loads((out / "history.json").read_text())
     assert hist["stop_reason"] == "max_epochs" and len(hist["loss"]) == 3
     assert "training max_epochs: stopped at the maximum of 3 epochs" in capsys.readouterr().out

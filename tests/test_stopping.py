@@ -154,3 +154,14 @@ def test_resumed_run_with_the_rule_equals_an_uninterrupted_one(tmp_path):
         resumed, ds.Y, {**cfg, "checkpoint_dir": str(tmp_path)}, resume=tmp_path / "last.pt"
     )
     assert len(again.loss) == len(full.loss)  # a converged checkpoint trains no further
+
+
+def test_checkpoint_check_knows_every_history_field():
+    """The resume check validates each History field by kind (per-epoch list or run-level
+    scalar); a field added to History without a rule there would be refused on resume."""
+    from dataclasses import fields
+
+    from deqfam.runtime.checkpoint_check import HISTORY_SCALARS, PER_EPOCH_HISTORY
+    from deqfam.runtime.train import History
+
+    assert {f.name for f in fields(History)} == set(PER_EPOCH_HISTORY) | set(HISTORY_SCALARS)
