@@ -1,15 +1,18 @@
 """Code generation: print a :class:`Family`'s stable forms and render the Jinja2 templates.
 
 Two printers share one idea: every primitive of ``derive.primitives`` maps to one call in the
-target language, numeric subexpressions are evaluated at generation time (mpmath, 30 digits)
-and emitted as round-trip float literals, and nothing else about a family is hand-written.
+target language, read from its entry in ``derive.primitive_table`` (one generic
+``_print_stable_primitive`` per printer), numeric subexpressions are evaluated at generation
+time (mpmath, 30 digits) and emitted as round-trip float literals, and nothing else about a
+family is hand-written.
 
 * :class:`TorchLayerPrinter` (a SymPy ``TorchPrinter``): elementwise torch code that
   TorchScript accepts and ``torch.compile(fullgraph=True)`` traces without graph breaks;
   the delicate primitives are the ``torch.ops.deqfam`` custom ops of ``runtime/special.py``.
 * :class:`KernelPrinter` (a SymPy ``C99CodePrinter``): double-precision C for the fused
   C++/CUDA kernels; primitives become ``deqfam_*`` device functions whose per-order
-  constants (zeta(s-k)/k!, Gamma(1-s), Taylor coefficients) are computed here with mpmath.
+  constants (zeta(s-k)/k!, Gamma(1-s), Taylor coefficients) are computed with mpmath in
+  ``derive/kernel_constants.py``.
 """
 
 from __future__ import annotations
@@ -17,15 +20,12 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import math
-import re
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import jinja2
-import mpmath
 import sympy as sp
 from sympy.printing.c import C99CodePrinter
 from sympy.printing.pycode import AbstractPythonCodePrinter
@@ -34,13 +34,10 @@ from deqfam.fsutil import atomic_write_text
 
 from . import escape
 from .family import Family
+from .kernel_constants import KERNEL_NEAR0_TERMS, KERNEL_SERIES_TERMS, CPrimitive, order_tag
 from .laws import identify_law
-from .primitives import (
-    LOGEXPM1X_SERIES_ORDER,
-    logexpm1exp_far_terms,
-    logexpm1exp_series,
-    logexpm1x_series,
-)
+from .primitive_table import spec_named, spec_of
+from .primitives import LOGEXPM1X_SERIES_ORDER, StablePrimitive
 
 #: Bumped when generated output changes for the same spec (golden files then change too).
 GENERATOR_VERSION = "1"
@@ -89,6 +86,8 @@ class TorchLayerPrinter(AbstractPythonCodePrinter):
     _kc: ClassVar[dict[str, str]] = {}
 
     def _print_Function(self, expr):
+        if isinstance(expr, StablePrimitive):
+            return self._print_stable_primitive(expr)
         name = type(expr).__name__
         if name in TORCH_FUNCTIONS:
             args = ", ".join(self._print(a) for a in expr.args)
@@ -152,33 +151,14 @@ class TorchLayerPrinter(AbstractPythonCodePrinter):
     def _print_loggamma(self, expr):
         return f"torch.lgamma({self._print(expr.args[0])})"
 
-    def _print_softplus(self, expr):
-        return f"special.softplus({self._print(expr.args[0])})"
-
-    def _print_sigmoid(self, expr):
-        return f"special.sigmoid({self._print(expr.args[0])})"
-
-    def _print_logcosh(self, expr):
-        return f"special.logcosh({self._print(expr.args[0])})"
-
-    def _print_polylog_exp(self, expr):
-        s, x = expr.args
-        return f"torch.ops.deqfam.polylog_exp({self._print(x)}, {float_literal(s)})"
-
-    def _print_fermi_dirac(self, expr):
-        s, x = expr.args
-        return f"torch.ops.deqfam.fermi_dirac({self._print(x)}, {float_literal(s)})"
-
-    def _print_logexpm1x(self, expr):
-        k, x = expr.args
-        return f"torch.ops.deqfam.logexpm1x({self._print(x)}, {int(k)})"
-
-    def _print_logexpm1(self, expr):
-        return f"special.logexpm1({self._print(expr.args[0])})"
-
-    def _print_logexpm1exp(self, expr):
-        k, x = expr.args
-        return f"torch.ops.deqfam.logexpm1exp({self._print(x)}, {int(k)})"
+    def _print_stable_primitive(self, expr: StablePrimitive) -> str:
+        """A primitive prints as its table entry's torch call: (x) or (x, order)."""
+        spec = spec_of(expr)
+        if not spec.ordered:
+            return f"{spec.torch_call}({self._print(expr.args[0])})"
+        order, x = expr.args
+        printed = float_literal(order) if spec.torch_order == "float" else str(int(order))
+        return f"{spec.torch_call}({self._print(x)}, {printed})"
 
 
 def torch_code(expr: sp.Expr, var: sp.Symbol, name: str = "eta") -> str:
@@ -193,26 +173,6 @@ def torch_code(expr: sp.Expr, var: sp.Symbol, name: str = "eta") -> str:
     if expr.is_Symbol:  # a fresh tensor: custom-op outputs must not alias their inputs
         return f"{name}.clone()"
     return TorchLayerPrinter({"strict": True}).doprint(expr)
-
-
-def _order_tag(s: sp.Expr) -> str:
-    """C identifier fragment for a real order s: 3/2 -> 's1p5', -1/2 -> 'sm0p5'."""
-    text = repr(float(s)).replace("-", "m").replace(".", "p")
-    return "s" + re.sub(r"[^0-9a-zA-Z]", "_", text)
-
-
-@dataclass(frozen=True)
-class CPrimitive:
-    """One device function the kernel needs, with its generation-time constants."""
-
-    kind: str  # 'polylog_exp' | 'fermi_dirac' | 'logexpm1x'
-    order: float
-    tag: str
-    integer: bool
-    near0: tuple[str, ...]  # Taylor coefficients about 0 (literals)
-    singular: tuple[str, ...]  # extra constants of the singular/log term
-    poly: tuple[str, ...]  # closed-form polynomial coefficients (integer orders)
-    series: tuple[str, ...] = ()  # k^{-s}, k = 1..KERNEL_SERIES_TERMS (far-branch weights)
 
 
 class KernelPrinter(C99CodePrinter):
@@ -240,9 +200,6 @@ class KernelPrinter(C99CodePrinter):
             return f"sqrt({b})"
         return f"pow({b}, {float_literal(e)})"
 
-    def _print_softplus(self, expr):
-        return f"deqfam_softplus({self._print(expr.args[0])})"
-
     def _print_Heaviside(self, expr):
         x = self._print(expr.args[0])
         return f"(({x}) > 0.0 ? 1.0 : (({x}) < 0.0 ? 0.0 : 0.5))"
@@ -250,136 +207,29 @@ class KernelPrinter(C99CodePrinter):
     def _print_DiracDelta(self, expr):
         return "0.0"  # almost-everywhere value (piecewise specs only)
 
-    def _print_sigmoid(self, expr):
-        return f"deqfam_sigmoid({self._print(expr.args[0])})"
+    def _print_Function(self, expr):
+        # SymPy's dispatcher skips a Function subclass's base classes, so primitives are
+        # recognised here rather than by a _print_StablePrimitive method
+        if isinstance(expr, StablePrimitive):
+            return self._print_stable_primitive(expr)
+        return super()._print_Function(expr)
 
-    def _print_logcosh(self, expr):
-        return f"deqfam_logcosh({self._print(expr.args[0])})"
-
-    def _print_ordered(self, kind: str, order: sp.Expr, x: sp.Expr) -> str:
-        self.needed[(kind, float(order))] = order
-        return f"deqfam_{kind}_{_order_tag(order)}({self._print(x)})"
-
-    def _print_polylog_exp(self, expr):
-        return self._print_ordered("polylog_exp", *expr.args)
-
-    def _print_fermi_dirac(self, expr):
-        return self._print_ordered("fermi_dirac", *expr.args)
-
-    def _print_logexpm1x(self, expr):
-        return self._print_ordered("logexpm1x", *expr.args)
-
-    def _print_logexpm1(self, expr):
-        return f"deqfam_logexpm1({self._print(expr.args[0])})"
-
-    def _print_logexpm1exp(self, expr):
-        return self._print_ordered("logexpm1exp", *expr.args)
-
-
-#: Terms of the series sum_k (+-1)^k e^{kx} / k^s used for x < -1: the terms shrink by
-#: e^x <= e^-1, so 40 terms reach e^-40 ~ 4e-18 relative.
-KERNEL_SERIES_TERMS = 40
-#: Terms of the expansions about 0 emitted into kernels: they converge for |x| < 2 pi
-#: (pi for Fermi-Dirac) and are used for |x| <= 1, so the truncation error is below
-#: (1/pi)^40 ~ 1e-20 relative.
-KERNEL_NEAR0_TERMS = 40
-
-
-def _polylog_constants(kind: str, s: sp.Expr) -> CPrimitive:
-    """mpmath constants for Li_s(e^x) (or -Li_s(-e^x)) about x = 0, at 40 digits.
-
-    Li_s(e^x) = Gamma(1-s)(-x)^(s-1) + sum_k zeta(s-k) x^k/k!  (s not an integer);
-    Li_n(e^x) = x^(n-1)/(n-1)! (H_{n-1} - log(-x)) + sum_{k != n-1} zeta(n-k) x^k/k!;
-    -Li_s(-e^x) = sum_k eta(s-k) x^k/k!, eta the Dirichlet eta function (entire).
-    """
-    sf = float(s)
-    integer = sf == int(sf)
-    near0: list[str] = []
-    singular: tuple[str, ...] = ()
-    poly: tuple[str, ...] = ()
-    with mpmath.workdps(40):
-        if kind == "polylog_exp" and integer and sf <= 0:
-            poly = tuple(repr(float(c)) for c in _li_nonpositive_poly(int(-sf)))
-        elif kind == "fermi_dirac" and integer and sf <= 1:
-            poly = ()
-        else:
-            for k in range(KERNEL_NEAR0_TERMS):
-                if kind == "fermi_dirac":
-                    c = mpmath.altzeta(sf - k) / mpmath.factorial(k)
-                elif integer and k == int(sf) - 1:
-                    c = mpmath.mpf(0)
-                else:
-                    c = mpmath.zeta(sf - k) / mpmath.factorial(k)
-                near0.append(repr(float(c)))
-            if kind == "polylog_exp" and integer:
-                n = int(sf)
-                singular = (
-                    repr(float(mpmath.harmonic(n - 1))),
-                    repr(float(1 / mpmath.factorial(n - 1))),
-                )
-            elif kind == "polylog_exp":
-                singular = (repr(float(mpmath.gamma(1 - sf))),)
-    series: tuple[str, ...] = ()
-    if near0:
-        with mpmath.workdps(40):
-            series = tuple(
-                repr(float(mpmath.mpf(k) ** -sf)) for k in range(1, KERNEL_SERIES_TERMS + 1)
-            )
-    return CPrimitive(kind, sf, _order_tag(s), integer, tuple(near0), singular, poly, series)
-
-
-def _li_nonpositive_poly(n: int) -> list[sp.Rational]:
-    """Coefficients (ascending) of P_n with Li_{-n}(e^x) = P_n(g), g = e^x/(1-e^x).
-
-    P_0(g) = g and P_{m+1}(g) = g (1 + g) P_m'(g)  (since dg/dx = g(1+g)).
-    """
-    g = sp.Symbol("g")
-    p = g
-    for _ in range(n):
-        p = sp.expand(g * (1 + g) * sp.diff(p, g))
-    return sp.Poly(p, g).all_coeffs()[::-1]
-
-
-def _logexpm1x_constants(k: int) -> CPrimitive:
-    """Constants of d^k/dx^k log((e^x-1)/x): Taylor coefficients about 0 (SymPy series) and,
-    for the far branch of ``logexpm1x`` (see derive/primitives.py), the polynomial of
-    Li_{1-k}, the pole coefficient (-1)^k (k-1)!, the sign (-1)^(k-1) and offset [k = 1]."""
-    coeffs = tuple(repr(c) for c in logexpm1x_series(k))
-    if k == 0:
-        return CPrimitive("logexpm1x", 0.0, _order_tag(sp.Integer(0)), True, coeffs, (), ())
-    poly = tuple(repr(float(c)) for c in _li_nonpositive_poly(k - 1))
-    far = (
-        repr(float((-1) ** k * math.factorial(k - 1))),
-        repr(float((-1) ** (k - 1))),
-        "1.0" if k == 1 else "0.0",
-    )
-    return CPrimitive("logexpm1x", float(k), _order_tag(sp.Integer(k)), True, coeffs, far, poly)
-
-
-def _logexpm1exp_constants(k: int) -> CPrimitive:
-    """Constants of G^(k), G(x) = log(e^(e^x) - 1) (derive/primitives.py): the Taylor
-    coefficients in u = e^x and, in ``singular[0]``, the closed form D^(k-1) phi as one C
-    expression in u and b = 1/expm1(u) (integer coefficients, exact)."""
-    if k == 0:
-        return CPrimitive("logexpm1exp", 0.0, _order_tag(sp.Integer(0)), True, (), (), ())
-    coeffs = tuple(repr(c) for c in logexpm1exp_series(k))
-    far = " + ".join(
-        f"({float(coef)!r}) * pow(u, {a}) * pow(b, {c})" for coef, a, c in logexpm1exp_far_terms(k)
-    )
-    return CPrimitive("logexpm1exp", float(k), _order_tag(sp.Integer(k)), True, coeffs, (far,), ())
+    def _print_stable_primitive(self, expr: StablePrimitive) -> str:
+        """A primitive prints as its table entry's C call; an ordered one as
+        ``<c_call>_<tag>(x)``, recording the order so its device function is emitted."""
+        spec = spec_of(expr)
+        if not spec.ordered:
+            return f"{spec.c_call}({self._print(expr.args[0])})"
+        order, x = expr.args
+        self.needed[(spec.name, float(order))] = order
+        return f"{spec.c_call}_{order_tag(order)}({self._print(x)})"
 
 
 def kernel_primitives(printer: KernelPrinter) -> list[CPrimitive]:
     """Device functions for every (primitive, order) the printer emitted, sorted."""
-    out = []
-    for (kind, _), order in sorted(printer.needed.items()):
-        if kind == "logexpm1exp":
-            out.append(_logexpm1exp_constants(int(order)))
-        elif kind == "logexpm1x":
-            out.append(_logexpm1x_constants(int(order)))
-        else:
-            out.append(_polylog_constants(kind, order))
-    return out
+    return [
+        spec_named(name).c_constants(order) for (name, _), order in sorted(printer.needed.items())
+    ]
 
 
 def _cse_kernel(family: Family) -> tuple[list[tuple[str, str]], str, str, KernelPrinter]:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from . import primitives
+from . import primitive_table
 from .primitives import StablePrimitive, to_definition
 from .spec import (
     ETA,
@@ -134,7 +134,7 @@ class Family:
     def numpy_function(self, role: str):
         """float64 numpy evaluation of a stable form (role as in :meth:`stable_forms`)."""
         expr = self.stable_forms()[role]
-        return sp.lambdify(ETA, expr, modules=[primitives.numpy_module(), "numpy", "scipy"])
+        return sp.lambdify(ETA, expr, modules=[primitive_table.numpy_module(), "numpy", "scipy"])
 
     def mpmath_function(self, expr: sp.Expr):
         """High-precision evaluation of ``expr`` (primitives replaced by their definitions)."""

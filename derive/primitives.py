@@ -8,7 +8,9 @@ Every numerically delicate piece of a log-partition function is rewritten (by
   (used for mpmath reference evaluation and for proofs),
 * ``numpy_impl``: a float64 evaluation (used by derive-side checks and plots).
 
-The runtime's torch versions live in ``runtime/special.py`` under the same names.
+The runtime's torch versions live in ``runtime/special.py`` under the same names. Each
+primitive's torch call, C call and numpy reference are declared once, in
+:mod:`deqfam.derive.primitive_table`, which the printers and the stabiliser read.
 
 =================  ==========================  ===========================
 primitive          meaning                     derivative in x
@@ -21,6 +23,7 @@ fermi_dirac(s, x)  -Li_s(-e^x)                 fermi_dirac(s - 1, x)
 logexpm1x(k, x)    d^k/dx^k log((e^x - 1)/x)   logexpm1x(k + 1, x)
 logexpm1(x)        log(e^x - 1), x > 0         1 + polylog_exp(0, -x)
 logexpm1exp(k, x)  d^k/dx^k log(e^(e^x) - 1)   logexpm1exp(k + 1, x)
+logli1exp(k, x)    d^k/dx^k log Li_1(e^x)      logli1exp(k + 1, x)
 =================  ==========================  ===========================
 """
 
@@ -424,28 +427,107 @@ class logexpm1exp(StablePrimitive):
         return _logexpm1exp_numpy(int(k), x)
 
 
-PRIMITIVES: tuple[type[StablePrimitive], ...] = (
-    softplus,
-    sigmoid,
-    logcosh,
-    polylog_exp,
-    fermi_dirac,
-    logexpm1x,
-    logexpm1,
-    logexpm1exp,
-)
+#: logli1exp: the series in u = e^x is used for u < LOGLI1EXP_U_SERIES, closed forms above.
+LOGLI1EXP_U_SERIES = 0.25
+#: Terms of that series. It has radius 1 (branch point at u = 1) and |a_n| < 1, so the
+#: relative truncation error of F^(k) at u = 1/4 is below n^k 4^-(n-1): < 1e-18 at n = 48
+#: for k <= 6.
+LOGLI1EXP_TERMS = 48
 
 
-def numpy_module() -> dict[str, object]:
-    """Name -> float64 implementation mapping for ``sympy.lambdify(..., modules=[...])``.
+@functools.lru_cache(maxsize=1)
+def _logli1exp_h_coefficients() -> tuple[sp.Rational, ...]:
+    """a_n (exact) with h(u) = log(Li_1(u)/u) = log(-log(1 - u)/u) = sum_n a_n u^n, |u| < 1."""
+    u = sp.Symbol("u")
+    ser = sp.series(sp.log(-sp.log(1 - u) / u), u, 0, LOGLI1EXP_TERMS).removeO()
+    poly = sp.Poly(ser, u)
+    return tuple(poly.coeff_monomial(u**n) for n in range(LOGLI1EXP_TERMS))
 
-    Derivatives of piecewise specs (Max, Abs) bring Heaviside and DiracDelta; they evaluate
-    to their almost-everywhere values (H(0) = 1/2, delta = 0 off the kink).
+
+@functools.lru_cache(maxsize=16)
+def logli1exp_series(k: int) -> tuple[float, ...]:
+    """Coefficients c_n (of u^n, u = e^x) of F^(k)(x) - [k = 0] x, F(x) = log Li_1(e^x).
+
+    F = x + h(u) with h(u) = log(Li_1(u)/u) = sum a_n u^n (SymPy series, exact rationals),
+    and d/dx = u d/du, so F^(k) = [k = 1] + sum_n n^k a_n u^n for k >= 1 (no cancellation as
+    u -> 0: F' -> 1, F'' ~ u/2).
     """
-    table: dict[str, object] = {p.__name__: p.numpy_impl for p in PRIMITIVES}
-    table["Heaviside"] = lambda x, h0=0.5: np.heaviside(x, h0)
-    table["DiracDelta"] = lambda x, k=0: np.zeros_like(np.asarray(x, dtype=float))
-    return table
+    a = _logli1exp_h_coefficients()
+    exact = [sp.Integer(n) ** k * a[n] if n or k == 0 else sp.Integer(0) for n in range(len(a))]
+    out = [int(c.p) / int(c.q) for c in exact]  # int / int rounds correctly
+    if k == 1:
+        out[0] = 1.0
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=16)
+def logli1exp_far_terms(k: int) -> tuple[tuple[int, int, int], ...]:
+    """Terms (coef, a, c) with F^(k) = sum coef g^a r^c, k >= 1, g = Li_0(e^x), r = g/Li_1(e^x).
+
+    F' = Li_0/Li_1 = r. With D = d/dx: D g = g + g^2 and D r = r + g r - r^2, so
+    D(g^a r^c) = (a + c) g^a r^c + (a + c) g^(a+1) r^c - c g^a r^(c+1) (integer coefficients).
+    """
+    if k < 1:
+        raise ValueError("the closed form in (g, r) is for k >= 1")
+    poly = {(0, 1): 1}
+    for _ in range(k - 1):
+        nxt: dict[tuple[int, int], int] = {}
+        for (a, c), coef in poly.items():
+            for key, val in (((a, c), a + c), ((a + 1, c), a + c), ((a, c + 1), -c)):
+                nxt[key] = nxt.get(key, 0) + coef * val
+        poly = {key: v for key, v in nxt.items() if v != 0}
+    return tuple((v, a, c) for (a, c), v in sorted(poly.items()))
+
+
+def _logli1exp_numpy(k: int, x):
+    """float64 F^(k)(x), F(x) = log Li_1(e^x) = log(-log(1 - e^x)), x < 0 (NaN elsewhere)."""
+    x = np.asarray(x, dtype=float)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        u = np.exp(x)
+        low = u < LOGLI1EXP_U_SERIES
+        series = np.polynomial.polynomial.polyval(np.where(low, u, 0.0), logli1exp_series(k))
+        xf = np.where(low, -1.0, x)  # keep the closed form finite where it is not used
+        li1 = -_log1mexp(xf)
+        if k == 0:
+            series, far = series + x, np.log(li1)
+        else:
+            g = 1.0 / np.expm1(-xf)
+            r = g / li1
+            far = sum(coef * g**a * r**c for coef, a, c in logli1exp_far_terms(k))
+        out = np.where(low, series, far)
+        return np.where(x < 0, out, np.nan)
+
+
+class logli1exp(StablePrimitive):
+    """logli1exp(k, x) = F^(k)(x), the k-th derivative of F(x) = log Li_1(e^x), x < 0.
+
+    F = log(-log(1 - e^x)) is the logarithmic-series log-partition. Its plain derivatives
+    (Li_{-1} Li_1 - Li_0^2)/Li_1^2, ... cancel as e^x -> 0 (nan below x ~ -17.5 in
+    float64). With u = e^x: a Taylor series in u for u < 1/4 (F = x + h(u), see
+    :func:`logli1exp_series`), and for u >= 1/4 log Li_1 (k = 0) or the polynomial in
+    g = Li_0(e^x) = 1/expm1(-x) and r = g/Li_1(e^x) of :func:`logli1exp_far_terms`, whose
+    cancellation at u = 1/4 is a factor of about 4^(k-1).
+    """
+
+    nargs = 2
+
+    def fdiff(self, argindex=2):
+        if argindex != 2:
+            raise ArgumentIndexError(self, argindex)
+        k, x = self.args
+        return logli1exp(k + 1, x)
+
+    def definition(self):
+        k, x = self.args
+        return sp.diff(sp.log(-sp.log(1 - sp.exp(_X))), _X, int(k)).subs(_X, x)
+
+    def _eval_is_positive(self):
+        # F' is the mean (> 1) and F'' the variance of a nondegenerate law on y >= 1
+        return True if self.args[0] in (1, 2) else None
+
+    @staticmethod
+    def numpy_impl(k, x):
+        return _logli1exp_numpy(int(k), x)
 
 
 def to_definition(expr: sp.Expr) -> sp.Expr:

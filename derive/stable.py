@@ -16,6 +16,10 @@ and replaces them by primitives whose derivatives stay inside the primitive set:
 * ``e^u / (1 + e^u)``     -> ``sigmoid(u)``
 * ``1 - tanh(u)^2``        -> ``4 sigmoid(2u) sigmoid(-2u)`` (cancellation for large |u|)
 
+after which the rules that entries of :mod:`deqfam.derive.primitive_table` declare are tried
+(e.g. ``log(polylog_exp(1, u))`` -> ``logli1exp(0, u)``, log Li_1(e^u) of the logarithmic
+series, whose derivatives cancel as u -> -oo when printed through Li_0/Li_1).
+
 We do not run ``sympy.codegen.rewriting.optimize`` here: it turns ``log(1 + exp(-|x|))``
 into a form that overflows.
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from .primitive_table import rules_for
 from .primitives import (
     fermi_dirac,
     logcosh,
@@ -147,6 +152,10 @@ def _rewrite_node(e: sp.Expr) -> sp.Expr:
         new = _rewrite_polylog(*e.args)
     elif isinstance(e, sp.Mul):
         new = _rewrite_sigmoid(e)
+    for rule in rules_for(e) if new is None else ():
+        new = rule(e)
+        if new is not None:
+            break
     return e if new is None else new
 
 

@@ -25,6 +25,8 @@ operator                          meaning                              derivativ
 ``polylog_exp(x, s)``             Li_s(e^x), real s, x < 0             polylog_exp(x, s - 1)
 ``fermi_dirac(x, s)``             -Li_s(-e^x) = F_{s-1}(x), x <= 0      fermi_dirac(x, s - 1)
 ``logexpm1x(x, k)``               d^k/dx^k log((e^x - 1)/x)            logexpm1x(x, k + 1)
+``logexpm1exp(x, k)``             d^k/dx^k log(e^(e^x) - 1)            logexpm1exp(x, k + 1)
+``logli1exp(x, k)``               d^k/dx^k log Li_1(e^x), x < 0        logli1exp(x, k + 1)
 ================================  ===================================  =========================
 
 The operators evaluate in float64 internally whatever the input dtype and round the result
@@ -74,6 +76,7 @@ __all__ = [
     "LOGEXPM1X_THRESHOLDS",
     "OP_IMPLEMENTATIONS",
     "POLYLOG_X0",
+    "PRIMITIVE_CALLS",
     "PolylogNear0",
     "fermi_dirac",
     "fermi_dirac_near0_coefficients",
@@ -82,6 +85,7 @@ __all__ = [
     "logexpm1exp",
     "logexpm1x",
     "logexpm1x_taylor_coefficients",
+    "logli1exp",
     "polylog_exp",
     "polylog_near0_coefficients",
     "sigmoid",
@@ -889,6 +893,28 @@ def logexpm1x(x: torch.Tensor, k: int = 0) -> torch.Tensor:
     return torch.ops.deqfam.logexpm1x(x, int(k))
 
 
-# log(e^x - 1) and the nested log(e^{e^x} - 1) (zero-truncated Poisson) live in their own
-# module; importing it here registers torch.ops.deqfam.logexpm1exp with the other operators.
-from .special_expm1 import logexpm1, logexpm1exp  # noqa: E402
+# log(e^x - 1), the nested log(e^{e^x} - 1) (zero-truncated Poisson) and log Li_1(e^x)
+# (logarithmic series) live in their own modules; importing them here registers
+# torch.ops.deqfam.logexpm1exp and torch.ops.deqfam.logli1exp with the other operators.
+from .special_expm1 import _logexpm1exp_f64, logexpm1, logexpm1exp  # noqa: E402
+from .special_li1 import logli1exp, logli1exp_impl  # noqa: E402
+
+OP_IMPLEMENTATIONS["deqfam::logexpm1exp"] = lambda x, k: _via_f64(
+    x, lambda t: _logexpm1exp_f64(t, int(k))
+)
+OP_IMPLEMENTATIONS["deqfam::logli1exp"] = logli1exp_impl
+
+#: Every stable primitive the runtime provides, as the call a generated module makes. The
+#: derive side's primitive table (derive/primitive_table.py) must list exactly these
+#: (tests/test_primitive_table.py checks both directions and that each call resolves).
+PRIMITIVE_CALLS: tuple[str, ...] = (
+    "special.softplus",
+    "special.sigmoid",
+    "special.logcosh",
+    "special.logexpm1",
+    "torch.ops.deqfam.polylog_exp",
+    "torch.ops.deqfam.fermi_dirac",
+    "torch.ops.deqfam.logexpm1x",
+    "torch.ops.deqfam.logexpm1exp",
+    "torch.ops.deqfam.logli1exp",
+)

@@ -1,0 +1,164 @@
+"""The primitive table: each stable primitive declared once.
+
+A :class:`PrimitiveSpec` names, for one SymPy function of :mod:`deqfam.derive.primitives`,
+
+* its torch call: the runtime function or custom op the torch printer emits
+  (``special.<name>`` from ``deqfam.runtime.special``, or ``torch.ops.deqfam.<name>``),
+  and how its order argument is printed after ``x`` (none, a float, an int);
+* its C call: the ``deqfam_*`` device function, and for primitives with an order the
+  template block of ``templates/_primitives.h.j2`` that defines one function per order
+  together with the builder of that block's constants (:mod:`deqfam.derive.kernel_constants`);
+* its float64 numpy reference (the class's ``numpy_impl``);
+* its stabiliser rules: (SymPy node type, matcher) pairs that :mod:`deqfam.derive.stable`
+  tries on nodes of that type after its built-in rules.
+
+The printers in :mod:`deqfam.derive.codegen` dispatch on this table (one generic method per
+printer), so adding a primitive means one entry here, its torch implementation in
+``runtime/`` and, for a primitive with an order, its C block. ``runtime/`` cannot import this
+module (no SymPy there); ``tests/test_primitive_table.py`` checks that the table's torch calls
+and the runtime's ``special.PRIMITIVE_CALLS`` are the same list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import sympy as sp
+
+from . import kernel_constants as kc
+from .primitives import (
+    StablePrimitive,
+    fermi_dirac,
+    logcosh,
+    logexpm1,
+    logexpm1exp,
+    logexpm1x,
+    logli1exp,
+    polylog_exp,
+    sigmoid,
+    softplus,
+)
+
+#: A stabiliser rule: a SymPy node -> its stable replacement, or None.
+Rule = Callable[[sp.Expr], "sp.Expr | None"]
+
+
+@dataclass(frozen=True)
+class PrimitiveSpec:
+    """One stable primitive: SymPy function, torch call, C call, numpy reference, rules."""
+
+    function: type[StablePrimitive]
+    torch_call: str
+    #: how the order argument (the first SymPy argument) prints after x: None, "float", "int"
+    torch_order: str | None = None
+    #: C function name; with an order, the per-order suffix ``_<tag>`` is appended
+    c_call: str = ""
+    #: builder of the per-order constants (its CPrimitive.kind names the template block)
+    c_constants: Callable[[sp.Expr], kc.CPrimitive] | None = None
+    rules: tuple[tuple[type[sp.Basic], Rule], ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.function.__name__
+
+    @property
+    def ordered(self) -> bool:
+        """True when the SymPy function is (order, x) rather than (x,)."""
+        return self.torch_order is not None
+
+    @property
+    def numpy_reference(self) -> Callable[..., np.ndarray]:
+        """float64 evaluation, same arguments as the SymPy function."""
+        return self.function.numpy_impl
+
+
+def _log_of_li1(e: sp.Expr) -> sp.Expr | None:
+    """log(polylog_exp(1, u)) = log Li_1(e^u) -> logli1exp(0, u).
+
+    The stabiliser has already turned log(1 - e^u) into -polylog_exp(1, u), so the
+    logarithmic-series A = log(-log(1 - e^eta)) arrives here as log(polylog_exp(1, eta)).
+    """
+    arg = e.args[0]
+    if isinstance(arg, polylog_exp) and arg.args[0] == 1:
+        return logli1exp(0, arg.args[1])
+    return None
+
+
+def _int_constants(builder: Callable[[int], kc.CPrimitive]) -> Callable[[sp.Expr], kc.CPrimitive]:
+    """A builder for derivative orders k (integers) from one taking a Python int."""
+    return lambda order: builder(int(order))
+
+
+TABLE: tuple[PrimitiveSpec, ...] = (
+    PrimitiveSpec(softplus, "special.softplus", c_call="deqfam_softplus"),
+    PrimitiveSpec(sigmoid, "special.sigmoid", c_call="deqfam_sigmoid"),
+    PrimitiveSpec(logcosh, "special.logcosh", c_call="deqfam_logcosh"),
+    PrimitiveSpec(
+        polylog_exp,
+        "torch.ops.deqfam.polylog_exp",
+        "float",
+        "deqfam_polylog_exp",
+        lambda order: kc.polylog_constants("polylog_exp", order),
+    ),
+    PrimitiveSpec(
+        fermi_dirac,
+        "torch.ops.deqfam.fermi_dirac",
+        "float",
+        "deqfam_fermi_dirac",
+        lambda order: kc.polylog_constants("fermi_dirac", order),
+    ),
+    PrimitiveSpec(
+        logexpm1x,
+        "torch.ops.deqfam.logexpm1x",
+        "int",
+        "deqfam_logexpm1x",
+        _int_constants(kc.logexpm1x_constants),
+    ),
+    PrimitiveSpec(logexpm1, "special.logexpm1", c_call="deqfam_logexpm1"),
+    PrimitiveSpec(
+        logexpm1exp,
+        "torch.ops.deqfam.logexpm1exp",
+        "int",
+        "deqfam_logexpm1exp",
+        _int_constants(kc.logexpm1exp_constants),
+    ),
+    PrimitiveSpec(
+        logli1exp,
+        "torch.ops.deqfam.logli1exp",
+        "int",
+        "deqfam_logli1exp",
+        _int_constants(kc.logli1exp_constants),
+        rules=((sp.log, _log_of_li1),),
+    ),
+)
+
+_BY_NAME: dict[str, PrimitiveSpec] = {p.name: p for p in TABLE}
+
+
+def spec_of(expr: StablePrimitive) -> PrimitiveSpec:
+    """The table entry of a primitive call (KeyError for a primitive missing from the table)."""
+    return _BY_NAME[type(expr).__name__]
+
+
+def spec_named(name: str) -> PrimitiveSpec:
+    """The table entry of the primitive called ``name``."""
+    return _BY_NAME[name]
+
+
+def rules_for(node: sp.Basic) -> tuple[Rule, ...]:
+    """Table rules that apply to ``node``'s SymPy type, in table order."""
+    return tuple(rule for p in TABLE for kind, rule in p.rules if isinstance(node, kind))
+
+
+def numpy_module() -> dict[str, object]:
+    """Name -> float64 implementation mapping for ``sympy.lambdify(..., modules=[...])``.
+
+    Derivatives of piecewise specs (Max, Abs) bring Heaviside and DiracDelta; they evaluate
+    to their almost-everywhere values (H(0) = 1/2, delta = 0 off the kink).
+    """
+    table: dict[str, object] = {p.name: p.numpy_reference for p in TABLE}
+    table["Heaviside"] = lambda x, h0=0.5: np.heaviside(x, h0)
+    table["DiracDelta"] = lambda x, k=0: np.zeros_like(np.asarray(x, dtype=float))
+    return table
