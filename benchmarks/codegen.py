@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def probe(module, n: int) -> torch.Tensor:
-    lo, hi = module.DOMAIN
+    lo, hi = module.FAMILY.domain
     lo, hi = max(lo, -30.0), min(hi, 30.0)
     if hi <= 0:
         lo, hi = max(lo, -8.0), hi - 1e-3

@@ -13,13 +13,15 @@ import os
 import re
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from deqfam.derive.budget import time_budget
-from deqfam.derive.codegen import spec_digest, write_generated
+from deqfam.derive.codegen import GENERATOR_VERSION, spec_digest, write_generated
 from deqfam.derive.family import Family, builtin_names, load_family
+from deqfam.vocab import Verdict
 
 
 class InadmissibleFamilyError(ValueError):
@@ -97,10 +99,21 @@ def torch_prior(prior: Any):
     return as_torch_prior(prior)
 
 
-#: how a module's ADMISSIBILITY_WARNING starts for each verdict that carries one
+#: how an admissibility warning starts for each verdict that carries one (text for people;
+#: decisions read the typed verdict, ``TorchFamily.admissibility``)
 NOT_ADMISSIBLE_MARK = "is NOT admissible"
 INCONCLUSIVE_MARK = "admissibility is INCONCLUSIVE"
 _REPORTS: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class AdmissibilityNote:
+    """``deqfam check``'s verdict on a family, as a generated module records it
+    (``FAMILY.admissibility``), and the warning it carries (``FAMILY.admissibility_warning``;
+    ``None`` for an admissible family)."""
+
+    verdict: Verdict
+    warning: str | None = None
 
 
 def cached_check(fam: Family):
@@ -119,7 +132,7 @@ def refusal_message(name: str, verdict: str, reason: str) -> str:
     )
 
 
-def _admissibility_warning(fam: Family, allow_inadmissible: bool) -> str | None:
+def admissibility_note(fam: Family, allow_inadmissible: bool) -> AdmissibilityNote:
     """The rule on every path that turns a spec into a layer (``deqfam check``'s verdict):
 
     * admissible: no warning;
@@ -127,33 +140,40 @@ def _admissibility_warning(fam: Family, allow_inadmissible: bool) -> str | None:
     * not_admissible: refuse with :class:`InadmissibleFamilyError` unless
       ``allow_inadmissible``, then proceed with a loud warning.
 
-    Returns the warning the generated module carries as ``ADMISSIBILITY_WARNING``.
+    Returns the verdict and warning the generated module records in its ``FAMILY``.
     """
     report = cached_check(fam)
     reason = report.reason
-    if report.verdict == "inconclusive":
+    verdict = Verdict(report.verdict)
+    if verdict is Verdict.INCONCLUSIVE:
         message = f"family {fam.name} {INCONCLUSIVE_MARK} ({reason}); generated anyway"
-    elif report.verdict == "not_admissible":
+    elif verdict is Verdict.NOT_ADMISSIBLE:
         if not allow_inadmissible:
-            raise InadmissibleFamilyError(refusal_message(fam.name, report.verdict, reason))
+            raise InadmissibleFamilyError(refusal_message(fam.name, verdict, reason))
         message = f"family {fam.name} {NOT_ADMISSIBLE_MARK} ({reason}); generated on request"
     else:
-        return None
+        return AdmissibilityNote(verdict)
     warnings.warn(message, stacklevel=3)
-    return message
+    return AdmissibilityNote(verdict, message)
 
 
-def check_module_admissibility(module: ModuleType, allow_inadmissible: bool) -> ModuleType:
-    """Apply the rule of :func:`_admissibility_warning` to an already generated module, from
-    the verdict it recorded in ``ADMISSIBILITY_WARNING`` when it was generated."""
-    warning = getattr(module, "ADMISSIBILITY_WARNING", None)
-    if warning and NOT_ADMISSIBLE_MARK in warning:
-        if not allow_inadmissible:
-            raise InadmissibleFamilyError(
-                refusal_message(module.FAMILY.name, "not_admissible", warning)
-            )
-        warnings.warn(warning, stacklevel=3)
-    elif warning:
+def _admissibility_warning(fam: Family, allow_inadmissible: bool) -> str | None:
+    """The warning of :func:`admissibility_note` alone (``None`` for an admissible family)."""
+    return admissibility_note(fam, allow_inadmissible).warning
+
+
+def check_module_admissibility(module: Any, allow_inadmissible: bool) -> Any:
+    """Apply the rule of :func:`admissibility_note` to an already generated module (or its
+    ``TorchFamily``), from the verdict its ``FAMILY`` recorded when it was generated
+    (``admissibility``; ``None``, generated without the check, passes)."""
+    from deqfam.runtime.family import as_torch_family
+
+    fam = as_torch_family(module)
+    warning = fam.admissibility_warning
+    if fam.admissibility == Verdict.NOT_ADMISSIBLE and not allow_inadmissible:
+        reason = warning or "recorded when the module was generated"
+        raise InadmissibleFamilyError(refusal_message(fam.name, Verdict.NOT_ADMISSIBLE, reason))
+    if warning:
         warnings.warn(warning, stacklevel=3)
     return module
 
@@ -176,10 +196,16 @@ def generate(
     """
     with time_budget(time_limit, "deqfam generate"):
         fam = load_family(family)
-        warning = _admissibility_warning(fam, allow_inadmissible) if check_admissibility else None
-        out = Path(out_dir) if out_dir is not None else _cache_folder(fam, warning)
+        note = admissibility_note(fam, allow_inadmissible) if check_admissibility else None
+        out = Path(out_dir) if out_dir is not None else _cache_folder(fam, note)
         targets = tuple(dict.fromkeys(("torch", *targets)))
-        paths = write_generated(fam, out, targets=targets, warning=warning)
+        paths = write_generated(
+            fam,
+            out,
+            targets=targets,
+            warning=None if note is None else note.warning,
+            verdict=None if note is None else note.verdict,
+        )
     return import_generated(paths["torch"])
 
 
@@ -188,14 +214,18 @@ def builtin_module(name: str) -> ModuleType:
     return importlib.import_module(f"deqfam.generated.{name}")
 
 
-def _cache_folder(fam: Family, warning: str | None) -> Path:
-    """The cache folder of a generated module: the spec digest, plus whether the module was
-    generated with an admissibility warning (a module generated on request must never be
-    served to a run that did not ask, nor a warning-free one to a run that did)."""
-    key = spec_digest(fam)[:16]
-    if warning and NOT_ADMISSIBLE_MARK in warning:
+def _cache_folder(fam: Family, note: AdmissibilityNote | None) -> Path:
+    """The cache folder of a generated module: the generator version (a module written by an
+    older generator lacks parts of today's contract, e.g. the exact sampler or ``log h``),
+    the spec digest, and the verdict the module was generated under (a module generated on
+    request must never be served to a run that did not ask, nor a warning-free one to a run
+    that did; one generated without the check is kept apart from both)."""
+    key = f"g{GENERATOR_VERSION}-{spec_digest(fam)[:16]}"
+    if note is None:
+        key += "-unchecked"
+    elif note.verdict is Verdict.NOT_ADMISSIBLE:
         key += "-inadmissible-allowed"
-    elif warning:
+    elif note.verdict is Verdict.INCONCLUSIVE:
         key += "-inconclusive"
     return cache_dir() / key
 
@@ -204,7 +234,8 @@ def family_module(family: Any, *, allow_inadmissible: bool = False) -> ModuleTyp
     """The generated module of any family, reusing the committed one for built-ins.
 
     A family that ``check`` rejects is refused unless ``allow_inadmissible`` (see
-    :func:`_admissibility_warning`); a module passed in is judged by the warning it carries.
+    :func:`admissibility_note`); a module passed in is judged by the verdict its ``FAMILY``
+    recorded (:func:`check_module_admissibility`).
     """
     if isinstance(family, ModuleType):
         return check_module_admissibility(family, allow_inadmissible)

@@ -24,12 +24,12 @@ from deqfam.runtime import deep as runtime_deep
 
 def layer_functions(layer: LayerDerivation) -> runtime_deep.LayerFunctions:
     """The runtime's ``LayerFunctions`` of a ``LayerDerivation``: its roles printed into a
-    generated module (``derive.emit.render_deep_roles``) loaded by the one importer."""
+    generated module (``derive.emit.render_deep_roles``) loaded by the one importer, which
+    exports them gathered as ``LAYER``."""
     module = emitted_module(render_deep_roles(layer), f"deep_{layer.family.name}")
-    fns = {role: getattr(module, role) for role in layer.roles}
-    return runtime_deep.LayerFunctions(
-        name=layer.name, domain=module.DOMAIN, masked=layer.masked, **fns
-    )
+    if not isinstance(module.LAYER, runtime_deep.LayerFunctions):
+        raise TypeError(f"{module.__name__}: LAYER is not a LayerFunctions (regenerate it)")
+    return module.LAYER
 
 
 _VERDICTS: dict[str, tuple[str, str]] = {}

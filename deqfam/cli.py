@@ -119,7 +119,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from deqfam.api import InadmissibleFamilyError, _admissibility_warning
+    from deqfam.api import InadmissibleFamilyError, admissibility_note
     from deqfam.derive.codegen import TARGETS, write_generated
 
     targets = TARGETS if args.target == "all" else (args.target,)
@@ -146,14 +146,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     numeric: list[str] = []
     with captured_numeric_warnings(numeric):
         try:
-            warning = _admissibility_warning(fam, args.allow_inadmissible)
+            note = admissibility_note(fam, args.allow_inadmissible)
         except InadmissibleFamilyError as exc:
             print(f"deqfam: refused: {exc}", file=sys.stderr)
             return EXIT_NEGATIVE
         if not _accuracy_gate(fam, args.require_accurate, numeric):
             return EXIT_BAD_INPUT
         with removed_if_failed(Path(args.output)):
-            written = write_generated(fam, args.output, targets, warning=warning)
+            written = write_generated(
+                fam, args.output, targets, warning=note.warning, verdict=note.verdict
+            )
     for target, path in written.items():
         print(f"{target:6s} {path}")
     return EXIT_OK
@@ -196,7 +198,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"deqfam: export failed: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(
-        f"exported {module.NAME} activation as {fmt} to {args.output}; reloaded in "
+        f"exported {module.FAMILY.name} activation as {fmt} to {args.output}; reloaded in "
         f"this process and in a fresh one, it matches the eager output (max |diff| = "
         f"{res.max_abs_diff:.3g}); {res.describe()}"
     )

@@ -36,7 +36,7 @@ from deqfam.derive.budget import time_budget
 from deqfam.derive.family import load_family
 from deqfam.fsutil import atomic_write_text
 from deqfam.runtime.datasets import SHAPE_NAMES, make_dataset
-from deqfam.runtime.family import TorchFamily
+from deqfam.runtime.family import TorchFamily, as_torch_family
 from deqfam.runtime.initialisation import bias_at_column_means
 from deqfam.runtime.laplace import posterior_from_latents
 from deqfam.runtime.models import ExpFamPCA
@@ -271,11 +271,13 @@ def run_settings(
 ) -> dict[str, Any]:
     """The settings a fit's checkpoint must match to be resumed (plain data): the family's
     name and spec digest (which covers parameter overrides), lam, latent dimension, weight
-    decay, and the data's shape and SHA-256 (of its float64 bytes)."""
+    decay, and the data's shape and SHA-256 (of its float64 bytes). ``module`` is a generated
+    module or its ``FAMILY``."""
+    fam = as_torch_family(module)
     array = np.ascontiguousarray(data.detach().cpu().numpy(), dtype=np.float64)
     return {
-        "family": str(getattr(module, "name", getattr(module, "NAME", ""))),
-        "family_sha256": getattr(module, "SPEC_SHA256", None),
+        "family": fam.name,
+        "family_sha256": fam.spec_sha256,
         "lam": float(lam),
         "latent_dim": int(latent_dim),
         "weight_decay": float(weight_decay),

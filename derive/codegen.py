@@ -31,6 +31,7 @@ from sympy.printing.c import C99CodePrinter
 from sympy.printing.pycode import AbstractPythonCodePrinter
 
 from deqfam.fsutil import atomic_write_text
+from deqfam.vocab import Verdict
 
 from . import escape
 from .family import Family
@@ -40,7 +41,7 @@ from .primitive_table import spec_named, spec_of
 from .primitives import LOGEXPM1X_SERIES_ORDER, StablePrimitive
 
 #: Bumped when generated output changes for the same spec (golden files then change too).
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 TARGETS = ("torch", "cpp", "cuda")
 
 
@@ -316,8 +317,11 @@ def exact_sampler_literal(family: Family) -> str:
     return f'ExactSampler(law="{found.law}", parameters={{{params}}})'
 
 
-def torch_context(family: Family, warning: str | None = None) -> dict:
+def torch_context(family: Family, warning: str | None = None, verdict: str | None = None) -> dict:
     """Everything the torch-module template needs (strings only: templates hold no logic).
+
+    ``verdict`` is ``deqfam check``'s verdict (a ``deqfam.vocab.Verdict`` value) recorded in
+    ``FAMILY.admissibility``; ``None`` when the module is generated without the check.
 
     Text from the spec or its file name is escaped here for the one context it is written
     into (``derive.escape``: ``*_comment``, ``*_doc``, ``*_literal``); names that become
@@ -339,6 +343,7 @@ def torch_context(family: Family, warning: str | None = None) -> dict:
         "warning_comment": escape.python_comment(warning or ""),
         "warning_doc": escape.python_docstring(warning or ""),
         "warning_literal": escape.python_string_literal(warning or ""),
+        "admissibility_literal": _verdict_literal(verdict),
         "support_literal": escape.python_string_literal(family.support),
         "support_max": "None" if family.support_max is None else repr(family.support_max),
         "domain_lo": _domain_literal(lo),
@@ -349,6 +354,7 @@ def torch_context(family: Family, warning: str | None = None) -> dict:
         ],
         "sup_activation_grad": "math.inf" if math.isinf(sup) else repr(sup),
         "op_name": f"{name}_{digest[:12]}_activation",
+        "kernel_namespace": f"deqfam_{name}",
         "A_text": escape.python_docstring(sp.sstr(family.A)),
         "sigma_text": escape.python_docstring(sp.sstr(family.sigma)),
         "dsigma_text": escape.python_docstring(sp.sstr(family.dsigma)),
@@ -368,9 +374,14 @@ def torch_context(family: Family, warning: str | None = None) -> dict:
     }
 
 
-def kernel_context(family: Family, warning: str | None = None) -> dict:
+def _verdict_literal(verdict: str | None) -> str:
+    """The Python literal of an admissibility verdict (checked against the vocabulary)."""
+    return "None" if verdict is None else escape.python_string_literal(Verdict(verdict).value)
+
+
+def kernel_context(family: Family, warning: str | None = None, verdict: str | None = None) -> dict:
     temps, sig, dsig, printer = _cse_kernel(family)
-    ctx = torch_context(family, warning)
+    ctx = torch_context(family, warning, verdict)
     ctx.update(
         {
             # the kernels' header comments are C++ comments, not Python ones
@@ -381,7 +392,7 @@ def kernel_context(family: Family, warning: str | None = None) -> dict:
             "sigma_c": sig,
             "dsigma_c": dsig,
             "primitives": kernel_primitives(printer),
-            "op_namespace": f"deqfam_{family.name}",
+            "op_namespace": ctx["kernel_namespace"],  # one name: FAMILY.kernel_namespace
             "near0_terms": KERNEL_NEAR0_TERMS,
             "series_terms": KERNEL_SERIES_TERMS,
             "logexpm1x_order": LOGEXPM1X_SERIES_ORDER,
@@ -404,16 +415,19 @@ def format_python(source: str) -> str:
     return proc.stdout
 
 
-def render(family: Family, target: str, warning: str | None = None) -> str:
-    """Render one target ('torch', 'cpp' or 'cuda') for ``family``."""
+def render(
+    family: Family, target: str, warning: str | None = None, verdict: str | None = None
+) -> str:
+    """Render one target ('torch', 'cpp' or 'cuda') for ``family`` (``warning`` and
+    ``verdict`` as for :func:`torch_context`)."""
     env = _environment()
     if target == "torch":
         return format_python(
-            env.get_template("layer.py.j2").render(**torch_context(family, warning))
+            env.get_template("layer.py.j2").render(**torch_context(family, warning, verdict))
         )
     if target in ("cpp", "cuda"):
         template = "kernels.cpp.j2" if target == "cpp" else "kernels.cu.j2"
-        return env.get_template(template).render(**kernel_context(family, warning))
+        return env.get_template(template).render(**kernel_context(family, warning, verdict))
     raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
 
 
@@ -426,7 +440,11 @@ def output_paths(family: Family, out_dir: Path) -> dict[str, Path]:
 
 
 def write_generated(
-    family: Family, out_dir: str | Path, targets=TARGETS, warning: str | None = None
+    family: Family,
+    out_dir: str | Path,
+    targets=TARGETS,
+    warning: str | None = None,
+    verdict: str | None = None,
 ) -> dict[str, Path]:
     """Render ``targets`` into ``out_dir``, each file atomically (``deqfam.fsutil``: an
     exclusively created, randomly named temp file, fsync, rename; never a predictable name
@@ -436,7 +454,7 @@ def write_generated(
     paths = output_paths(family, out)
     written = {}
     for target in targets:
-        text = render(family, target, warning)
+        text = render(family, target, warning, verdict)
         atomic_write_text(paths[target], text)
         written[target] = paths[target]
     return written

@@ -103,8 +103,8 @@ def render_deep_roles(layer: LayerDerivation) -> str:
 
 def prior_context(prior: Prior) -> dict:
     """Strings for ``templates/prior.py.j2``: ``rho(z)``, ``rho_grad(z)`` (printed in the mean
-    ``Family.mu``, as the tensor ``z``) and the constants ``NAME``, ``FAMILY``,
-    ``SUP_RHO_GRAD``."""
+    ``Family.mu``, as the tensor ``z``) and the constants ``NAME``, ``FAMILY_NAME``,
+    ``SUP_RHO_GRAD``, gathered as ``PRIOR`` (a ``runtime.kglm_prior.TorchPrior``)."""
     sup = prior.sup_drho
     return {
         "generator_version": GENERATOR_VERSION,

@@ -1,7 +1,9 @@
 """Export a generated activation for deployment: TorchScript or ``torch.export``.
 
-The artifact is self-contained: it records the generated module's plain-torch forward
-(not its ``torch.ops.deqfam_gen`` op), traced through deqfam's special-function operators
+Every function here takes the family contract (a generated module or its ``FAMILY``, a
+:class:`~deqfam.runtime.family.TorchFamily`) and reads only that. The artifact is
+self-contained: it records the family's plain-torch forward (``activation_plain``, not the
+generated module's ``torch.ops.deqfam_gen`` op), traced through deqfam's special-function operators
 into core aten ops (``runtime/export_trace.py``), so ``torch.jit.load`` / ``torch.export.load``
 in a process that has only ``import torch`` runs it. Should an operator remain in the graph
 (one without a plain-torch implementation), the artifact names the one import that
@@ -19,7 +21,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
 import torch
 
@@ -31,6 +33,7 @@ from deqfam.runtime.export_trace import (
     inlined_deqfam_ops,
     program_text,
 )
+from deqfam.runtime.family import as_torch_family
 
 FORMATS = ("torchscript", "exported-program")
 #: the import that registers torch.ops.deqfam.* in a process loading an artifact
@@ -65,36 +68,38 @@ class ExportResult:
 
 
 class ActivationModule(torch.nn.Module):
-    """nn.Module wrapper around a generated family's activation sigma = A'."""
+    """nn.Module wrapper around a family's activation sigma = A' (as the layer calls it)."""
 
-    def __init__(self, family_module: ModuleType) -> None:
+    def __init__(self, family_module: Any) -> None:
         super().__init__()
-        self.fn = family_module.activation
+        self.fn = as_torch_family(family_module).activation
 
     def forward(self, eta: torch.Tensor) -> torch.Tensor:
         return self.fn(eta)
 
 
-def probe_inputs(family_module: ModuleType, n: int = 257) -> torch.Tensor:
+def probe_inputs(family_module: Any, n: int = 257) -> torch.Tensor:
     """A float64 probe batch strictly inside the family's domain."""
-    lo, hi = family_module.DOMAIN
+    lo, hi = as_torch_family(family_module).domain
     lo = max(lo, -20.0) if lo == float("-inf") or lo < -20 else lo
     hi = min(hi, 20.0)
     span = hi - lo
     return torch.linspace(lo + 1e-3 * span, hi - 1e-3 * span, n, dtype=torch.float64)
 
 
-def _metadata(family_module: ModuleType, fmt: str, ops: list[str]) -> str:
+def _metadata(family_module: Any, fmt: str, ops: list[str]) -> str:
     """The artifact's ``deqfam.json``: provenance and what a loading process must import."""
+    fam = as_torch_family(family_module)
     return json.dumps(
         {
-            "family": family_module.NAME,
-            "spec_sha256": getattr(family_module, "SPEC_SHA256", None),
+            "family": fam.name,
+            "spec_sha256": fam.spec_sha256,
             "format": fmt,
             "computes": "sigma(eta) = A'(eta), evaluated in float64, rounded to the input dtype",
             "requires": _requires(ops),
             "custom_ops": ops,
-            "admissibility_warning": getattr(family_module, "ADMISSIBILITY_WARNING", None),
+            "admissibility": None if fam.admissibility is None else str(fam.admissibility),
+            "admissibility_warning": fam.admissibility_warning,
         },
         indent=2,
     )
@@ -121,7 +126,7 @@ def _script_or_trace(module: torch.nn.Module, example: torch.Tensor):
         return torch.jit.trace(module, (example,), check_trace=False)
 
 
-def _export_torchscript(module: torch.nn.Module, family_module: ModuleType, path: Path, x):
+def _export_torchscript(module: torch.nn.Module, family_module: Any, path: Path, x):
     if not hasattr(torch.jit, "script"):
         raise ExportError(
             "this torch has no TorchScript (torch.jit.script); use --format exported-program"
@@ -145,7 +150,7 @@ def _export_torchscript(module: torch.nn.Module, family_module: ModuleType, path
         ) from None
 
 
-def _export_program(module: torch.nn.Module, family_module: ModuleType, path: Path, x):
+def _export_program(module: torch.nn.Module, family_module: Any, path: Path, x):
     batch = torch.export.Dim("batch", min=2)
     with inlined_deqfam_ops():
         program = torch.export.export(module, (x,), dynamic_shapes=({0: batch},))
@@ -164,9 +169,10 @@ def _max_abs_diff(got: torch.Tensor, want: torch.Tensor, where: str) -> float:
     return float(diff.max())
 
 
-def export_artifact(family_module: ModuleType, fmt: str, path: str | Path) -> ExportResult:
-    """Save ``family_module``'s activation as ``fmt`` at ``path`` and verify the artifact,
-    reloaded here and in a fresh interpreter, against the eager activation.
+def export_artifact(family_module: Any, fmt: str, path: str | Path) -> ExportResult:
+    """Save a family's activation (``family_module``: a generated module or its ``FAMILY``)
+    as ``fmt`` at ``path`` and verify the artifact, reloaded here and in a fresh
+    interpreter, against the eager activation.
 
     On any failure the artifact is removed and :class:`ExportError` says why.
     """
@@ -174,20 +180,19 @@ def export_artifact(family_module: ModuleType, fmt: str, path: str | Path) -> Ex
         raise ExportError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    module = StandaloneActivation(family_module).eval()
-    x = probe_inputs(family_module)
+    fam = as_torch_family(family_module)
+    module = StandaloneActivation(fam).eval()
+    x = probe_inputs(fam)
     # a second probe of another length catches a graph specialised to the example's shape
-    x_fresh = probe_inputs(family_module, n=131)
+    x_fresh = probe_inputs(fam, n=131)
     export = _export_torchscript if fmt == "torchscript" else _export_program
     try:
-        reloaded, ops = export(module, family_module, path, x)
+        reloaded, ops = export(module, fam, path, x)
         requires = _requires(ops)
         with torch.no_grad():
-            here = _max_abs_diff(reloaded(x), family_module.activation(x), "in this process")
+            here = _max_abs_diff(reloaded(x), fam.activation(x), "in this process")
             fresh_out = evaluate_in_fresh_process(fmt, path, x_fresh, requires)
-            fresh = _max_abs_diff(
-                fresh_out, family_module.activation(x_fresh), "in a fresh process"
-            )
+            fresh = _max_abs_diff(fresh_out, fam.activation(x_fresh), "in a fresh process")
     except FreshReloadError as exc:
         path.unlink(missing_ok=True)
         raise ExportError(str(exc)) from None
@@ -197,8 +202,8 @@ def export_artifact(family_module: ModuleType, fmt: str, path: str | Path) -> Ex
     return ExportResult(path, fmt, max(here, fresh), requires, ops)
 
 
-def export_activation(family_module: ModuleType, fmt: str, path: str | Path) -> float:
-    """Save ``family_module.activation`` as ``fmt`` at ``path``; verify the reload in this
+def export_activation(family_module: Any, fmt: str, path: str | Path) -> float:
+    """Save a family's activation as ``fmt`` at ``path``; verify the reload in this
     process and a fresh one (:func:`export_artifact`); return the max |diff|."""
     return export_artifact(family_module, fmt, path).max_abs_diff
 

@@ -6,7 +6,8 @@ that exist only while the generated module and ``deqfam.runtime.special`` are im
 An artifact that records them fails to load in a fresh process ("failed to resolve
 torch.ops.deqfam_gen..."). Here the exporters see instead:
 
-* the module's ``_activation_forward`` (the plain-torch body of its ``deqfam_gen`` op), and
+* the family's ``activation_plain`` (the plain-torch body of the generated module's
+  ``deqfam_gen`` op, part of the contract :class:`~deqfam.runtime.family.TorchFamily`), and
 * while tracing, every ``deqfam::*`` call redirected to its plain-torch implementation
   (``special.OP_IMPLEMENTATIONS``) with piecewise branches merged by ``torch.where``
   (``special.where_piecewise``), which a tracer can record.
@@ -19,12 +20,13 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
-from types import ModuleType
+from typing import Any
 
 import torch
 from torch.overrides import TorchFunctionMode
 
 from deqfam.runtime import special
+from deqfam.runtime.family import as_torch_family
 
 #: operator namespaces that only exist while deqfam is imported
 DEQFAM_NAMESPACES = ("deqfam", "deqfam_gen")
@@ -60,15 +62,16 @@ def inlined_deqfam_ops() -> Iterator[None]:
 
 
 class StandaloneActivation(torch.nn.Module):
-    """sigma(eta) = A'(eta) from the generated module's plain-torch forward (not its op).
+    """sigma(eta) = A'(eta) from the family's plain-torch forward (``activation_plain``, not
+    the generated op); ``family`` is a generated module or its ``FAMILY``.
 
     Computes in float64 and rounds once to the input dtype, as the generated op does; the
     rounding uses ``type_as`` so that a traced graph keeps it input-dependent.
     """
 
-    def __init__(self, family_module: ModuleType) -> None:
+    def __init__(self, family: Any) -> None:
         super().__init__()
-        self.fn = getattr(family_module, "_activation_forward", family_module.activation)
+        self.fn = as_torch_family(family).plain_activation
 
     def forward(self, eta: torch.Tensor) -> torch.Tensor:
         return self.fn(eta.to(torch.float64)).type_as(eta)

@@ -1,22 +1,26 @@
 """Build and bind the generated fused C++ kernels as ``torch.library`` ops.
 
-``load_cpp_kernel(cpp_path, family_module)`` compiles ``<name>_kernels.cpp`` with
+``load_cpp_kernel(cpp_path, family)`` compiles ``<name>_kernels.cpp`` with
 ``torch.utils.cpp_extension.load`` (gcc), which registers the op
-``torch.ops.deqfam_<name>.activation_and_grad(eta) -> (sigma, sigma')``; here its fake
-(meta) rule and its autograd rule are registered from Python. The backward of
-(sigma, sigma') is g_sigma * A'' + g_dsigma * A''' with A''' taken from the generated torch
-module, so the op is differentiable twice over through the torch path.
+``torch.ops.<FAMILY.kernel_namespace>.activation_and_grad(eta) -> (sigma, sigma')``; here its
+fake (meta) rule and its autograd rule are registered from Python. The backward of
+(sigma, sigma') is g_sigma * A'' + g_dsigma * A''' with A''' the contract's
+``activation_grad2``, so the op is differentiable twice over through the torch path.
+``family`` is a generated module or its ``FAMILY`` (a ``TorchFamily``); only the contract is
+read.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
 import torch
 
 from deqfam.fsutil import atomic_write_text
+from deqfam.runtime.family import TorchFamily, as_torch_family
 
 _LOADED: dict[str, object] = {}
 
@@ -29,8 +33,10 @@ def kernel_build_dir() -> Path:
     return path
 
 
-def _register_rules(namespace: str, family_module: ModuleType) -> None:
-    qualname = f"{namespace}::activation_and_grad"
+def _register_rules(fam: TorchFamily) -> None:
+    """The fake and autograd rules of ``fam``'s kernel op (see the module docstring)."""
+    qualname = f"{fam.kernel_namespace}::activation_and_grad"
+    grad2 = fam.activation_grad2
 
     @torch.library.register_fake(qualname)
     def _(eta: torch.Tensor):
@@ -45,23 +51,39 @@ def _register_rules(namespace: str, family_module: ModuleType) -> None:
         if g_sigma is not None:
             grad = grad + g_sigma * dsigma
         if g_dsigma is not None:
-            grad = grad + g_dsigma * family_module.activation_grad2(eta)
+            grad = grad + g_dsigma * grad2(eta)
         return grad
 
     torch.library.register_autograd(qualname, backward, setup_context=setup_context)
 
 
-def load_cpp_kernels(pairs: list[tuple[str | Path, ModuleType]], verbose: bool = False) -> list:
+def _kernel_family(family: Any) -> TorchFamily:
+    """The contract of a family whose C++ kernel is to be loaded: it must name the kernel's
+    ``torch.library`` namespace and its spec digest (which keys the build)."""
+    fam = as_torch_family(family)
+    if fam.kernel_namespace is None or fam.spec_sha256 is None:
+        raise ValueError(
+            f"family {fam.name!r} names no generated C++ kernel (kernel_namespace and "
+            "spec_sha256 are set by `deqfam generate`)"
+        )
+    return fam
+
+
+def _loaded_key(fam: TorchFamily) -> str:
+    return f"{fam.kernel_namespace}:{fam.spec_sha256}"
+
+
+def load_cpp_kernels(pairs: list[tuple[str | Path, Any]], verbose: bool = False) -> list:
     """Compile several generated kernels as ONE translation unit (one slow compile) and
     return their ops in order. Each kernel lives in its own C++ namespace, so they combine.
+    ``pairs`` holds ``(cpp_path, family)``, ``family`` a generated module or its ``FAMILY``.
     """
-    import hashlib
-
-    todo = [(Path(p), m) for p, m in pairs if f"deqfam_{m.NAME}:{m.SPEC_SHA256}" not in _LOADED]
+    fams = [(Path(p), _kernel_family(m)) for p, m in pairs]
+    todo = [(p, f) for p, f in fams if _loaded_key(f) not in _LOADED]
     if todo:
         from torch.utils import cpp_extension
 
-        key = hashlib.sha256("".join(m.SPEC_SHA256 for _, m in todo).encode()).hexdigest()[:12]
+        key = hashlib.sha256("".join(f.spec_sha256 for _, f in todo).encode()).hexdigest()[:12]
         build = kernel_build_dir() / f"combined_{key}"
         build.mkdir(parents=True, exist_ok=True)
         unit = build / "combined.cpp"
@@ -76,17 +98,16 @@ def load_cpp_kernels(pairs: list[tuple[str | Path, ModuleType]], verbose: bool =
             is_python_module=False,
             verbose=verbose,
         )
-        for _, m in todo:
-            _register_rules(f"deqfam_{m.NAME}", m)
-            _LOADED[f"deqfam_{m.NAME}:{m.SPEC_SHA256}"] = getattr(
-                torch.ops, f"deqfam_{m.NAME}"
-            ).activation_and_grad
-    return [_LOADED[f"deqfam_{m.NAME}:{m.SPEC_SHA256}"] for _, m in pairs]
+        for _, f in todo:
+            _register_rules(f)
+            namespace = getattr(torch.ops, f.kernel_namespace)  # the op namespace, by its name
+            _LOADED[_loaded_key(f)] = namespace.activation_and_grad
+    return [_LOADED[_loaded_key(f)] for _, f in fams]
 
 
-def load_cpp_kernel(cpp_path: str | Path, family_module: ModuleType, verbose: bool = False):
+def load_cpp_kernel(cpp_path: str | Path, family: Any, verbose: bool = False):
     """Compile (cached) and load one generated C++ kernel; return its op.
 
     The op computes (sigma, sigma') = (A'(eta), A''(eta)) in one fused pass on CPU tensors.
     """
-    return load_cpp_kernels([(cpp_path, family_module)], verbose=verbose)[0]
+    return load_cpp_kernels([(cpp_path, family)], verbose=verbose)[0]

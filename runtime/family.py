@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from deqfam.vocab import Support
+from deqfam.vocab import Support, Verdict
 
 ElementwiseFn = Callable[[Tensor], Tensor]
 
@@ -127,6 +127,18 @@ class TorchFamily:
             hand-built families).
         exact_sampler: the known law this family is, as identified symbolically at generate
             time, or ``None`` (then the generic samplers apply).
+        admissibility: ``deqfam check``'s verdict on the spec when the module was generated
+            (a :class:`deqfam.vocab.Verdict`; strings are converted), or ``None`` when it was
+            generated without the check (or the family was built by hand).
+        admissibility_warning: the warning the family was generated with (inconclusive, or
+            not admissible and generated on request), ``None`` for an admissible or unchecked
+            family. Text for people: decisions read ``admissibility``.
+        activation_plain: ``sigma`` written in plain torch operators (the body of the generated
+            module's custom op ``torch.ops.deqfam_gen.*``), for tracers and exporters that
+            must not record that op; ``None`` when ``activation`` is plain torch already.
+        kernel_namespace: the ``torch.library`` namespace under which the family's generated
+            C++ kernel registers ``activation_and_grad`` (``deqfam_<name>``), or ``None``
+            for a family without generated kernels.
     """
 
     name: str
@@ -143,6 +155,10 @@ class TorchFamily:
     parameters: Mapping[str, float] = field(default_factory=dict)
     spec_sha256: str | None = None
     exact_sampler: ExactSampler | None = None
+    admissibility: Verdict | str | None = None
+    admissibility_warning: str | None = None
+    activation_plain: ElementwiseFn | None = None
+    kernel_namespace: str | None = None
 
     def __post_init__(self) -> None:
         lo, hi = (_parse_bound(self.domain[0]), _parse_bound(self.domain[1]))
@@ -170,6 +186,15 @@ class TorchFamily:
         object.__setattr__(self, "parameters", params)
         if self.sup_activation_grad is not None:
             object.__setattr__(self, "sup_activation_grad", _parse_bound(self.sup_activation_grad))
+        if self.admissibility is not None:
+            object.__setattr__(self, "admissibility", _parse_verdict(self.name, self.admissibility))
+        if self.activation_plain is not None and not callable(self.activation_plain):
+            raise TypeError(f"family {self.name!r}: activation_plain must be callable or None")
+
+    @property
+    def plain_activation(self) -> ElementwiseFn:
+        """``sigma`` in plain torch operators: ``activation_plain``, else ``activation``."""
+        return self.activation_plain if self.activation_plain is not None else self.activation
 
     @property
     def has_base_measure(self) -> bool:
@@ -201,6 +226,17 @@ def interior_point(domain: tuple[float, float]) -> float:
     if math.isinf(hi):
         return lo + 1.0
     return 0.5 * (lo + hi)
+
+
+def _parse_verdict(name: str, value: Any) -> Verdict:
+    """A :class:`Verdict` from itself or its string value (as a generated module writes it)."""
+    try:
+        return Verdict(str(value))
+    except ValueError:
+        raise ValueError(
+            f"family {name!r}: unknown admissibility verdict {value!r}; choose from "
+            f"{', '.join(v.value for v in Verdict)}"
+        ) from None
 
 
 def _parse_bound(value: Any) -> float:

@@ -1,7 +1,8 @@
 """The prior activation of the kGLM-DEQ (Theorem 3): ``TorchPrior`` holds
 ``rho = (-log q)' o (A')^{-1}`` and ``rho'`` for a log-concave prior ``q``; ``as_torch_prior``
-accepts the forms a caller may pass (``None`` for the Gaussian prior, a ``TorchPrior``, or an
-object with ``rho`` and ``rho_grad`` such as a generated prior module)."""
+accepts the forms a caller may pass (``None`` for the Gaussian prior, a ``TorchPrior``, a
+generated prior module exporting one as ``PRIOR``, or an object with ``rho`` and
+``rho_grad``)."""
 
 from __future__ import annotations
 
@@ -35,11 +36,15 @@ class TorchPrior:
 
 
 def as_torch_prior(obj: Any) -> TorchPrior | None:
-    """``None`` (Gaussian prior, ``rho = 0``), a ``TorchPrior``, or any object/module with
-    ``rho`` and ``rho_grad`` callables (optional ``NAME``, ``FAMILY``, ``SUP_RHO_GRAD``), such
-    as the generated module of a derived prior (``deqfam.api.torch_prior``)."""
+    """``None`` (Gaussian prior, ``rho = 0``), a ``TorchPrior``, a generated prior module
+    (which exports its ``TorchPrior`` as ``PRIOR``; ``deqfam.api.torch_prior``), or any other
+    object with callables ``rho`` and ``rho_grad`` (optional ``name``, ``sup_rho_grad``,
+    ``family``)."""
     if obj is None or isinstance(obj, TorchPrior):
         return obj
+    prior = getattr(obj, "PRIOR", None)
+    if isinstance(prior, TorchPrior):
+        return prior
     if hasattr(obj, "neg_log_q"):  # a derive.prior.Prior: SymPy, not callable torch code
         raise TypeError(
             "a derived prior (derive.prior.Prior) holds SymPy expressions: generate its torch "
@@ -51,11 +56,11 @@ def as_torch_prior(obj: Any) -> TorchPrior | None:
             f"cannot use {type(obj).__name__} as a prior: expected None, a TorchPrior, a "
             "derive.prior.Prior, or an object with callables rho and rho_grad"
         )
-    sup = getattr(obj, "SUP_RHO_GRAD", getattr(obj, "sup_rho_grad", None))
+    sup = getattr(obj, "sup_rho_grad", None)
     return TorchPrior(
-        name=str(getattr(obj, "NAME", getattr(obj, "name", "prior"))),
+        name=str(getattr(obj, "name", "prior")),
         rho=rho,
         rho_grad=rho_grad,
         sup_rho_grad=None if sup is None else float(sup),
-        family=getattr(obj, "FAMILY", getattr(obj, "family", None)),
+        family=getattr(obj, "family", None),
     )

@@ -1,5 +1,32 @@
 """The elementwise functions of one layer of a deep stack (produced by ``derive/deep.py``,
-wired by ``deqfam.api_deep``)."""
+printed into a generated module that exports them as ``LAYER``, wired by ``deqfam.api_deep``).
+
+Why this is a contract of its own, beside the family contract ``runtime.family.TorchFamily``:
+a deep-stack layer is *not* always an exponential family in ``eta``, and when it is, the stack
+needs functions of the layer's log density ``ell(x, eta) = lin(x, eta) + log h(x) - A(eta)``
+that the family contract does not carry:
+
+* the masked (dropout) layers have ``lin = D(eta) eta T(x)`` with ``D = 1[eta > 0]``: a
+  normalised density (a rectified-mean Gaussian with the ReLU family) that is no exponential
+  family in ``eta``, so no ``TorchFamily`` describes it (``A = max(0, eta)^2/2`` is refused by
+  ``deqfam check``);
+* a layer above the data observes a *latent* ``x = z_{l-1}``, so the block-tridiagonal Newton
+  step needs derivatives in ``x`` (``ell_x``, ``ell_xx``, ``ell_xe = T'(x)``), i.e. ``T'``,
+  ``T''``, ``(log h)'`` and ``(log h)''``, which a family contract (``T``, ``log h`` as
+  functions of ``y`` only) does not hold; autograd through ``T`` and ``log h`` would replace
+  SymPy's exact, simplified derivatives by a slower, less accurate route;
+* ``scale_eta``/``scale_x`` (the size of the terms cancelling in the scores) are a solver
+  tolerance device with no meaning for a family.
+
+How they relate: for an unmasked layer of a family with contract ``F``,
+``core(x, eta) = T(x) eta - A(eta)``, ``score_eta = F.sufficient_statistic(x) - F.activation(eta)``,
+``d2_eta = -F.activation_grad(eta)``, ``activation = F.activation``, ``statistic =
+F.sufficient_statistic``, ``log_base = F.log_base_measure`` and ``domain = F.domain``: the same
+SymPy expressions of ``derive.family.Family`` printed by the same printer
+(``derive.codegen.torch_code``), so the two agree (``tests/test_deep.py`` checks layer roles
+against the generated family modules). Both are generated contracts; neither is read from loose
+module attributes.
+"""
 
 from __future__ import annotations
 
