@@ -239,6 +239,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                 progress=not args.quiet,
                 overwrite=args.overwrite,
                 allow_inadmissible=args.allow_inadmissible,
+                threads=args.threads,
             )
     except (DataError, CheckpointError) as exc:
         print(f"deqfam: error: {exc}", file=sys.stderr)
@@ -271,6 +272,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 progress=not args.quiet,
                 allow_inadmissible=args.allow_inadmissible,
+                threads=args.threads,
             )
         )
     print(f"family {summary['family']}: {summary['verdict']} ({summary['strength']})")
@@ -428,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace an earlier run's checkpoint in DIR instead of refusing",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_threads(p)
     _add_allow_inadmissible(p, "fit")
     p.set_defaults(func=cmd_fit)
 
@@ -445,12 +448,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=opt.positive_int, default=30, help="training epochs")
     p.add_argument("--seed", type=opt.seed_int, default=0, help="random seed")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_threads(p)
     _add_allow_inadmissible(p, "run")
     p.set_defaults(func=cmd_demo)
     for command in sub.choices.values():  # every verb's --help shows the defaults
         command.formatter_class = opt.HelpFormatter
     add_time_limit_options(sub)
     return parser
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    """``--threads N|auto``: torch's intra-op threads for the fit (runtime/threads.py)."""
+    p.add_argument(
+        "--threads",
+        type=opt.threads_option,
+        default="auto",
+        metavar="N|auto",
+        help="torch threads for fitting; auto: 1 for small batched linear algebra, else the "
+        "physical cores (OMP_NUM_THREADS or a count set in torch is left as it is); the "
+        "choice is recorded in history.json",
+    )
 
 
 def _add_allow_inadmissible(p: argparse.ArgumentParser, verb: str) -> None:

@@ -40,6 +40,7 @@ from deqfam.runtime.family import TorchFamily
 from deqfam.runtime.laplace import posterior_from_latents
 from deqfam.runtime.models import ExpFamPCA
 from deqfam.runtime.plots import save_embedding_png, save_history_png
+from deqfam.runtime.threads import batched_hessian_work, choose_threads, thread_scope
 from deqfam.runtime.train import CHECKPOINT_NAME, TrainConfig, TrainingDiverged, train
 from deqfam.runtime.validation import DataError, validate_observations
 
@@ -127,6 +128,8 @@ class FitResult:
     out_dir: Path | None
     #: per-sample solver outcome of the final forward pass (converged, residual, iterations)
     stats: Any = None
+    #: the thread choice the fit ran under (runtime/threads.py ThreadChoice.to_dict())
+    threads: dict[str, Any] | None = None
 
 
 def fit(
@@ -146,6 +149,7 @@ def fit(
     labels: np.ndarray | None = None,
     overwrite: bool = False,
     allow_inadmissible: bool = False,
+    threads: int | str | None = "auto",
 ) -> FitResult:
     """Fit ExpFamPCA to ``data`` and (with ``out_dir``) write latents, Laplace covariances,
     parameters, history and plots there (each file written atomically).
@@ -154,7 +158,9 @@ def fit(
     checkpoint written under other settings. An ``out_dir`` holding a checkpoint is refused
     (:class:`OutputExistsError`) unless ``resume`` (continue it) or ``overwrite`` (delete it
     and start afresh). A family that ``check`` rejects is refused unless
-    ``allow_inadmissible``.
+    ``allow_inadmissible``. Training and the final solve run on the thread count of
+    ``runtime/threads.py`` (``threads``: a positive integer, or ``"auto"`` for the policy),
+    recorded in ``FitResult.threads`` and ``history.json``.
     """
     with time_budget(None, "fit setup (loading, deriving and generating the family)"):
         module = (
@@ -196,18 +202,21 @@ def fit(
         progress=progress,
         checkpoint_dir=str(ckpt_dir) if ckpt_dir else None,
     )
-    history = train(
-        model,
-        data,
-        cfg,
-        resume=ckpt if resume and ckpt and ckpt.exists() else None,
-        run_info=run_info,
-    )
-    with torch.no_grad():
-        z = model(data)
-        stats = model.last_stats
-        post = posterior_from_latents(model.family, model.W, model.B, model.lam, z)
-        cov = post.covariance()
+    work = batched_hessian_work(min(batch_size, data.shape[0]), data.shape[1], latent_dim)
+    choice = choose_threads(threads, work)
+    with thread_scope(choice):
+        history = train(
+            model,
+            data,
+            cfg,
+            resume=ckpt if resume and ckpt and ckpt.exists() else None,
+            run_info=run_info,
+        )
+        with torch.no_grad():
+            z = model(data)
+            stats = model.last_stats
+            post = posterior_from_latents(model.family, model.W, model.B, model.lam, z)
+            cov = post.covariance()
     # never write silent NaNs: the solver keeps iterates finite, so this is a broken family
     for name, arr in (("latents", z), ("Laplace covariances", cov)):
         finite = torch.isfinite(arr.reshape(arr.shape[0], -1)).all(1)
@@ -220,7 +229,7 @@ def fit(
                 0,
                 ckpt if ckpt is not None and ckpt.exists() else None,
             )
-    result = FitResult(model, z.numpy(), cov.numpy(), history, out, stats)
+    result = FitResult(model, z.numpy(), cov.numpy(), history, out, stats, choice.to_dict())
     if out is not None:
         _write_fit_outputs(result, labels)
     return result
@@ -266,7 +275,8 @@ def _write_fit_outputs(res: FitResult, labels: np.ndarray | None) -> None:
             "family": res.model.family.name,
         }
         torch.save(params, staging / "params.pt")
-        (staging / "history.json").write_text(json.dumps(res.history.to_dict(), indent=2))
+        record = {**res.history.to_dict(), "threads": res.threads}
+        (staging / "history.json").write_text(json.dumps(record, indent=2))
         if res.stats is not None:
             summary = {**res.stats.summary(), "failed_samples": res.stats.failed_indices()}
             (staging / "solver_stats.json").write_text(json.dumps(summary, indent=2))
@@ -319,6 +329,8 @@ class DemoConfig:
     progress: bool = True
     #: run a family that ``check`` rejects (refused otherwise, before anything is written)
     allow_inadmissible: bool = False
+    #: torch threads for the fit: a positive integer or "auto" (runtime/threads.py)
+    threads: int | str = "auto"
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
@@ -367,6 +379,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         labels=ds.labels.numpy(),
         allow_inadmissible=cfg.allow_inadmissible,
         overwrite=True,  # the demo regenerates its whole folder
+        threads=cfg.threads,
     )
     timings["fit"] = time.perf_counter() - t
 
@@ -398,6 +411,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             "n_samples": int(ds.Y.shape[0]),
             "timings": timings,
             "nonconverged_last_epoch": res.history.nonconverged[-1],
+            "threads": res.threads,
         }
     )
     _atomic_write_text(out / "report.md", _demo_markdown(fam, report, summary, cfg))
