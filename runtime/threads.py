@@ -28,9 +28,11 @@ from pathlib import Path
 
 import torch
 
-#: below this many multiply-adds per batched Hessian (batch * d * l^2) one thread is faster
-#: (measured by benchmarks/threads.py; see BENCHMARKS.md)
-SMALL_WORK = 4_000_000
+#: below this many multiply-adds per batched Hessian (batch * d * l^2) one thread is faster.
+#: Measured by benchmarks/threads.py (BENCHMARKS.md, "Thread policy"): on the 2-core machine no
+#: size up to 2000 x 50 x 32^2 = 1.0e8 gained from a second thread, idle or beside a busy
+#: process, so the threshold sits above every measured size.
+SMALL_WORK = 250_000_000
 #: the rule's names, as recorded in a fit's outputs
 RULE_SMALL = "small batched linear algebra: 1 thread"
 RULE_LARGE = "large batched linear algebra: min(physical cores, torch's count)"
