@@ -254,6 +254,29 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_transform(args: argparse.Namespace) -> int:
+    """MAP latents and Laplace covariances of new rows under a saved fit (deqfam/fitted.py)."""
+    import io
+
+    import numpy as np
+
+    from deqfam.fitted import load_fit, transform
+    from deqfam.fsutil import atomic_write_bytes
+    from deqfam.pipeline import load_data
+
+    fitted = load_fit(args.fit_dir)
+    latents, covariances = transform(fitted, load_data(args.data))
+    if args.out is None:
+        for z, cov in zip(latents.tolist(), covariances.tolist(), strict=True):
+            print(json.dumps({"latent": z, "covariance": cov}))
+        return EXIT_OK
+    buffer = io.BytesIO()
+    np.savez(buffer, latents=latents, covariances=covariances)
+    atomic_write_bytes(args.out, buffer.getvalue())
+    print(f"transformed {latents.shape[0]} rows: latents and covariances in {args.out}")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from deqfam.pipeline import DemoConfig, run_demo
 
@@ -433,6 +456,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_threads(p)
     _add_allow_inadmissible(p, "fit")
     p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser(
+        "transform", help="MAP latents and Laplace covariances of new rows under a saved fit"
+    )
+    p.add_argument("fit_dir", metavar="DIR", type=Path, help="a `deqfam fit` output folder")
+    p.add_argument(
+        "data", metavar="DATA", type=opt.input_file, help=".npy or .csv matrix, rows are samples"
+    )
+    p.add_argument(
+        "--out",
+        type=opt.output_file,
+        default=None,
+        metavar="FILE",
+        help="write latents (N x l) and covariances (N x l x l) to FILE as .npz; default: "
+        "print one JSON object per row",
+    )
+    p.set_defaults(func=cmd_transform)
 
     p = sub.add_parser("demo", help="the main job end to end on an example family")
     _add_spec(p, "--spec", metavar="SPEC", help=spec_help + "; default: the embedded example")

@@ -34,6 +34,7 @@ from deqfam.api import (
 )
 from deqfam.derive.budget import time_budget
 from deqfam.derive.family import load_family
+from deqfam.fitted import PARAMS_NAME, SPEC_NAME, spec_text_of
 from deqfam.fsutil import atomic_write_text
 from deqfam.runtime.datasets import make_dataset
 from deqfam.runtime.family import TorchFamily
@@ -130,6 +131,8 @@ class FitResult:
     stats: Any = None
     #: the thread choice the fit ran under (runtime/threads.py ThreadChoice.to_dict())
     threads: dict[str, Any] | None = None
+    #: the spec text of the family (saved as spec.yaml so ``deqfam transform`` can reload it)
+    spec_text: str | None = None
 
 
 def fit(
@@ -230,6 +233,7 @@ def fit(
                 ckpt if ckpt is not None and ckpt.exists() else None,
             )
     result = FitResult(model, z.numpy(), cov.numpy(), history, out, stats, choice.to_dict())
+    result.spec_text = spec_text_of(family)
     if out is not None:
         _write_fit_outputs(result, labels)
     return result
@@ -274,7 +278,11 @@ def _write_fit_outputs(res: FitResult, labels: np.ndarray | None) -> None:
             "lam": res.model.lam,
             "family": res.model.family.name,
         }
-        torch.save(params, staging / "params.pt")
+        if res.spec_text is not None:  # what deqfam transform reloads (deqfam/fitted.py)
+            spec_bytes = res.spec_text.encode("utf-8")
+            (staging / SPEC_NAME).write_bytes(spec_bytes)
+            params["spec_sha256"] = hashlib.sha256(spec_bytes).hexdigest()
+        torch.save(params, staging / PARAMS_NAME)
         record = {**res.history.to_dict(), "threads": res.threads}
         (staging / "history.json").write_text(json.dumps(record, indent=2))
         if res.stats is not None:
