@@ -242,6 +242,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                 progress=not args.quiet,
                 overwrite=args.overwrite,
                 allow_inadmissible=args.allow_inadmissible,
+                threads=args.threads,
             )
     except (DataError, CheckpointError) as exc:
         print(f"deqfam: error: {exc}", file=sys.stderr)
@@ -254,6 +255,29 @@ def cmd_fit(args: argparse.Namespace) -> int:
         f"outputs in {args.out}"
     )
     print(f"training {res.history.stop_reason}: {res.history.stop_message}")
+    return EXIT_OK
+
+
+def cmd_transform(args: argparse.Namespace) -> int:
+    """MAP latents and Laplace covariances of new rows under a saved fit (deqfam/fitted.py)."""
+    import io
+
+    import numpy as np
+
+    from deqfam.fitted import load_fit, transform
+    from deqfam.fsutil import atomic_write_bytes
+    from deqfam.pipeline import load_data
+
+    fitted = load_fit(args.fit_dir)
+    latents, covariances = transform(fitted, load_data(args.data))
+    if args.out is None:
+        for z, cov in zip(latents.tolist(), covariances.tolist(), strict=True):
+            print(json.dumps({"latent": z, "covariance": cov}))
+        return EXIT_OK
+    buffer = io.BytesIO()
+    np.savez(buffer, latents=latents, covariances=covariances)
+    atomic_write_bytes(args.out, buffer.getvalue())
+    print(f"transformed {latents.shape[0]} rows: latents and covariances in {args.out}")
     return EXIT_OK
 
 
@@ -275,6 +299,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 progress=not args.quiet,
                 allow_inadmissible=args.allow_inadmissible,
+                threads=args.threads,
             )
         )
     print(f"family {summary['family']}: {summary['verdict']} ({summary['strength']})")
@@ -441,8 +466,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace an earlier run's checkpoint in DIR instead of refusing",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_threads(p)
     _add_allow_inadmissible(p, "fit")
     p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser(
+        "transform", help="MAP latents and Laplace covariances of new rows under a saved fit"
+    )
+    p.add_argument("fit_dir", metavar="DIR", type=Path, help="a `deqfam fit` output folder")
+    p.add_argument(
+        "data", metavar="DATA", type=opt.input_file, help=".npy or .csv matrix, rows are samples"
+    )
+    p.add_argument(
+        "--out",
+        type=opt.output_file,
+        default=None,
+        metavar="FILE",
+        help="write latents (N x l) and covariances (N x l x l) to FILE as .npz; default: "
+        "print one JSON object per row",
+    )
+    p.set_defaults(func=cmd_transform)
 
     p = sub.add_parser("demo", help="the main job end to end on an example family")
     _add_spec(p, "--spec", metavar="SPEC", help=spec_help + "; default: the embedded example")
@@ -458,12 +501,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=opt.positive_int, default=300, help="maximum number of epochs")
     p.add_argument("--seed", type=opt.seed_int, default=0, help="random seed")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_threads(p)
     _add_allow_inadmissible(p, "run")
     p.set_defaults(func=cmd_demo)
     for command in sub.choices.values():  # every verb's --help shows the defaults
         command.formatter_class = opt.HelpFormatter
     add_time_limit_options(sub)
     return parser
+
+
+def _add_threads(p: argparse.ArgumentParser) -> None:
+    """``--threads N|auto``: torch's intra-op threads for the fit (runtime/threads.py)."""
+    p.add_argument(
+        "--threads",
+        type=opt.threads_option,
+        default="auto",
+        metavar="N|auto",
+        help="torch threads for fitting; auto: 1 for small batched linear algebra, else the "
+        "physical cores (OMP_NUM_THREADS or a count set in torch is left as it is); the "
+        "choice is recorded in history.json",
+    )
 
 
 def _add_allow_inadmissible(p: argparse.ArgumentParser, verb: str) -> None:

@@ -283,3 +283,17 @@ __all__ = [
     "seed_int",
     "spec_source",
 ]
+
+
+#: the most intra-op threads ``--threads`` accepts
+MAX_THREADS = 1024
+
+
+def threads_option(text: str) -> int | str:
+    """``--threads``: ``auto`` (the library's thread policy) or an integer in [1, MAX_THREADS]."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    value = positive_int(text)
+    if value > MAX_THREADS:
+        raise _bad(f"must be 'auto' or at most {MAX_THREADS}, got {value}")
+    return value

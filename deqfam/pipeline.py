@@ -34,6 +34,7 @@ from deqfam.api import (
 )
 from deqfam.derive.budget import time_budget
 from deqfam.derive.family import load_family
+from deqfam.fitted import PARAMS_NAME, SPEC_NAME, spec_text_of
 from deqfam.fsutil import atomic_write_text
 from deqfam.runtime.datasets import SHAPE_NAMES, make_dataset
 from deqfam.runtime.family import TorchFamily, as_torch_family
@@ -41,6 +42,7 @@ from deqfam.runtime.initialisation import bias_at_column_means
 from deqfam.runtime.laplace import posterior_from_latents
 from deqfam.runtime.models import ExpFamPCA
 from deqfam.runtime.plots import save_embedding_png, save_history_png
+from deqfam.runtime.threads import batched_hessian_work, choose_threads, thread_scope
 from deqfam.runtime.train import CHECKPOINT_NAME, TrainConfig, TrainingDiverged, train
 from deqfam.runtime.validation import DataError, validate_observations
 
@@ -142,6 +144,10 @@ class FitResult:
     stats: Any = None
     #: the training options used (epochs = maximum, convergence test)
     config: TrainConfig | None = None
+    #: the thread choice the fit ran under (runtime/threads.py ThreadChoice.to_dict())
+    threads: dict[str, Any] | None = None
+    #: the spec text of the family (saved as spec.yaml so ``deqfam transform`` can reload it)
+    spec_text: str | None = None
 
 
 def fit(
@@ -167,6 +173,7 @@ def fit(
     init_bias: bool = False,
     overwrite: bool = False,
     allow_inadmissible: bool = False,
+    threads: int | str | None = "auto",
 ) -> FitResult:
     """Fit ExpFamPCA to ``data`` and (with ``out_dir``) write latents, Laplace covariances,
     parameters, history and plots there (each file written atomically). ``labels`` (one int
@@ -183,7 +190,9 @@ def fit(
     checkpoint written under other settings. An ``out_dir`` holding a checkpoint is refused
     (:class:`OutputExistsError`) unless ``resume`` (continue it) or ``overwrite`` (delete it
     and start afresh). A family that ``check`` rejects is refused unless
-    ``allow_inadmissible``.
+    ``allow_inadmissible``. Training and the final solve run on the thread count of
+    ``runtime/threads.py`` (``threads``: a positive integer, or ``"auto"`` for the policy),
+    recorded in ``FitResult.threads`` and ``history.json``.
     """
     with time_budget(None, "fit setup (loading, deriving and generating the family)"):
         module = (
@@ -232,18 +241,21 @@ def fit(
         lr_decay=lr_decay,
         max_decays=max_decays,
     )
-    history = train(
-        model,
-        data,
-        cfg,
-        resume=ckpt if resume and ckpt and ckpt.exists() else None,
-        run_info=run_info,
-    )
-    with torch.no_grad():
-        z = model(data)
-        stats = model.last_stats
-        post = posterior_from_latents(model.family, model.W, model.B, model.lam, z)
-        cov = post.covariance()
+    work = batched_hessian_work(min(batch_size, data.shape[0]), data.shape[1], latent_dim)
+    choice = choose_threads(threads, work)
+    with thread_scope(choice):
+        history = train(
+            model,
+            data,
+            cfg,
+            resume=ckpt if resume and ckpt and ckpt.exists() else None,
+            run_info=run_info,
+        )
+        with torch.no_grad():
+            z = model(data)
+            stats = model.last_stats
+            post = posterior_from_latents(model.family, model.W, model.B, model.lam, z)
+            cov = post.covariance()
     # never write silent NaNs: the solver keeps iterates finite, so this is a broken family
     for name, arr in (("latents", z), ("Laplace covariances", cov)):
         finite = torch.isfinite(arr.reshape(arr.shape[0], -1)).all(1)
@@ -256,7 +268,8 @@ def fit(
                 0,
                 ckpt if ckpt is not None and ckpt.exists() else None,
             )
-    result = FitResult(model, z.numpy(), cov.numpy(), history, out, stats, cfg)
+    result = FitResult(model, z.numpy(), cov.numpy(), history, out, stats, cfg, choice.to_dict())
+    result.spec_text = spec_text_of(family)
     if out is not None:
         _write_fit_outputs(result, labels, label_names)
     return result
@@ -305,8 +318,13 @@ def _write_fit_outputs(
             "lam": res.model.lam,
             "family": res.model.family.name,
         }
-        torch.save(params, staging / "params.pt")
-        (staging / "history.json").write_text(json.dumps(res.history.to_dict(), indent=2))
+        if res.spec_text is not None:  # what deqfam transform reloads (deqfam/fitted.py)
+            spec_bytes = res.spec_text.encode("utf-8")
+            (staging / SPEC_NAME).write_bytes(spec_bytes)
+            params["spec_sha256"] = hashlib.sha256(spec_bytes).hexdigest()
+        torch.save(params, staging / PARAMS_NAME)
+        record = {**res.history.to_dict(), "threads": res.threads}
+        (staging / "history.json").write_text(json.dumps(record, indent=2))
         if res.stats is not None:
             summary = {**res.stats.summary(), "failed_samples": res.stats.failed_indices()}
             (staging / "solver_stats.json").write_text(json.dumps(summary, indent=2))
@@ -371,6 +389,8 @@ class DemoConfig:
     progress: bool = True
     #: run a family that ``check`` rejects (refused otherwise, before anything is written)
     allow_inadmissible: bool = False
+    #: torch threads for the fit: a positive integer or "auto" (runtime/threads.py)
+    threads: int | str = "auto"
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
@@ -421,6 +441,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         allow_inadmissible=cfg.allow_inadmissible,
         overwrite=True,  # the demo regenerates its whole folder
         label_names=SHAPE_NAMES,
+        threads=cfg.threads,
     )
     timings["fit"] = time.perf_counter() - t
 
@@ -470,6 +491,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             "epochs": len(res.history.loss),
             "stop_reason": res.history.stop_reason,
             "stop_message": res.history.stop_message,
+            "threads": res.threads,
         }
     )
     _atomic_write_text(out / "report.md", _demo_markdown(fam, report, summary, cfg))

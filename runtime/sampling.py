@@ -25,14 +25,13 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor
 
-from deqfam.vocab import CONTINUOUS_SUPPORTS, LATTICE_SUPPORTS, Support
+from deqfam.vocab import CONTINUOUS_SUPPORTS, LATTICE_SUPPORTS
 
 from .family import TorchFamily, as_torch_family
+from .tilted import sample_continuous, sample_lattice
 
 LATTICE = set(LATTICE_SUPPORTS)
 CONTINUOUS = set(CONTINUOUS_SUPPORTS)
-#: standard deviations either side of the mean covered by the generic samplers' ranges
-TAIL_SDS = 40.0
 
 Gen = torch.Generator | None
 #: an exact sampler: (eta, law parameters, family, generator) -> y
@@ -165,120 +164,6 @@ def _bose_einstein(
     return out
 
 
-def _lattice_range(family: TorchFamily, mean: Tensor, sd: Tensor) -> tuple[int, int]:
-    """Integer range [lo, hi] holding mean +- TAIL_SDS sd of every tilted law in a chunk."""
-    lo = math.floor(float((mean - TAIL_SDS * sd).min()))
-    hi = math.ceil(float((mean + TAIL_SDS * sd).max()))
-    support = family.support
-    if support == Support.BINARY:
-        return 0, 1
-    if support == Support.PLUS_MINUS_ONE:
-        return -1, 1
-    if support == Support.NONNEGATIVE_INTEGERS:
-        lo = max(lo, 0)
-    if support == Support.POSITIVE_INTEGERS:
-        lo = max(lo, 1)
-    if hi - lo > 5_000_000:
-        raise ValueError(
-            f"{family.name}: the sampling range [{lo}, {hi}] is too wide for the "
-            "generic lattice sampler"
-        )
-    return lo, hi
-
-
-def _tilted_logpmf(family: TorchFamily, eta: Tensor, y: Tensor) -> Tensor:
-    """log h(y) + eta T(y) - A(eta) for every (eta_i, y_j) pair: shape (n_eta, n_y)."""
-    e = eta.reshape(-1, 1)
-    logp = (
-        family.log_base_measure(y).reshape(1, -1)
-        + e * family.sufficient_statistic(y)
-        - family.log_partition(e)
-    )
-    return torch.nan_to_num(logp, nan=-math.inf)
-
-
-#: at most this many (eta, y) cells are held in memory at once by the generic samplers
-MAX_CELLS = 4_000_000
-
-
-def _generic_lattice(family: TorchFamily, eta: Tensor, gen) -> Tensor:
-    """Inverse-CDF sampling of the tilted pmf, distinct etas in sorted chunks whose
-    (chunk x range) table stays below MAX_CELLS; each pmf is checked to sum to 1."""
-    flat = eta.reshape(-1)
-    uniq, inverse = torch.unique(flat, return_inverse=True)  # sorted
-    mean, sd = family.activation(uniq), torch.sqrt(family.activation_grad(uniq))
-    u = torch.rand(flat.shape, dtype=eta.dtype, generator=gen)
-    out = torch.empty_like(flat)
-    step = 2 if family.support == Support.PLUS_MINUS_ONE else 1
-    start = 0
-    while start < uniq.numel():
-        # grow the chunk while its table fits (sorted etas: neighbours share a range)
-        stop = start + 1
-        lo, hi = _lattice_range(family, mean[start:stop], sd[start:stop])
-        while stop < uniq.numel():
-            lo2, hi2 = _lattice_range(family, mean[start : stop + 1], sd[start : stop + 1])
-            if (stop + 1 - start) * (hi2 - lo2 + 1) > MAX_CELLS:
-                break
-            stop, lo, hi = stop + 1, lo2, hi2
-        y = torch.arange(lo, hi + 1, step, dtype=eta.dtype)
-        logp = _tilted_logpmf(family, uniq[start:stop], y)
-        mass = torch.logsumexp(logp, dim=1).exp()
-        if bool(((mass - 1).abs() > 1e-8).any()):
-            raise ValueError(
-                f"{family.name}: the tilted pmf on [{lo}, {hi}] sums to "
-                f"{float(mass.min()):.6g}..{float(mass.max()):.6g}, not 1: h(y) "
-                "and A(eta) do not describe one law (or the support is wrong)"
-            )
-        cdf = torch.cumsum(torch.softmax(logp, dim=1), dim=1)
-        rows = (inverse >= start) & (inverse < stop)
-        r = inverse[rows] - start
-        idx = torch.searchsorted(cdf[r], u[rows].unsqueeze(1)).clamp(max=y.numel() - 1)
-        out[rows] = y[idx.flatten()]
-        start = stop
-    return out.reshape(eta.shape)
-
-
-def _generic_continuous(
-    family: TorchFamily, eta: torch.Tensor, gen, n_grid: int = 4096, chunk: int = 512
-) -> torch.Tensor:
-    """Inverse CDF of the tilted density on a grid of cells, linear within each cell.
-
-    The density is evaluated at cell midpoints (never at an end of the support, where h
-    may be infinite); one uniform per sample is inverted through the piecewise-linear CDF.
-    Distinct etas are processed in chunks so memory stays O(chunk * n_grid).
-    """
-    flat = eta.reshape(-1)
-    uniq, inverse = torch.unique(flat, return_inverse=True)
-    mean, sd = family.activation(uniq), torch.sqrt(family.activation_grad(uniq))
-    u = torch.rand(flat.shape, dtype=eta.dtype, generator=gen)
-    out = torch.empty_like(flat)
-    for start in range(0, uniq.numel(), chunk):
-        e = uniq[start : start + chunk]
-        lo = mean[start : start + chunk] - TAIL_SDS * sd[start : start + chunk]
-        hi = mean[start : start + chunk] + TAIL_SDS * sd[start : start + chunk]
-        if family.support == Support.POSITIVE_REAL:
-            lo = lo.clamp_min(0.0)
-        if family.support == Support.UNIT_INTERVAL:
-            lo, hi = torch.zeros_like(lo), torch.ones_like(hi)
-        t = (torch.arange(n_grid, dtype=eta.dtype) + 0.5) / n_grid
-        y = lo[:, None] + (hi - lo)[:, None] * t[None, :]  # (chunk, n_grid) midpoints
-        logp = (
-            family.log_base_measure(y)
-            + e[:, None] * family.sufficient_statistic(y)
-            - family.log_partition(e)[:, None]
-        )
-        p = torch.softmax(torch.nan_to_num(logp, nan=-math.inf), dim=1)
-        cdf = torch.cat([torch.zeros_like(p[:, :1]), torch.cumsum(p, dim=1)], dim=1)
-        rows = (inverse >= start) & (inverse < start + e.numel())
-        r = inverse[rows] - start
-        uu = u[rows].unsqueeze(1) * cdf[r, -1:]
-        idx = torch.searchsorted(cdf[r], uu).clamp(1, n_grid).flatten()
-        c0, c1 = cdf[r, idx - 1], cdf[r, idx]
-        frac = ((uu.flatten() - c0) / (c1 - c0).clamp_min(1e-300)).clamp(0, 1)
-        out[rows] = lo[r] + (hi - lo)[r] * (idx - 1 + frac) / n_grid
-    return out.reshape(eta.shape)
-
-
 def sample(family: object, eta: torch.Tensor, generator: Gen = None) -> torch.Tensor:
     """Draw y ~ p(y | eta) elementwise for a family (a ``TorchFamily`` or a generated
     module exporting ``FAMILY``).
@@ -305,7 +190,7 @@ def sample(family: object, eta: torch.Tensor, generator: Gen = None) -> torch.Te
                 "no generic sampler; add base_measure to the spec"
             )
         if fam.support in LATTICE:
-            return _generic_lattice(fam, eta, generator)
+            return sample_lattice(fam, eta, generator)
         if fam.support in CONTINUOUS:
-            return _generic_continuous(fam, eta, generator)
+            return sample_continuous(fam, eta, generator)
         raise ValueError(f"{fam.name}: no sampler for support {fam.support!r}")
