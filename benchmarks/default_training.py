@@ -8,19 +8,18 @@ Procrustes error of the embedding (orthogonal basis W = QR, as in Figure 3) next
 StandardScaler + PCA's. A setting is `lr:tol:max_decays:init_bias:max_epochs`
 (`tol = 0`: fixed epoch count; `init_bias` 1 = B at the link of the column means).
 
-    python benchmarks/default_training.py --n-grid 100 \
+    python -m benchmarks.default_training --n-grid 100 \
         --settings 1e-2:0:0:0:30 1e-3:0:0:0:30 default
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import time
 
-import torch
 from scipy.spatial import procrustes
 
+from benchmarks.common import apply_quick, make_parser, set_threads, write_result
 from deqfam import pipeline
 from deqfam.pipeline import fit, orthogonal_basis, pca_embedding
 from deqfam.runtime.datasets import make_dataset
@@ -57,23 +56,21 @@ def run(family: str, ds, setting: dict, seed: int) -> str:
     )
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def main(argv: list[str] | None = None) -> None:
+    ap = make_parser(__doc__)
     ap.add_argument("--families", default=",".join(FAMILIES))
     ap.add_argument("--n-grid", type=int, default=100)
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--settings", nargs="+", default=["default"])
-    args = ap.parse_args()
-    torch.set_num_threads(1)
+    args = apply_quick(ap.parse_args(argv), n_grid=10, families="bernoulli")
+    set_threads(args.threads)
     print(
         f"defaults: lr {pipeline.DEFAULT_LR}, tol {pipeline.DEFAULT_TOL}, window "
         f"{pipeline.DEFAULT_WINDOW}, lr decay {pipeline.DEFAULT_LR_DECAY} x "
         f"{pipeline.DEFAULT_MAX_DECAYS}, max epochs {pipeline.DEFAULT_MAX_EPOCHS}; "
-        f"n_grid {args.n_grid}, 1 thread",
+        f"n_grid {args.n_grid}, {args.threads} thread(s)",
         flush=True,
     )
+    rows = []
     for family in args.families.split(","):
         module = importlib.import_module(f"deqfam.generated.{family}")
         ds = make_dataset(module, n_grid=args.n_grid, seed=args.seed)
@@ -82,6 +79,8 @@ def main() -> None:
         for text in args.settings:
             line = run(family, ds, parse_setting(text), args.seed)
             print(f"  {text:22s} {line}", flush=True)
+            rows.append({"family": family, "setting": text, "pca": pca, "result": line})
+    write_result("default_training", args, rows, argv=argv)
 
 
 if __name__ == "__main__":
