@@ -29,7 +29,7 @@ class InadmissibleFamilyError(ValueError):
 
 
 def check(family: Any, *, time_limit: float | None = None):
-    """Admissibility report of a family (see ``derive/admissibility.py``), within a wall-clock
+    """Admissibility report of a family (see ``derive/admissibility/``), within a wall-clock
     budget of ``time_limit`` seconds (default: ``derive.budget.resolve_time_limit``); raises
     ``derive.budget.BudgetExceeded`` when it runs out, in any thread."""
     from deqfam.derive.admissibility import check as _check

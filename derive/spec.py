@@ -9,7 +9,7 @@ numeric sub-expression is evaluated and bounded (magnitude, finiteness, realness
 special-function arguments are bounded *before* SymPy computes them (``factorial(10**6)`` or
 ``10**10**10`` would otherwise run for minutes inside one C call), and the finished expression
 must pass a complexity guard (node count, powers of eta, nesting of exponential-type
-functions). The derivation in ``derive.family`` runs under :func:`derivation_guard`: the
+functions). The derivation in ``derive.family`` runs under :func:`run_derivation`: the
 parameter substitution is checked the same way, SymPy failures become :class:`SpecError`
 naming the field, and the whole derivation gets a wall-clock budget (``derive.budget``).
 Every failure is one :class:`SpecError` naming the file, the field and the line.

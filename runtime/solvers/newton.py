@@ -4,8 +4,8 @@ A ``NewtonProblem`` is a batch of independent smooth minimisation problems, one 
 (row of ``z``). It gives the gradient blocks, a descent direction (the Newton step
 ``-H^{-1} g``, or a safeguarded substitute) and the objective along trial steps; the loop here
 owns the rest: convergence test, line search, step-scale bookkeeping, stall detection and the
-``Solution``. The dense ExpFamPCA Hessian (``inner.DenseNewtonProblem``) and the deep stack's
-block-tridiagonal Hessian (``runtime.deep.problem.StackNewtonProblem``) implement it.
+``Solution``. The dense ExpFamPCA Hessian (``dense.DenseNewtonProblem``) and the deep stack's
+block-tridiagonal Hessian (``runtime.deep.solve.StackNewtonProblem``) implement it.
 
 Iteration, for every still-active sample: ``z <- z + t d`` with ``t`` the largest admissible
 step of ``line_search.armijo_search`` among ``t_k = s * factor^k``; ``s`` restarts at 1 after
