@@ -7,7 +7,8 @@ time (mpmath, 30 digits) and emitted as round-trip float literals, and nothing e
 family is hand-written.
 
 * :class:`TorchLayerPrinter` (an ``AbstractPythonCodePrinter``, not SymPy's ``TorchPrinter``):
-  elementwise torch code that TorchScript accepts and ``torch.compile(fullgraph=True)`` traces without graph breaks;
+  elementwise torch code that TorchScript accepts and ``torch.compile(fullgraph=True)``
+  traces without graph breaks;
   the delicate primitives are the ``torch.ops.deqfam`` custom ops of ``runtime/special.py``.
 * :class:`KernelPrinter` (a SymPy ``C99CodePrinter``): double-precision C for the fused
   C++/CUDA kernels; primitives become ``deqfam_*`` device functions whose per-order
