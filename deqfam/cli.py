@@ -239,6 +239,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                 progress=not args.quiet,
                 overwrite=args.overwrite,
                 allow_inadmissible=args.allow_inadmissible,
+                optimizer=args.optimizer,
             )
     except (DataError, CheckpointError) as exc:
         print(f"deqfam: error: {exc}", file=sys.stderr)
@@ -250,6 +251,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
         f"fitted {res.model.family.name} ExpFamPCA: final loss {res.history.loss[-1]:.6g}; "
         f"outputs in {args.out}"
     )
+    if getattr(res.history, "stop_reason", None) is not None:
+        print(
+            f"newton fit: {res.history.iterations} iterations, stopped: {res.history.stop_reason}"
+        )
     return EXIT_OK
 
 
@@ -394,6 +399,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="L",
         help="latent dimension, 1..(number of data columns)",
     )
+    p.add_argument(
+        "--optimizer",
+        choices=("newton", "adam"),
+        default="newton",
+        help="newton (default): alternate the latent Newton solve with Newton / Fisher "
+        "scoring per data column until converged; adam: first-order training through the "
+        "implicit layer for --epochs epochs of --batch-size minibatches at --lr",
+    )
     p.add_argument("--epochs", type=opt.positive_int, default=30, help="training epochs")
     p.add_argument("--batch-size", type=opt.positive_int, default=500, help="minibatch size")
     p.add_argument(
@@ -406,8 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--weight-decay",
         type=opt.nonnegative_finite_float,
-        default=0.0,
-        help="L2 penalty >= 0 on the loadings W",
+        default=1.0,
+        help="precision >= 0 of the Gaussian prior on the loadings W and offsets B (with 0 "
+        "the joint objective has no minimiser)",
     )
     p.add_argument("--seed", type=opt.seed_int, default=0, help="random seed (init, shuffling)")
     p.add_argument(
@@ -441,6 +455,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=opt.n_grid_int,
         default=100,
         help=f"ground-truth grid size (n_grid**2 samples), 1..{opt.MAX_N_GRID}",
+    )
+    p.add_argument(
+        "--optimizer",
+        choices=("newton", "adam"),
+        default="newton",
+        help="newton (default): alternate the latent Newton solve with Newton / Fisher "
+        "scoring per data column until converged; adam: first-order training through the "
+        "implicit layer for --epochs epochs of --batch-size minibatches at --lr",
     )
     p.add_argument("--epochs", type=opt.positive_int, default=30, help="training epochs")
     p.add_argument("--seed", type=opt.seed_int, default=0, help="random seed")

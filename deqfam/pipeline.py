@@ -37,11 +37,18 @@ from deqfam.derive.family import load_family
 from deqfam.fsutil import atomic_write_text
 from deqfam.runtime.datasets import make_dataset
 from deqfam.runtime.family import TorchFamily
+from deqfam.runtime.fitting import NewtonFitConfig, fit_newton
 from deqfam.runtime.laplace import posterior_from_latents
 from deqfam.runtime.models import ExpFamPCA
 from deqfam.runtime.plots import save_embedding_png, save_history_png
 from deqfam.runtime.train import CHECKPOINT_NAME, TrainConfig, TrainingDiverged, train
-from deqfam.runtime.validation import DataError, validate_observations
+from deqfam.runtime.validation import DataError, check_choice, validate_observations
+
+#: ``fit``'s optimizers: second-order alternation (default) or Adam through the implicit layer
+OPTIMIZERS = ("newton", "adam")
+#: default precision of the Gaussian prior on (W, B): with none, the joint objective has no
+#: minimiser (W -> c W, Z -> Z / c lowers lam/2 |Z|^2 for ever)
+DEFAULT_WEIGHT_DECAY = 1.0
 
 
 def default_demo_spec() -> Path:
@@ -139,13 +146,14 @@ def fit(
     batch_size: int = 500,
     lr: float = 1e-2,
     seed: int = 0,
-    weight_decay: float = 0.0,
+    weight_decay: float = DEFAULT_WEIGHT_DECAY,
     out_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
     labels: np.ndarray | None = None,
     overwrite: bool = False,
     allow_inadmissible: bool = False,
+    optimizer: str = "newton",
 ) -> FitResult:
     """Fit ExpFamPCA to ``data`` and (with ``out_dir``) write latents, Laplace covariances,
     parameters, history and plots there (each file written atomically).
@@ -155,7 +163,13 @@ def fit(
     (:class:`OutputExistsError`) unless ``resume`` (continue it) or ``overwrite`` (delete it
     and start afresh). A family that ``check`` rejects is refused unless
     ``allow_inadmissible``.
+
+    ``optimizer="newton"`` (default) minimises the joint MAP objective by alternating the
+    latent Newton solve with Newton / Fisher scoring per column (``runtime.fitting``) until
+    its convergence test; ``epochs``, ``batch_size`` and ``lr`` then do not apply.
+    ``optimizer="adam"`` trains through the implicit layer for ``epochs`` epochs.
     """
+    check_choice("optimizer", optimizer, OPTIMIZERS)
     with time_budget(None, "fit setup (loading, deriving and generating the family)"):
         module = (
             family
@@ -168,7 +182,7 @@ def fit(
     if isinstance(data, torch.Tensor) and not data.is_complex():
         data = data.to(torch.float64)  # counts may come as integers
     data = validate_observations(data, fam_torch.support, support_max=fam_torch.support_max)
-    run_info = run_settings(module, data, latent_dim, lam, weight_decay)
+    run_info = {**run_settings(module, data, latent_dim, lam, weight_decay), "optimizer": optimizer}
     model = ExpFamPCA(
         fam_torch,
         data.shape[1],
@@ -188,23 +202,24 @@ def fit(
                 "that run or --overwrite to replace it"
             )
         ckpt.unlink()  # start afresh: never resume the replaced run by accident
-    cfg = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        progress=progress,
-        checkpoint_dir=str(ckpt_dir) if ckpt_dir else None,
-    )
-    history = train(
-        model,
-        data,
-        cfg,
-        resume=ckpt if resume and ckpt and ckpt.exists() else None,
-        run_info=run_info,
-    )
+    previous = ckpt if resume and ckpt and ckpt.exists() else None
+    if optimizer == "newton":
+        newton_cfg = NewtonFitConfig(
+            progress=progress, checkpoint_path=str(ckpt) if ckpt is not None else None
+        )
+        history = fit_newton(model, data, newton_cfg, resume=previous, run_info=run_info)
+    else:
+        cfg = TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            progress=progress,
+            checkpoint_dir=str(ckpt_dir) if ckpt_dir else None,
+        )
+        history = train(model, data, cfg, resume=previous, run_info=run_info)
     with torch.no_grad():
-        z = model(data)
+        z = model(data, z0=model.last_z if optimizer == "newton" else None)
         stats = model.last_stats
         post = posterior_from_latents(model.family, model.W, model.B, model.lam, z)
         cov = post.covariance()
