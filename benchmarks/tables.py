@@ -232,6 +232,37 @@ def paper_fig3(fig: Figures) -> str:
     return code_block(paper_fig3_lines(fig))
 
 
+def glmpca_compare(fig: Figures) -> str:
+    """Time (whole process, in process) and train / held-out deviance per image, deqfam's
+    default fit against glmpca, per (family, latent dimension)."""
+    rows = []
+    for c in fig["cases"]:
+        t = c["seconds"]
+        rows.append(
+            [
+                f"{c['family']} {c['shape'][0]}x{c['shape'][1]}, l={c['latent_dim']}",
+                f"{t['deq_proc']:.1f} / {t['deq_inproc']:.1f}",
+                f"{t['glm_proc']:.1f} / {t['glm_inner']:.1f}",
+                f"{c['deq_train_deviance']:.2f}",
+                f"{c['glm_train_deviance']:.2f}",
+                f"{c['deq_heldout_deviance']:.2f}",
+                f"{c['glm_heldout_deviance']:.2f}",
+                f"{c['deq_iterations']} ({c['deq_stop_reason']}) / {c['glm_iterations']}",
+            ]
+        )
+    header = [
+        "data",
+        "deqfam s (process / in)",
+        "glmpca s (process / in)",
+        "deqfam train dev",
+        "glmpca train dev",
+        "deqfam held-out dev",
+        "glmpca held-out dev",
+        "iterations deqfam / glmpca",
+    ]
+    return markdown(header, "lrrrrrrl", rows)
+
+
 TABLES: dict[str, Callable[[Figures], str]] = {
     "special_accuracy": special_accuracy,
     "check_time": check_time,
@@ -242,4 +273,5 @@ TABLES: dict[str, Callable[[Figures], str]] = {
     "pcdeq_digits": pcdeq_digits,
     "ck_ntk": ck_ntk,
     "paper_fig3": paper_fig3,
+    "glmpca_compare": glmpca_compare,
 }

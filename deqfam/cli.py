@@ -243,6 +243,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                 overwrite=args.overwrite,
                 allow_inadmissible=args.allow_inadmissible,
                 threads=args.threads,
+                optimizer=args.optimizer,
             )
     except (DataError, CheckpointError) as exc:
         print(f"deqfam: error: {exc}", file=sys.stderr)
@@ -254,7 +255,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
         f"fitted {res.model.family.name} ExpFamPCA: final loss {res.history.loss[-1]:.6g}; "
         f"outputs in {args.out}"
     )
-    print(f"training {res.history.stop_reason}: {res.history.stop_message}")
+    history = res.history
+    if hasattr(history, "iterations"):  # the second-order fit (runtime/fitting)
+        print(f"newton fit: {history.iterations} iterations, stopped: {history.stop_reason}")
+    else:
+        print(f"training {history.stop_reason}: {history.stop_message}")
     return EXIT_OK
 
 
@@ -423,7 +428,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="L",
         help="latent dimension, 1..(number of data columns)",
     )
-    p.add_argument("--epochs", type=opt.positive_int, default=300, help="maximum number of epochs")
+    p.add_argument(
+        "--optimizer",
+        choices=("newton", "adam"),
+        default="newton",
+        help="newton (default): alternate the latent Newton solve with Newton / Fisher "
+        "scoring per data column until converged; adam: first-order training through the "
+        "implicit layer for --epochs epochs of --batch-size minibatches at --lr",
+    )
+    p.add_argument(
+        "--epochs",
+        type=opt.positive_int,
+        default=300,
+        help="maximum number of epochs (adam only)",
+    )
     p.add_argument("--batch-size", type=opt.positive_int, default=500, help="minibatch size")
     p.add_argument(
         "--lam",
@@ -444,8 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--weight-decay",
         type=opt.nonnegative_finite_float,
-        default=0.0,
-        help="L2 penalty >= 0 on the loadings W",
+        default=1.0,
+        help="precision >= 0 of the Gaussian prior on the loadings W and offsets B (with 0 "
+        "the joint objective has no minimiser)",
     )
     p.add_argument("--seed", type=opt.seed_int, default=0, help="random seed (init, shuffling)")
     p.add_argument(
@@ -498,7 +517,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=100,
         help=f"ground-truth grid size (n_grid**2 samples), 1..{opt.MAX_N_GRID}",
     )
-    p.add_argument("--epochs", type=opt.positive_int, default=300, help="maximum number of epochs")
+    p.add_argument(
+        "--optimizer",
+        choices=("newton", "adam"),
+        default="newton",
+        help="newton (default): alternate the latent Newton solve with Newton / Fisher "
+        "scoring per data column until converged; adam: first-order training through the "
+        "implicit layer for --epochs epochs of --batch-size minibatches at --lr",
+    )
+    p.add_argument(
+        "--epochs",
+        type=opt.positive_int,
+        default=300,
+        help="maximum number of epochs (adam only)",
+    )
     p.add_argument("--seed", type=opt.seed_int, default=0, help="random seed")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_threads(p)

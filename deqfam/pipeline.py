@@ -38,13 +38,20 @@ from deqfam.fitted import PARAMS_NAME, SPEC_NAME, spec_text_of
 from deqfam.fsutil import atomic_write_text
 from deqfam.runtime.datasets import SHAPE_NAMES, make_dataset
 from deqfam.runtime.family import TorchFamily, as_torch_family
+from deqfam.runtime.fitting import NewtonFitConfig, fit_newton
 from deqfam.runtime.initialisation import bias_at_column_means
 from deqfam.runtime.laplace import posterior_from_latents
 from deqfam.runtime.models import ExpFamPCA
 from deqfam.runtime.plots import save_embedding_png, save_history_png
 from deqfam.runtime.threads import batched_hessian_work, choose_threads, thread_scope
 from deqfam.runtime.train import CHECKPOINT_NAME, TrainConfig, TrainingDiverged, train
-from deqfam.runtime.validation import DataError, validate_observations
+from deqfam.runtime.validation import DataError, check_choice, validate_observations
+
+#: ``fit``'s optimizers: second-order alternation (default) or Adam through the implicit layer
+OPTIMIZERS = ("newton", "adam")
+#: default precision of the Gaussian prior on (W, B): with none, the joint objective has no
+#: minimiser (W -> c W, Z -> Z / c lowers lam/2 |Z|^2 for ever)
+DEFAULT_WEIGHT_DECAY = 1.0
 
 
 def default_demo_spec() -> Path:
@@ -143,7 +150,7 @@ class FitResult:
     #: per-sample solver outcome of the final forward pass (converged, residual, iterations)
     stats: Any = None
     #: the training options used (epochs = maximum, convergence test)
-    config: TrainConfig | None = None
+    config: TrainConfig | NewtonFitConfig | None = None
     #: the thread choice the fit ran under (runtime/threads.py ThreadChoice.to_dict())
     threads: dict[str, Any] | None = None
     #: the spec text of the family (saved as spec.yaml so ``deqfam transform`` can reload it)
@@ -160,7 +167,7 @@ def fit(
     batch_size: int = 500,
     lr: float = DEFAULT_LR,
     seed: int = 0,
-    weight_decay: float = 0.0,
+    weight_decay: float = DEFAULT_WEIGHT_DECAY,
     out_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
@@ -174,6 +181,7 @@ def fit(
     overwrite: bool = False,
     allow_inadmissible: bool = False,
     threads: int | str | None = "auto",
+    optimizer: str = "newton",
 ) -> FitResult:
     """Fit ExpFamPCA to ``data`` and (with ``out_dir``) write latents, Laplace covariances,
     parameters, history and plots there (each file written atomically). ``labels`` (one int
@@ -193,7 +201,13 @@ def fit(
     ``allow_inadmissible``. Training and the final solve run on the thread count of
     ``runtime/threads.py`` (``threads``: a positive integer, or ``"auto"`` for the policy),
     recorded in ``FitResult.threads`` and ``history.json``.
+
+    ``optimizer="newton"`` (default) minimises the joint MAP objective by alternating the
+    latent Newton solve with Newton / Fisher scoring per column (``runtime.fitting``) until
+    its convergence test; ``epochs``, ``batch_size`` and ``lr`` then do not apply.
+    ``optimizer="adam"`` trains through the implicit layer for ``epochs`` epochs.
     """
+    check_choice("optimizer", optimizer, OPTIMIZERS)
     with time_budget(None, "fit setup (loading, deriving and generating the family)"):
         module = (
             family
@@ -206,7 +220,7 @@ def fit(
     if isinstance(data, torch.Tensor) and not data.is_complex():
         data = data.to(torch.float64)  # counts may come as integers
     data = validate_observations(data, fam_torch.support, support_max=fam_torch.support_max)
-    run_info = run_settings(module, data, latent_dim, lam, weight_decay)
+    run_info = {**run_settings(module, data, latent_dim, lam, weight_decay), "optimizer": optimizer}
     model = ExpFamPCA(
         fam_torch,
         data.shape[1],
@@ -229,30 +243,31 @@ def fit(
                 "that run or --overwrite to replace it"
             )
         ckpt.unlink()  # start afresh: never resume the replaced run by accident
-    cfg = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        progress=progress,
-        checkpoint_dir=str(ckpt_dir) if ckpt_dir else None,
-        tol=tol,
-        window=window,
-        lr_decay=lr_decay,
-        max_decays=max_decays,
-    )
+    previous = ckpt if resume and ckpt and ckpt.exists() else None
     work = batched_hessian_work(min(batch_size, data.shape[0]), data.shape[1], latent_dim)
     choice = choose_threads(threads, work)
     with thread_scope(choice):
-        history = train(
-            model,
-            data,
-            cfg,
-            resume=ckpt if resume and ckpt and ckpt.exists() else None,
-            run_info=run_info,
-        )
+        if optimizer == "newton":
+            cfg = NewtonFitConfig(
+                progress=progress, checkpoint_path=str(ckpt) if ckpt is not None else None
+            )
+            history = fit_newton(model, data, cfg, resume=previous, run_info=run_info)
+        else:
+            cfg = TrainConfig(
+                epochs=epochs,
+                batch_size=batch_size,
+                lr=lr,
+                seed=seed,
+                progress=progress,
+                checkpoint_dir=str(ckpt_dir) if ckpt_dir else None,
+                tol=tol,
+                window=window,
+                lr_decay=lr_decay,
+                max_decays=max_decays,
+            )
+            history = train(model, data, cfg, resume=previous, run_info=run_info)
         with torch.no_grad():
-            z = model(data)
+            z = model(data, z0=model.last_z if optimizer == "newton" else None)
             stats = model.last_stats
             post = posterior_from_latents(model.family, model.W, model.B, model.lam, z)
             cov = post.covariance()
@@ -342,13 +357,13 @@ def _write_fit_outputs(
                 label_names,
                 ("latent 1 (orthogonal basis W = QR)", "latent 2 (orthogonal basis W = QR)"),
             )
-        cfg = res.config
+        adam = isinstance(res.config, TrainConfig)  # the Newton fit has no lr or window
         save_history_png(
             staging / "loss.png",
             res.history.loss,
-            lrs=res.history.lr,
-            tol=cfg.tol if cfg is not None else 0.0,
-            window=cfg.window if cfg is not None else 0,
+            lrs=res.history.lr if adam else None,
+            tol=res.config.tol if adam else 0.0,
+            window=res.config.window if adam else 0,
             stop_message=res.history.stop_message,
         )
         for f in sorted(staging.iterdir()):

@@ -148,7 +148,9 @@ def test_csv_with_byte_order_mark_keeps_every_row(tmp_path, header):
 
 
 def _fit(data: Path, out: Path, *extra: str) -> int:
+    # the Adam path: these tests exercise its epoch/minibatch checkpoint contract
     argv = ["fit", str(data), "--family", "poisson", "--latent-dim", "2", "--epochs", "1"]
+    argv += ["--optimizer", "adam"]
     return main([*argv, "--quiet", "--batch-size", "10", "--out", str(out), *extra])
 
 
@@ -165,7 +167,7 @@ def fitted(tmp_path):
         (["--lam", "0.5"], "lam=0.1"),
         (["--latent-dim", "3"], "latent_dim=2"),
         (["--family", "negative_binomial"], "family='poisson'"),
-        (["--weight-decay", "0.1"], "weight_decay=0.0"),
+        (["--weight-decay", "0.1"], "weight_decay=1.0"),
     ],
 )
 def test_resume_with_other_settings_is_refused(fitted, capsys, change, setting):

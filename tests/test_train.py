@@ -114,6 +114,8 @@ def test_fit_cli_writes_outputs_and_rejects_bad_data(tmp_path, capsys):
             "poisson",
             "--latent-dim",
             "2",
+            "--optimizer",
+            "adam",
             "--epochs",
             "2",
             "--out",

@@ -96,5 +96,8 @@ class InnerProblem:
 def hessian_from_slope(W: Tensor, sp: Tensor, lam: float) -> Tensor:
     """``lam I + W^T diag(sp_s) W`` for every row ``sp_s`` of ``sp`` (shape ``(N, l, l)``)."""
     l = W.shape[1]
-    gram = torch.einsum("nd,di,dj->nij", sp, W, W)
+    # one GEMM (N x d) @ (d x l^2) with the outer products W_i W_j of the rows of W: several
+    # times faster than einsum("nd,di,dj->nij"), which torch does not map to one GEMM
+    outer = (W[:, :, None] * W[:, None, :]).reshape(W.shape[0], l * l)
+    gram = (sp @ outer).reshape((*sp.shape[:-1], l, l))
     return gram + lam * torch.eye(l, dtype=W.dtype, device=W.device)
