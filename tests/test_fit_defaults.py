@@ -69,6 +69,7 @@ def test_fit_reports_why_it_stopped(tmp_path, capsys):
     np.save(data, ds.Y.numpy())
     out = tmp_path / "fit"
     argv = ["fit", str(data), "--family", "poisson", "--latent-dim", "2", "--out", str(out)]
+    argv += ["--optimizer", "adam"]  # the stopping rule of the first-order path
     assert main([*argv, "--epochs", "400", "--tol", "1e-3", "--quiet"]) == 0
     hist = json.loads((out / "history.json").read_text())
     assert hist["stop_reason"] == "converged" and len(hist["loss"]) < 400

@@ -45,7 +45,10 @@ def _data() -> torch.Tensor:
 
 
 def _fit(**kwargs):
-    return pipeline.fit(_data(), "poisson", 2, epochs=1, batch_size=8, progress=False, **kwargs)
+    # the Adam path: the spy on pipeline.train sees the thread count training runs under
+    return pipeline.fit(
+        _data(), "poisson", 2, epochs=1, batch_size=8, progress=False, optimizer="adam", **kwargs
+    )
 
 
 def test_auto_uses_one_thread_for_small_work_and_restores(
@@ -116,3 +119,18 @@ def test_cli_rejects_bad_thread_counts(value, tmp_path, capsys):
 def test_library_rejects_bad_thread_counts(value):
     with pytest.raises(ValueError, match="positive integer or 'auto'"):
         th.parse_threads(value)
+
+
+def test_the_default_second_order_fit_runs_under_the_policy(torch_threads, monkeypatch):
+    """The default optimizer (newton, runtime/fitting) is wrapped by the same thread scope."""
+    seen: list[int] = []
+    real = pipeline.fit_newton
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "fit_newton", spy)
+    res = pipeline.fit(_data(), "poisson", 2, progress=False)
+    assert seen == [1] and res.threads["rule"] == th.RULE_SMALL
+    assert torch.get_num_threads() == torch_threads
