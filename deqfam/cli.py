@@ -462,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--weight-decay",
         type=opt.nonnegative_finite_float,
-        default=1.0,
+        default=500.0,
         help="precision >= 0 of the Gaussian prior on the loadings W and offsets B (with 0 "
         "the joint objective has no minimiser)",
     )

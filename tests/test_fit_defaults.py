@@ -32,6 +32,7 @@ def test_cli_defaults_are_the_library_defaults(tmp_path):
     args = build_parser().parse_args(["fit", str(data), "--family", "poisson", "--latent-dim", "2"])
     assert args.epochs == pipeline.DEFAULT_MAX_EPOCHS
     assert args.lr == pipeline.DEFAULT_LR and args.tol == pipeline.DEFAULT_TOL
+    assert args.weight_decay == pipeline.DEFAULT_WEIGHT_DECAY and args.optimizer == "newton"
     demo = build_parser().parse_args(["demo"])
     assert demo.epochs == pipeline.DemoConfig().epochs == pipeline.DEFAULT_MAX_EPOCHS
 
