@@ -25,6 +25,8 @@ import functools
 import mpmath
 import torch
 
+from .order_ops import register_order_op
+
 __all__ = ["LOGEXPM1EXP_K_MAX", "logexpm1", "logexpm1exp"]
 
 #: Taylor series in u = e^x below this u, closed form above.
@@ -109,8 +111,8 @@ def _logexpm1exp_f64(x: torch.Tensor, k: int) -> torch.Tensor:
     return torch.where(torch.isnan(x), x, out)
 
 
-@torch.library.custom_op("deqfam::logexpm1exp", mutates_args=())
-def _logexpm1exp_op(x: torch.Tensor, k: int) -> torch.Tensor:
+def _logexpm1exp_impl(x: torch.Tensor, k: int) -> torch.Tensor:
+    """G^(k)(x) in plain torch ops: the body of ``deqfam::logexpm1exp``."""
     if not x.is_floating_point():
         raise TypeError(f"logexpm1exp: expected a floating-point tensor, got {x.dtype}")
     k = int(k)
@@ -119,23 +121,7 @@ def _logexpm1exp_op(x: torch.Tensor, k: int) -> torch.Tensor:
     return _logexpm1exp_f64(x.to(torch.float64), k).to(x.dtype)
 
 
-@_logexpm1exp_op.register_fake
-def _(x: torch.Tensor, k: int) -> torch.Tensor:
-    return torch.empty_like(x)
-
-
-def _setup_k(ctx, inputs, output) -> None:
-    x, k = inputs
-    ctx.save_for_backward(x)
-    ctx.k = k
-
-
-def _logexpm1exp_bwd(ctx, grad: torch.Tensor):
-    (x,) = ctx.saved_tensors
-    return grad * _logexpm1exp_op(x, ctx.k + 1), None
-
-
-_logexpm1exp_op.register_autograd(_logexpm1exp_bwd, setup_context=_setup_k)
+_logexpm1exp_op = register_order_op("deqfam::logexpm1exp", _logexpm1exp_impl, int, 1)
 
 
 def logexpm1exp(x: torch.Tensor, k: int = 0) -> torch.Tensor:

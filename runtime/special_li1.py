@@ -25,6 +25,8 @@ from fractions import Fraction
 
 import torch
 
+from .order_ops import register_order_op
+
 __all__ = ["LOGLI1EXP_K_MAX", "logli1exp", "logli1exp_impl"]
 
 #: The series in u = e^x is used below this u.
@@ -112,8 +114,8 @@ def logli1exp_impl(x: torch.Tensor, k: int) -> torch.Tensor:
     return _logli1exp_f64(x.to(torch.float64), int(k)).to(x.dtype)
 
 
-@torch.library.custom_op("deqfam::logli1exp", mutates_args=())
-def _logli1exp_op(x: torch.Tensor, k: int) -> torch.Tensor:
+def _logli1exp_checked(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The body of ``deqfam::logli1exp``: argument checks, then :func:`logli1exp_impl`."""
     if not x.is_floating_point():
         raise TypeError(f"logli1exp: expected a floating-point tensor, got {x.dtype}")
     if not 0 <= int(k) <= LOGLI1EXP_K_MAX:
@@ -121,23 +123,7 @@ def _logli1exp_op(x: torch.Tensor, k: int) -> torch.Tensor:
     return logli1exp_impl(x, k)
 
 
-@_logli1exp_op.register_fake
-def _(x: torch.Tensor, k: int) -> torch.Tensor:
-    return torch.empty_like(x)
-
-
-def _setup(ctx, inputs, output) -> None:
-    x, k = inputs
-    ctx.save_for_backward(x)
-    ctx.k = k
-
-
-def _logli1exp_bwd(ctx, grad: torch.Tensor):
-    (x,) = ctx.saved_tensors
-    return grad * _logli1exp_op(x, ctx.k + 1), None
-
-
-_logli1exp_op.register_autograd(_logli1exp_bwd, setup_context=_setup)
+_logli1exp_op = register_order_op("deqfam::logli1exp", _logli1exp_checked, int, 1)
 
 
 def logli1exp(x: torch.Tensor, k: int = 0) -> torch.Tensor:
