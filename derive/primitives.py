@@ -38,6 +38,15 @@ import sympy as sp
 from scipy import special as sps
 from sympy.core.function import ArgumentIndexError
 
+from deqfam.expansions import (
+    LOGEXPM1EXP_U_LINEAR,
+    LOGEXPM1EXP_U_SERIES,
+    LOGLI1EXP_U_SERIES,
+    logexpm1exp_far_terms,
+    logexpm1exp_series,
+    logli1exp_series,
+)
+
 _X = sp.Dummy("x", real=True)
 
 
@@ -330,53 +339,6 @@ class logexpm1(StablePrimitive):
             )
 
 
-#: logexpm1exp: the Taylor series in u = e^x is used for u < LOGEXPM1EXP_U_SERIES.
-LOGEXPM1EXP_U_SERIES = 1.0
-#: Terms of that series: |B_n| n^(k-1)/n! ~ 2 n^(k-1)/(2 pi)^n, below 1e-19 at n = 36 for
-#: k <= 5 and u <= 1.
-LOGEXPM1EXP_TERMS = 36
-#: Above this u, G^(k)(x) = u to float64 precision: the neglected terms are below
-#: u^k e^{-u}, i.e. < 1e-17 relative at u = 60 for k <= 5.
-LOGEXPM1EXP_U_LINEAR = 60.0
-
-
-@functools.lru_cache(maxsize=16)
-def logexpm1exp_series(k: int) -> tuple[float, ...]:
-    """Coefficients c_n (of u^n, u = e^x) of G^(k)(x), G(x) = log(e^u - 1), k >= 1.
-
-    G'(x) = u e^u/(e^u - 1) = u + phi(u) with phi(u) = u/(e^u - 1) = sum_n B_n u^n/n!
-    (B_1 = -1/2), and d/dx = u d/du, so G^(k) = u + sum_n B_n n^(k-1) u^n/n!: the
-    coefficients are exact rationals (mpmath at 40 digits) rounded once to float64.
-    """
-    if k < 1:
-        raise ValueError("the series form is for k >= 1")
-    with mpmath.workdps(40):
-        out = []
-        for n in range(LOGEXPM1EXP_TERMS):
-            c = mpmath.bernoulli(n) * mpmath.mpf(n) ** (k - 1) / mpmath.factorial(n)
-            if n == 0:
-                c = mpmath.mpf(1) if k == 1 else mpmath.mpf(0)
-            out.append(float(c + (1 if n == 1 else 0)))
-    return tuple(out)
-
-
-@functools.lru_cache(maxsize=16)
-def logexpm1exp_far_terms(k: int) -> tuple[tuple[int, int, int], ...]:
-    """Terms (coef, a, c) with D^(k-1) phi = sum coef u^a b^c, b = 1/(e^u - 1), D = u d/du.
-
-    phi = u b and db/du = -b (1 + b), so D(u^a b^c) = a u^a b^c - c u^(a+1) (b^c + b^(c+1)):
-    integer coefficients, exact.
-    """
-    poly = {(1, 1): 1}
-    for _ in range(k - 1):
-        nxt: dict[tuple[int, int], int] = {}
-        for (a, c), coef in poly.items():
-            for key, val in (((a, c), a), ((a + 1, c), -c), ((a + 1, c + 1), -c)):
-                nxt[key] = nxt.get(key, 0) + coef * val
-        poly = {key: v for key, v in nxt.items() if v != 0}
-    return tuple((v, a, c) for (a, c), v in sorted(poly.items()))
-
-
 def _logexpm1exp_numpy(k: int, x):
     """float64 G^(k)(x), G(x) = log(e^{e^x} - 1), by the three branches of the primitive."""
     x = np.asarray(x, dtype=float)
@@ -425,39 +387,6 @@ class logexpm1exp(StablePrimitive):
     @staticmethod
     def numpy_impl(k, x):
         return _logexpm1exp_numpy(int(k), x)
-
-
-#: logli1exp: the series in u = e^x is used for u < LOGLI1EXP_U_SERIES, closed forms above.
-LOGLI1EXP_U_SERIES = 0.25
-#: Terms of that series. It has radius 1 (branch point at u = 1) and |a_n| < 1, so the
-#: relative truncation error of F^(k) at u = 1/4 is below n^k 4^-(n-1): < 1e-18 at n = 48
-#: for k <= 6.
-LOGLI1EXP_TERMS = 48
-
-
-@functools.lru_cache(maxsize=1)
-def _logli1exp_h_coefficients() -> tuple[sp.Rational, ...]:
-    """a_n (exact) with h(u) = log(Li_1(u)/u) = log(-log(1 - u)/u) = sum_n a_n u^n, |u| < 1."""
-    u = sp.Symbol("u")
-    ser = sp.series(sp.log(-sp.log(1 - u) / u), u, 0, LOGLI1EXP_TERMS).removeO()
-    poly = sp.Poly(ser, u)
-    return tuple(poly.coeff_monomial(u**n) for n in range(LOGLI1EXP_TERMS))
-
-
-@functools.lru_cache(maxsize=16)
-def logli1exp_series(k: int) -> tuple[float, ...]:
-    """Coefficients c_n (of u^n, u = e^x) of F^(k)(x) - [k = 0] x, F(x) = log Li_1(e^x).
-
-    F = x + h(u) with h(u) = log(Li_1(u)/u) = sum a_n u^n (SymPy series, exact rationals),
-    and d/dx = u d/du, so F^(k) = [k = 1] + sum_n n^k a_n u^n for k >= 1 (no cancellation as
-    u -> 0: F' -> 1, F'' ~ u/2).
-    """
-    a = _logli1exp_h_coefficients()
-    exact = [sp.Integer(n) ** k * a[n] if n or k == 0 else sp.Integer(0) for n in range(len(a))]
-    out = [int(c.p) / int(c.q) for c in exact]  # int / int rounds correctly
-    if k == 1:
-        out[0] = 1.0
-    return tuple(out)
 
 
 @functools.lru_cache(maxsize=16)

@@ -20,21 +20,19 @@ Branches (the same as the SymPy primitive's numpy reference in derive/primitives
   and u^a would overflow to inf while b underflows to 0 past u ~ 1e77).
 """
 
-import functools
-
-import mpmath
 import torch
+
+from deqfam.expansions import (
+    LOGEXPM1EXP_U_LINEAR,
+    LOGEXPM1EXP_U_SERIES,
+    logexpm1exp_far_terms,
+    logexpm1exp_series,
+)
 
 from .order_ops import register_order_op
 
 __all__ = ["LOGEXPM1EXP_K_MAX", "logexpm1", "logexpm1exp"]
 
-#: Taylor series in u = e^x below this u, closed form above.
-_U_SERIES = 1.0
-#: Beyond this u, G^(k)(x) = u in float64.
-_U_LINEAR = 60.0
-#: Terms of the series in u: |B_n| n^(k-1)/n! ~ 2 n^(k-1)/(2 pi)^n is below 1e-19 at n = 36.
-_TERMS = 36
 #: Largest derivative order (A''' of a family needs k = 3; its backward k = 4, then 5).
 LOGEXPM1EXP_K_MAX = 6
 
@@ -52,32 +50,6 @@ def logexpm1(x: torch.Tensor) -> torch.Tensor:
     return torch.where(big, xb + torch.log1p(-torch.exp(-xb)), torch.log(torch.expm1(xs)))
 
 
-@functools.lru_cache(maxsize=16)
-def series_coefficients(k: int) -> tuple[float, ...]:
-    """c_n (of u^n) with G^(k) = sum_n c_n u^n: B_n n^(k-1)/n! + [n = 1] (+ [n = 0] if k = 1)."""
-    with mpmath.workdps(40):
-        out = []
-        for n in range(_TERMS):
-            c = mpmath.bernoulli(n) * mpmath.mpf(n) ** (k - 1) / mpmath.factorial(n)
-            if n == 0:
-                c = mpmath.mpf(1) if k == 1 else mpmath.mpf(0)
-            out.append(float(c + (1 if n == 1 else 0)))
-    return tuple(out)
-
-
-@functools.lru_cache(maxsize=16)
-def far_terms(k: int) -> tuple[tuple[int, int, int], ...]:
-    """(coef, a, c) with D^(k-1) phi = sum coef u^a b^c, b = 1/expm1(u) (exact integers)."""
-    poly = {(1, 1): 1}
-    for _ in range(k - 1):
-        nxt: dict[tuple[int, int], int] = {}
-        for (a, c), coef in poly.items():
-            for key, val in (((a, c), a), ((a + 1, c), -c), ((a + 1, c + 1), -c)):
-                nxt[key] = nxt.get(key, 0) + coef * val
-        poly = {key: v for key, v in nxt.items() if v != 0}
-    return tuple((v, a, c) for (a, c), v in sorted(poly.items()))
-
-
 def _g0(x: torch.Tensor) -> torch.Tensor:
     """G(x) = log(e^{e^x} - 1) by the three k = 0 branches."""
     u = torch.exp(x)
@@ -92,17 +64,17 @@ def _g0(x: torch.Tensor) -> torch.Tensor:
 def _gk(x: torch.Tensor, k: int) -> torch.Tensor:
     """G^(k)(x), k >= 1: series in u below 1, closed form to 60, u above."""
     u = torch.exp(x)
-    low = u < _U_SERIES
+    low = u < LOGEXPM1EXP_U_SERIES
     us = torch.where(low, u, torch.zeros_like(u))
     series = torch.zeros_like(u)
-    for c in reversed(series_coefficients(k)):
+    for c in reversed(logexpm1exp_series(k)):
         series = series * us + c
-    uf = torch.where(low, torch.ones_like(u), torch.clamp(u, max=_U_LINEAR))
+    uf = torch.where(low, torch.ones_like(u), torch.clamp(u, max=LOGEXPM1EXP_U_LINEAR))
     b = 1.0 / torch.expm1(uf)
     far = uf.clone()
-    for coef, a, c in far_terms(k):
+    for coef, a, c in logexpm1exp_far_terms(k):
         far = far + float(coef) * torch.pow(uf, a) * torch.pow(b, c)
-    far = torch.where(u > _U_LINEAR, u, far)
+    far = torch.where(u > LOGEXPM1EXP_U_LINEAR, u, far)
     return torch.where(low, series, far)
 
 
