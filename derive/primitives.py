@@ -66,6 +66,43 @@ class StablePrimitive(sp.Function):
         return self.definition()._eval_evalf(prec)
 
 
+class OrderedPrimitive(StablePrimitive):
+    """A primitive f(n, x) of an order n whose x-derivative is the same primitive at the
+    next order: d/dx f(n, x) = f(n + order_step, x) (the set stays closed under d/dx).
+
+    Subclasses set ``nargs = 2`` themselves (SymPy reads ``nargs`` from each class's own
+    namespace, it is not inherited).
+    """
+
+    #: n -> n + order_step under d/dx (-1 for the polylog orders s, +1 for derivative orders k)
+    order_step = -1
+
+    def fdiff(self, argindex=2):
+        if argindex != 2:
+            raise ArgumentIndexError(self, argindex)
+        n, x = self.args
+        return type(self)(n + self.order_step, x)
+
+
+class DerivativePrimitive(OrderedPrimitive):
+    """f(k, x) = d^k/dx^k F(x) for a log-partition F (``function_of``) of a law on positive
+    values: F' (k = 1) is its mean and F'' (k = 2) its variance, both > 0 (nondegenerate)."""
+
+    order_step = 1
+
+    @staticmethod
+    def function_of(x: sp.Expr) -> sp.Expr:
+        """F(x), the plain expression whose k-th derivative this primitive is."""
+        raise NotImplementedError
+
+    def definition(self):
+        k, x = self.args
+        return sp.diff(self.function_of(_X), _X, int(k)).subs(_X, x)
+
+    def _eval_is_positive(self):
+        return True if self.args[0] in (1, 2) else None
+
+
 class softplus(StablePrimitive):
     """softplus(x) = log(1 + e^x), evaluated as max(x, 0) + log1p(e^{-|x|})."""
 
@@ -159,7 +196,7 @@ def _log1mexp(x):
         return np.where(x > -math.log(2.0), np.log(-np.expm1(x)), np.log1p(-np.exp(x)))
 
 
-class polylog_exp(StablePrimitive):
+class polylog_exp(OrderedPrimitive):
     """polylog_exp(s, x) = Li_s(e^x) for real order s and x < 0 (Bose-Einstein integral).
 
     d/dx Li_s(e^x) = Li_{s-1}(e^x) keeps derivatives in the family. Integer s <= 1 use
@@ -168,12 +205,6 @@ class polylog_exp(StablePrimitive):
     """
 
     nargs = 2
-
-    def fdiff(self, argindex=2):
-        if argindex != 2:
-            raise ArgumentIndexError(self, argindex)
-        s, x = self.args
-        return polylog_exp(s - 1, x)
 
     def definition(self):
         s, x = self.args
@@ -197,19 +228,13 @@ class polylog_exp(StablePrimitive):
         )
 
 
-class fermi_dirac(StablePrimitive):
+class fermi_dirac(OrderedPrimitive):
     """fermi_dirac(s, x) = -Li_s(-e^x), the complete Fermi-Dirac integral F_{s-1}(x).
 
     d/dx = fermi_dirac(s - 1, x); fermi_dirac(1, x) = softplus(x), fermi_dirac(0, x) = sigmoid.
     """
 
     nargs = 2
-
-    def fdiff(self, argindex=2):
-        if argindex != 2:
-            raise ArgumentIndexError(self, argindex)
-        s, x = self.args
-        return fermi_dirac(s - 1, x)
 
     def definition(self):
         s, x = self.args
@@ -257,7 +282,7 @@ def logexpm1x_series(k: int) -> tuple[float, ...]:
     return tuple(coeffs)
 
 
-class logexpm1x(StablePrimitive):
+class logexpm1x(DerivativePrimitive):
     """logexpm1x(k, x) = d^k/dx^k L(x), L(x) = log((e^x - 1)/x): continuous Bernoulli.
 
     L' (k=1) is the continuous-Bernoulli mean 1/(1 - e^{-x}) - 1/x, L'' its variance.
@@ -272,20 +297,10 @@ class logexpm1x(StablePrimitive):
 
     nargs = 2
 
-    def fdiff(self, argindex=2):
-        if argindex != 2:
-            raise ArgumentIndexError(self, argindex)
-        k, x = self.args
-        return logexpm1x(k + 1, x)
-
-    def definition(self):
-        k, x = self.args
-        return sp.diff(sp.log((sp.exp(_X) - 1) / _X), _X, int(k)).subs(_X, x)
-
-    def _eval_is_positive(self):
-        # L' is the mean (in (0, 1)) and L'' the variance of the nondegenerate law with
-        # density proportional to e^{x y} on [0, 1]: both strictly positive.
-        return True if self.args[0] in (1, 2) else None
+    @staticmethod
+    def function_of(x):
+        """L(x): the law with density proportional to e^{x y} on [0, 1]."""
+        return sp.log((sp.exp(x) - 1) / x)
 
     def _eval_evalf(self, prec):
         k, x = self.args
@@ -357,7 +372,7 @@ def _logexpm1exp_numpy(k: int, x):
         return np.where(u < LOGEXPM1EXP_U_SERIES, series, far)
 
 
-class logexpm1exp(StablePrimitive):
+class logexpm1exp(DerivativePrimitive):
     """logexpm1exp(k, x) = G^(k)(x), the k-th derivative of G(x) = log(e^{e^x} - 1).
 
     G is the zero-truncated Poisson log-partition. With u = e^x it is evaluated as
@@ -370,19 +385,10 @@ class logexpm1exp(StablePrimitive):
 
     nargs = 2
 
-    def fdiff(self, argindex=2):
-        if argindex != 2:
-            raise ArgumentIndexError(self, argindex)
-        k, x = self.args
-        return logexpm1exp(k + 1, x)
-
-    def definition(self):
-        k, x = self.args
-        return sp.diff(sp.log(sp.exp(sp.exp(_X)) - 1), _X, int(k)).subs(_X, x)
-
-    def _eval_is_positive(self):
-        # G' is the mean (> 1) and G'' the variance of a nondegenerate law on y >= 1
-        return True if self.args[0] in (1, 2) else None
+    @staticmethod
+    def function_of(x):
+        """G(x): the zero-truncated Poisson law on y >= 1."""
+        return sp.log(sp.exp(sp.exp(x)) - 1)
 
     @staticmethod
     def numpy_impl(k, x):
@@ -427,7 +433,7 @@ def _logli1exp_numpy(k: int, x):
         return np.where(x < 0, out, np.nan)
 
 
-class logli1exp(StablePrimitive):
+class logli1exp(DerivativePrimitive):
     """logli1exp(k, x) = F^(k)(x), the k-th derivative of F(x) = log Li_1(e^x), x < 0.
 
     F = log(-log(1 - e^x)) is the logarithmic-series log-partition. Its plain derivatives
@@ -440,19 +446,10 @@ class logli1exp(StablePrimitive):
 
     nargs = 2
 
-    def fdiff(self, argindex=2):
-        if argindex != 2:
-            raise ArgumentIndexError(self, argindex)
-        k, x = self.args
-        return logli1exp(k + 1, x)
-
-    def definition(self):
-        k, x = self.args
-        return sp.diff(sp.log(-sp.log(1 - sp.exp(_X))), _X, int(k)).subs(_X, x)
-
-    def _eval_is_positive(self):
-        # F' is the mean (> 1) and F'' the variance of a nondegenerate law on y >= 1
-        return True if self.args[0] in (1, 2) else None
+    @staticmethod
+    def function_of(x):
+        """F(x): the logarithmic-series law on y >= 1."""
+        return sp.log(-sp.log(1 - sp.exp(x)))
 
     @staticmethod
     def numpy_impl(k, x):
