@@ -725,27 +725,27 @@ def _via_f64(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> tor
     return out.to(x.dtype)
 
 
-def _polylog_exp_impl(x: torch.Tensor, s: float) -> torch.Tensor:
-    """Li_s(e^x) in plain torch ops: the body of ``deqfam::polylog_exp``."""
-    _check_float(x, "polylog_exp")
-    s = float(s)
-    if not math.isfinite(s):
-        raise ValueError("polylog_exp: order s must be finite")
-    return _via_f64(x, lambda t: _polylog_exp_f64(t, s))
+def _real_order_body(
+    name: str, f64: Callable[[torch.Tensor, float], torch.Tensor]
+) -> Callable[[torch.Tensor, float], torch.Tensor]:
+    """The plain-torch body of ``deqfam::<name>(x, s)``: checks (floating x, finite s), then
+    ``f64(x, s)`` in float64 rounded once to x's dtype."""
+
+    def body(x: torch.Tensor, s: float) -> torch.Tensor:
+        _check_float(x, name)
+        s = float(s)
+        if not math.isfinite(s):
+            raise ValueError(f"{name}: order s must be finite")
+        return _via_f64(x, lambda t: f64(t, s))
+
+    body.__name__ = body.__qualname__ = f"_{name}_impl"
+    return body
 
 
+#: Li_s(e^x) and -Li_s(-e^x) in plain torch ops: the bodies of the two operators
+_polylog_exp_impl = _real_order_body("polylog_exp", _polylog_exp_f64)
+_fermi_dirac_impl = _real_order_body("fermi_dirac", _fermi_dirac_f64)
 _polylog_exp_op = register_order_op("deqfam::polylog_exp", _polylog_exp_impl, float, -1.0)
-
-
-def _fermi_dirac_impl(x: torch.Tensor, s: float) -> torch.Tensor:
-    """-Li_s(-e^x) in plain torch ops: the body of ``deqfam::fermi_dirac``."""
-    _check_float(x, "fermi_dirac")
-    s = float(s)
-    if not math.isfinite(s):
-        raise ValueError("fermi_dirac: order s must be finite")
-    return _via_f64(x, lambda t: _fermi_dirac_f64(t, s))
-
-
 _fermi_dirac_op = register_order_op("deqfam::fermi_dirac", _fermi_dirac_impl, float, -1.0)
 
 

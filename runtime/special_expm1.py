@@ -61,14 +61,21 @@ def _g0(x: torch.Tensor) -> torch.Tensor:
     return torch.where(far | mid, out, x + 0.5 * u)
 
 
+def series_below(u: torch.Tensor, low: torch.Tensor, coeffs: tuple[float, ...]) -> torch.Tensor:
+    """sum_n coeffs[n] u^n by Horner where ``low`` (0 fed elsewhere, so the unused branch
+    stays finite): the series-in-u branch of the nested primitives (also ``special_li1``)."""
+    us = torch.where(low, u, torch.zeros_like(u))
+    series = torch.zeros_like(u)
+    for c in reversed(coeffs):
+        series = series * us + c
+    return series
+
+
 def _gk(x: torch.Tensor, k: int) -> torch.Tensor:
     """G^(k)(x), k >= 1: series in u below 1, closed form to 60, u above."""
     u = torch.exp(x)
     low = u < LOGEXPM1EXP_U_SERIES
-    us = torch.where(low, u, torch.zeros_like(u))
-    series = torch.zeros_like(u)
-    for c in reversed(logexpm1exp_series(k)):
-        series = series * us + c
+    series = series_below(u, low, logexpm1exp_series(k))
     uf = torch.where(low, torch.ones_like(u), torch.clamp(u, max=LOGEXPM1EXP_U_LINEAR))
     b = 1.0 / torch.expm1(uf)
     far = uf.clone()

@@ -28,6 +28,7 @@ import torch
 from deqfam.expansions import LOGLI1EXP_U_SERIES, logli1exp_series
 
 from .order_ops import register_order_op
+from .special_expm1 import series_below
 
 __all__ = ["LOGLI1EXP_K_MAX", "logli1exp", "logli1exp_impl"]
 
@@ -78,10 +79,7 @@ def _logli1exp_f64(x: torch.Tensor, k: int) -> torch.Tensor:
     """F^(k)(x) in float64; NaN for x >= 0 and NaN x."""
     u = torch.exp(x)
     low = u < LOGLI1EXP_U_SERIES
-    us = torch.where(low, u, torch.zeros_like(u))
-    series = torch.zeros_like(u)
-    for c in reversed(logli1exp_series(k)):
-        series = series * us + c
+    series = series_below(u, low, logli1exp_series(k))
     if k == 0:
         series = series + x
     xf = torch.where(low | ~(x < 0), torch.full_like(x, -1.0), x)
