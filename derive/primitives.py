@@ -38,6 +38,15 @@ import sympy as sp
 from scipy import special as sps
 from sympy.core.function import ArgumentIndexError
 
+from deqfam.expansions import (
+    LOGEXPM1EXP_U_LINEAR,
+    LOGEXPM1EXP_U_SERIES,
+    LOGLI1EXP_U_SERIES,
+    logexpm1exp_far_terms,
+    logexpm1exp_series,
+    logli1exp_series,
+)
+
 _X = sp.Dummy("x", real=True)
 
 
@@ -55,6 +64,43 @@ class StablePrimitive(sp.Function):
 
     def _eval_evalf(self, prec):
         return self.definition()._eval_evalf(prec)
+
+
+class OrderedPrimitive(StablePrimitive):
+    """A primitive f(n, x) of an order n whose x-derivative is the same primitive at the
+    next order: d/dx f(n, x) = f(n + order_step, x) (the set stays closed under d/dx).
+
+    Subclasses set ``nargs = 2`` themselves (SymPy reads ``nargs`` from each class's own
+    namespace, it is not inherited).
+    """
+
+    #: n -> n + order_step under d/dx (-1 for the polylog orders s, +1 for derivative orders k)
+    order_step = -1
+
+    def fdiff(self, argindex=2):
+        if argindex != 2:
+            raise ArgumentIndexError(self, argindex)
+        n, x = self.args
+        return type(self)(n + self.order_step, x)
+
+
+class DerivativePrimitive(OrderedPrimitive):
+    """f(k, x) = d^k/dx^k F(x) for a log-partition F (``function_of``) of a law on positive
+    values: F' (k = 1) is its mean and F'' (k = 2) its variance, both > 0 (nondegenerate)."""
+
+    order_step = 1
+
+    @staticmethod
+    def function_of(x: sp.Expr) -> sp.Expr:
+        """F(x), the plain expression whose k-th derivative this primitive is."""
+        raise NotImplementedError
+
+    def definition(self):
+        k, x = self.args
+        return sp.diff(self.function_of(_X), _X, int(k)).subs(_X, x)
+
+    def _eval_is_positive(self):
+        return True if self.args[0] in (1, 2) else None
 
 
 class softplus(StablePrimitive):
@@ -150,7 +196,7 @@ def _log1mexp(x):
         return np.where(x > -math.log(2.0), np.log(-np.expm1(x)), np.log1p(-np.exp(x)))
 
 
-class polylog_exp(StablePrimitive):
+class polylog_exp(OrderedPrimitive):
     """polylog_exp(s, x) = Li_s(e^x) for real order s and x < 0 (Bose-Einstein integral).
 
     d/dx Li_s(e^x) = Li_{s-1}(e^x) keeps derivatives in the family. Integer s <= 1 use
@@ -159,12 +205,6 @@ class polylog_exp(StablePrimitive):
     """
 
     nargs = 2
-
-    def fdiff(self, argindex=2):
-        if argindex != 2:
-            raise ArgumentIndexError(self, argindex)
-        s, x = self.args
-        return polylog_exp(s - 1, x)
 
     def definition(self):
         s, x = self.args
@@ -188,19 +228,13 @@ class polylog_exp(StablePrimitive):
         )
 
 
-class fermi_dirac(StablePrimitive):
+class fermi_dirac(OrderedPrimitive):
     """fermi_dirac(s, x) = -Li_s(-e^x), the complete Fermi-Dirac integral F_{s-1}(x).
 
     d/dx = fermi_dirac(s - 1, x); fermi_dirac(1, x) = softplus(x), fermi_dirac(0, x) = sigmoid.
     """
 
     nargs = 2
-
-    def fdiff(self, argindex=2):
-        if argindex != 2:
-            raise ArgumentIndexError(self, argindex)
-        s, x = self.args
-        return fermi_dirac(s - 1, x)
 
     def definition(self):
         s, x = self.args
@@ -248,7 +282,7 @@ def logexpm1x_series(k: int) -> tuple[float, ...]:
     return tuple(coeffs)
 
 
-class logexpm1x(StablePrimitive):
+class logexpm1x(DerivativePrimitive):
     """logexpm1x(k, x) = d^k/dx^k L(x), L(x) = log((e^x - 1)/x): continuous Bernoulli.
 
     L' (k=1) is the continuous-Bernoulli mean 1/(1 - e^{-x}) - 1/x, L'' its variance.
@@ -263,20 +297,10 @@ class logexpm1x(StablePrimitive):
 
     nargs = 2
 
-    def fdiff(self, argindex=2):
-        if argindex != 2:
-            raise ArgumentIndexError(self, argindex)
-        k, x = self.args
-        return logexpm1x(k + 1, x)
-
-    def definition(self):
-        k, x = self.args
-        return sp.diff(sp.log((sp.exp(_X) - 1) / _X), _X, int(k)).subs(_X, x)
-
-    def _eval_is_positive(self):
-        # L' is the mean (in (0, 1)) and L'' the variance of the nondegenerate law with
-        # density proportional to e^{x y} on [0, 1]: both strictly positive.
-        return True if self.args[0] in (1, 2) else None
+    @staticmethod
+    def function_of(x):
+        """L(x): the law with density proportional to e^{x y} on [0, 1]."""
+        return sp.log((sp.exp(x) - 1) / x)
 
     def _eval_evalf(self, prec):
         k, x = self.args
@@ -330,53 +354,6 @@ class logexpm1(StablePrimitive):
             )
 
 
-#: logexpm1exp: the Taylor series in u = e^x is used for u < LOGEXPM1EXP_U_SERIES.
-LOGEXPM1EXP_U_SERIES = 1.0
-#: Terms of that series: |B_n| n^(k-1)/n! ~ 2 n^(k-1)/(2 pi)^n, below 1e-19 at n = 36 for
-#: k <= 5 and u <= 1.
-LOGEXPM1EXP_TERMS = 36
-#: Above this u, G^(k)(x) = u to float64 precision: the neglected terms are below
-#: u^k e^{-u}, i.e. < 1e-17 relative at u = 60 for k <= 5.
-LOGEXPM1EXP_U_LINEAR = 60.0
-
-
-@functools.lru_cache(maxsize=16)
-def logexpm1exp_series(k: int) -> tuple[float, ...]:
-    """Coefficients c_n (of u^n, u = e^x) of G^(k)(x), G(x) = log(e^u - 1), k >= 1.
-
-    G'(x) = u e^u/(e^u - 1) = u + phi(u) with phi(u) = u/(e^u - 1) = sum_n B_n u^n/n!
-    (B_1 = -1/2), and d/dx = u d/du, so G^(k) = u + sum_n B_n n^(k-1) u^n/n!: the
-    coefficients are exact rationals (mpmath at 40 digits) rounded once to float64.
-    """
-    if k < 1:
-        raise ValueError("the series form is for k >= 1")
-    with mpmath.workdps(40):
-        out = []
-        for n in range(LOGEXPM1EXP_TERMS):
-            c = mpmath.bernoulli(n) * mpmath.mpf(n) ** (k - 1) / mpmath.factorial(n)
-            if n == 0:
-                c = mpmath.mpf(1) if k == 1 else mpmath.mpf(0)
-            out.append(float(c + (1 if n == 1 else 0)))
-    return tuple(out)
-
-
-@functools.lru_cache(maxsize=16)
-def logexpm1exp_far_terms(k: int) -> tuple[tuple[int, int, int], ...]:
-    """Terms (coef, a, c) with D^(k-1) phi = sum coef u^a b^c, b = 1/(e^u - 1), D = u d/du.
-
-    phi = u b and db/du = -b (1 + b), so D(u^a b^c) = a u^a b^c - c u^(a+1) (b^c + b^(c+1)):
-    integer coefficients, exact.
-    """
-    poly = {(1, 1): 1}
-    for _ in range(k - 1):
-        nxt: dict[tuple[int, int], int] = {}
-        for (a, c), coef in poly.items():
-            for key, val in (((a, c), a), ((a + 1, c), -c), ((a + 1, c + 1), -c)):
-                nxt[key] = nxt.get(key, 0) + coef * val
-        poly = {key: v for key, v in nxt.items() if v != 0}
-    return tuple((v, a, c) for (a, c), v in sorted(poly.items()))
-
-
 def _logexpm1exp_numpy(k: int, x):
     """float64 G^(k)(x), G(x) = log(e^{e^x} - 1), by the three branches of the primitive."""
     x = np.asarray(x, dtype=float)
@@ -395,7 +372,7 @@ def _logexpm1exp_numpy(k: int, x):
         return np.where(u < LOGEXPM1EXP_U_SERIES, series, far)
 
 
-class logexpm1exp(StablePrimitive):
+class logexpm1exp(DerivativePrimitive):
     """logexpm1exp(k, x) = G^(k)(x), the k-th derivative of G(x) = log(e^{e^x} - 1).
 
     G is the zero-truncated Poisson log-partition. With u = e^x it is evaluated as
@@ -408,56 +385,14 @@ class logexpm1exp(StablePrimitive):
 
     nargs = 2
 
-    def fdiff(self, argindex=2):
-        if argindex != 2:
-            raise ArgumentIndexError(self, argindex)
-        k, x = self.args
-        return logexpm1exp(k + 1, x)
-
-    def definition(self):
-        k, x = self.args
-        return sp.diff(sp.log(sp.exp(sp.exp(_X)) - 1), _X, int(k)).subs(_X, x)
-
-    def _eval_is_positive(self):
-        # G' is the mean (> 1) and G'' the variance of a nondegenerate law on y >= 1
-        return True if self.args[0] in (1, 2) else None
+    @staticmethod
+    def function_of(x):
+        """G(x): the zero-truncated Poisson law on y >= 1."""
+        return sp.log(sp.exp(sp.exp(x)) - 1)
 
     @staticmethod
     def numpy_impl(k, x):
         return _logexpm1exp_numpy(int(k), x)
-
-
-#: logli1exp: the series in u = e^x is used for u < LOGLI1EXP_U_SERIES, closed forms above.
-LOGLI1EXP_U_SERIES = 0.25
-#: Terms of that series. It has radius 1 (branch point at u = 1) and |a_n| < 1, so the
-#: relative truncation error of F^(k) at u = 1/4 is below n^k 4^-(n-1): < 1e-18 at n = 48
-#: for k <= 6.
-LOGLI1EXP_TERMS = 48
-
-
-@functools.lru_cache(maxsize=1)
-def _logli1exp_h_coefficients() -> tuple[sp.Rational, ...]:
-    """a_n (exact) with h(u) = log(Li_1(u)/u) = log(-log(1 - u)/u) = sum_n a_n u^n, |u| < 1."""
-    u = sp.Symbol("u")
-    ser = sp.series(sp.log(-sp.log(1 - u) / u), u, 0, LOGLI1EXP_TERMS).removeO()
-    poly = sp.Poly(ser, u)
-    return tuple(poly.coeff_monomial(u**n) for n in range(LOGLI1EXP_TERMS))
-
-
-@functools.lru_cache(maxsize=16)
-def logli1exp_series(k: int) -> tuple[float, ...]:
-    """Coefficients c_n (of u^n, u = e^x) of F^(k)(x) - [k = 0] x, F(x) = log Li_1(e^x).
-
-    F = x + h(u) with h(u) = log(Li_1(u)/u) = sum a_n u^n (SymPy series, exact rationals),
-    and d/dx = u d/du, so F^(k) = [k = 1] + sum_n n^k a_n u^n for k >= 1 (no cancellation as
-    u -> 0: F' -> 1, F'' ~ u/2).
-    """
-    a = _logli1exp_h_coefficients()
-    exact = [sp.Integer(n) ** k * a[n] if n or k == 0 else sp.Integer(0) for n in range(len(a))]
-    out = [int(c.p) / int(c.q) for c in exact]  # int / int rounds correctly
-    if k == 1:
-        out[0] = 1.0
-    return tuple(out)
 
 
 @functools.lru_cache(maxsize=16)
@@ -498,7 +433,7 @@ def _logli1exp_numpy(k: int, x):
         return np.where(x < 0, out, np.nan)
 
 
-class logli1exp(StablePrimitive):
+class logli1exp(DerivativePrimitive):
     """logli1exp(k, x) = F^(k)(x), the k-th derivative of F(x) = log Li_1(e^x), x < 0.
 
     F = log(-log(1 - e^x)) is the logarithmic-series log-partition. Its plain derivatives
@@ -511,19 +446,10 @@ class logli1exp(StablePrimitive):
 
     nargs = 2
 
-    def fdiff(self, argindex=2):
-        if argindex != 2:
-            raise ArgumentIndexError(self, argindex)
-        k, x = self.args
-        return logli1exp(k + 1, x)
-
-    def definition(self):
-        k, x = self.args
-        return sp.diff(sp.log(-sp.log(1 - sp.exp(_X))), _X, int(k)).subs(_X, x)
-
-    def _eval_is_positive(self):
-        # F' is the mean (> 1) and F'' the variance of a nondegenerate law on y >= 1
-        return True if self.args[0] in (1, 2) else None
+    @staticmethod
+    def function_of(x):
+        """F(x): the logarithmic-series law on y >= 1."""
+        return sp.log(-sp.log(1 - sp.exp(x)))
 
     @staticmethod
     def numpy_impl(k, x):

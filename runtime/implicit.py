@@ -230,9 +230,27 @@ def implicit_fixed_point(
     return result
 
 
+def layer_fixed_point(layer: Any, f: Callable[[Tensor], Tensor], z0: Tensor) -> ImplicitResult:
+    """:func:`implicit_fixed_point` with a layer's settings (ExpFamPCA, the kGLM-DEQs): the
+    solver ``layer.solver`` both ways, ``layer.config`` forward, ``layer.backward_config``
+    backward, ``layer.on_nonconvergence`` for the backward; kept in ``layer.last_implicit``."""
+    result = implicit_fixed_point(
+        f,
+        z0,
+        layer.solver,
+        layer.config,
+        layer.solver,
+        layer.backward_config,
+        layer.on_nonconvergence,
+    )
+    layer.last_implicit = result
+    return result
+
+
 __all__ = [
     "ImplicitResult",
     "NewtonEquilibrium",
     "implicit_fixed_point",
+    "layer_fixed_point",
     "newton_equilibrium",
 ]

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .family import TorchFamily, as_torch_family
-from .implicit import ImplicitResult, implicit_fixed_point
+from .implicit import ImplicitResult, layer_fixed_point
 from .kglm_prior import TorchPrior, as_torch_prior
 from .solvers import GENERIC_SOLVERS, POLICIES, SolverConfig, SolverStats, check_convergence
 from .validation import check_choice
@@ -94,8 +94,49 @@ class _KGLMBase(nn.Module):
     def _apply_readout(self, u: Tensor, t: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _validate(self, Y: Tensor) -> Tensor:  # pragma: no cover - abstract
+    def _check_shape(self, Y: Tensor) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _validate(self, Y: Tensor) -> Tensor:
+        """``Y`` a finite floating tensor of the layer's input shape, in the weights' dtype."""
+        if not isinstance(Y, Tensor):
+            raise ValueError(f"Y must be a torch.Tensor, got {type(Y).__name__}")
+        self._check_shape(Y)
+        if not Y.is_floating_point():
+            raise ValueError(f"Y must have a floating dtype, got {Y.dtype}")
+        if not bool(torch.isfinite(Y).all()):
+            raise ValueError("Y contains non-finite values")
+        return Y.to(self.W1.dtype)
+
+    def _init_weights(
+        self,
+        names: tuple[str, str, str, str, str],
+        hidden: tuple[int, ...],
+        readout: tuple[int, ...],
+        bias_sizes: tuple[int, int] | None,
+        bound: float,
+        generator: torch.Generator | None,
+        dtype: torch.dtype,
+    ) -> None:
+        """The operators (7)-(8) named ``names`` = (W1, W2, W3, V1, V2), drawn in that order
+        from ``U(-bound, bound)``: the hidden three of shape ``hidden`` (W3 only with a prior),
+        the readout two of shape ``readout``; biases ``b``, ``c`` of ``bias_sizes`` start at
+        zero (``None``: no biases)."""
+        w1, w2, w3, v1, v2 = names
+        setattr(self, w1, nn.Parameter(_uniform(hidden, bound, generator, dtype)))
+        setattr(self, w2, nn.Parameter(_uniform(hidden, bound, generator, dtype)))
+        if self.prior is not None:
+            setattr(self, w3, nn.Parameter(_uniform(hidden, bound, generator, dtype)))
+        else:
+            self.register_parameter(w3, None)
+        setattr(self, v1, nn.Parameter(_uniform(readout, bound, generator, dtype)))
+        setattr(self, v2, nn.Parameter(_uniform(readout, bound, generator, dtype)))
+        if bias_sizes is not None:
+            self.b = nn.Parameter(torch.zeros(bias_sizes[0], dtype=dtype))
+            self.c = nn.Parameter(torch.zeros(bias_sizes[1], dtype=dtype))
+        else:
+            self.register_parameter("b", None)
+            self.register_parameter("c", None)
 
     # the model --------------------------------------------------------------------------------
     def rho(self, z: Tensor) -> Tensor:
@@ -128,16 +169,7 @@ class _KGLMBase(nn.Module):
         with torch.no_grad():
             # start at sigma(W2 T + b): inside the mean range, where rho is defined
             z0 = self.family.activation(self._apply_w2(T))
-        result = implicit_fixed_point(
-            self.deq_map(T),
-            z0,
-            self.solver,
-            self.config,
-            self.solver,
-            self.backward_config,
-            self.on_nonconvergence,
-        )
-        self.last_implicit = result
+        result = layer_fixed_point(self, self.deq_map(T), z0)
         self.last_stats = result.stats
         self.last_z = result.z.detach()
         check_convergence(result.stats, self.on_nonconvergence, what=f"{type(self).__name__}")
@@ -203,20 +235,9 @@ class KGLMDEQ(_KGLMBase):
         self.n, self.n_out = n, n_out
         dtype = dtype or torch.get_default_dtype()
         bound = 1.0 / math.sqrt(n)
-        self.W1 = nn.Parameter(_uniform((n, n), bound, generator, dtype))
-        self.W2 = nn.Parameter(_uniform((n, n), bound, generator, dtype))
-        if self.prior is not None:
-            self.W3 = nn.Parameter(_uniform((n, n), bound, generator, dtype))
-        else:
-            self.register_parameter("W3", None)
-        self.V1 = nn.Parameter(_uniform((n_out, n), bound, generator, dtype))
-        self.V2 = nn.Parameter(_uniform((n_out, n), bound, generator, dtype))
-        if bias:
-            self.b = nn.Parameter(torch.zeros(n, dtype=dtype))
-            self.c = nn.Parameter(torch.zeros(n_out, dtype=dtype))
-        else:
-            self.register_parameter("b", None)
-            self.register_parameter("c", None)
+        names = ("W1", "W2", "W3", "V1", "V2")
+        biases = (n, n_out) if bias else None
+        self._init_weights(names, (n, n), (n_out, n), biases, bound, generator, dtype)
 
     def extra_repr(self) -> str:
         prior = "gaussian (rho=0)" if self.prior is None else self.prior.name
@@ -225,16 +246,9 @@ class KGLMDEQ(_KGLMBase):
             f"solver={self.solver}, bias={self.b is not None}"
         )
 
-    def _validate(self, Y: Tensor) -> Tensor:
-        if not isinstance(Y, Tensor):
-            raise ValueError(f"Y must be a torch.Tensor, got {type(Y).__name__}")
+    def _check_shape(self, Y: Tensor) -> None:
         if Y.dim() != 2 or Y.shape[1] != self.n:
             raise ValueError(f"Y must have shape (N, {self.n}), got {tuple(Y.shape)}")
-        if not Y.is_floating_point():
-            raise ValueError(f"Y must have a floating dtype, got {Y.dtype}")
-        if not bool(torch.isfinite(Y).all()):
-            raise ValueError("Y contains non-finite values")
-        return Y.to(self.W1.dtype)
 
     def _apply_w1(self, z: Tensor) -> Tensor:
         return z @ self.W1.T
@@ -308,20 +322,9 @@ class ConvKGLMDEQ(_KGLMBase):
         k = 2 * radius + 1
         shape = (channels, channels, k, k)
         bound = 1.0 / math.sqrt(channels * k * k)  # nn.Conv2d's default rule
-        self.C1 = nn.Parameter(_uniform(shape, bound, generator, dtype))
-        self.C2 = nn.Parameter(_uniform(shape, bound, generator, dtype))
-        if self.prior is not None:
-            self.C3 = nn.Parameter(_uniform(shape, bound, generator, dtype))
-        else:
-            self.register_parameter("C3", None)
-        self.D1 = nn.Parameter(_uniform(shape, bound, generator, dtype))
-        self.D2 = nn.Parameter(_uniform(shape, bound, generator, dtype))
-        if bias:
-            self.b = nn.Parameter(torch.zeros(channels, dtype=dtype))
-            self.c = nn.Parameter(torch.zeros(channels, dtype=dtype))
-        else:
-            self.register_parameter("b", None)
-            self.register_parameter("c", None)
+        names = ("C1", "C2", "C3", "D1", "D2")
+        biases = (channels, channels) if bias else None
+        self._init_weights(names, shape, shape, biases, bound, generator, dtype)
 
     # the names kglm_init / check_contraction use for the hidden operators
     @property
@@ -340,19 +343,12 @@ class ConvKGLMDEQ(_KGLMBase):
             f"padding_mode={self.padding_mode}, prior={prior}, solver={self.solver}"
         )
 
-    def _validate(self, Y: Tensor) -> Tensor:
+    def _check_shape(self, Y: Tensor) -> None:
         expected = (self.channels, self.height, self.width)
-        if not isinstance(Y, Tensor):
-            raise ValueError(f"Y must be a torch.Tensor, got {type(Y).__name__}")
         if Y.dim() != 4 or tuple(Y.shape[1:]) != expected:
             raise ValueError(
                 f"Y must have shape (N, {', '.join(map(str, expected))}), got {tuple(Y.shape)}"
             )
-        if not Y.is_floating_point():
-            raise ValueError(f"Y must have a floating dtype, got {Y.dtype}")
-        if not bool(torch.isfinite(Y).all()):
-            raise ValueError("Y contains non-finite values")
-        return Y.to(self.C1.dtype)
 
     def conv(self, x: Tensor, weight: Tensor) -> Tensor:
         """Definition 10: ``(weight * x)`` with 'same' output size and the layer's padding."""

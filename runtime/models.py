@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .family import TorchFamily, as_torch_family
-from .implicit import ImplicitResult, implicit_fixed_point, newton_equilibrium
+from .implicit import ImplicitResult, layer_fixed_point, newton_equilibrium
 from .solvers import (
     GENERIC_SOLVERS,
     OBJECTIVE_SOLVERS,
@@ -195,17 +195,8 @@ class ExpFamPCA(nn.Module):
             T = self.family.sufficient_statistic(Y)
             if z0 is None:
                 z0 = torch.zeros(Y.shape[0], self.latent_dim, dtype=Y.dtype, device=Y.device)
-            result = implicit_fixed_point(
-                self.deq_map(T),
-                z0,
-                self.solver,
-                self.config,
-                self.solver,
-                self.backward_config,
-                self.on_nonconvergence,
-            )
+            result = layer_fixed_point(self, self.deq_map(T), z0)
             Z, stats = result.z, result.stats
-            self.last_implicit = result
         self.last_stats = stats
         check_convergence(stats, self.on_nonconvergence, what="ExpFamPCA.forward")
         return Z

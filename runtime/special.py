@@ -70,6 +70,8 @@ from typing import NamedTuple
 import mpmath
 import torch
 
+from .order_ops import register_order_op
+
 __all__ = [
     "FERMI_DIRAC_X0",
     "LOGEXPM1X_K_MAX",
@@ -723,64 +725,28 @@ def _via_f64(x: torch.Tensor, fn: Callable[[torch.Tensor], torch.Tensor]) -> tor
     return out.to(x.dtype)
 
 
-def _polylog_exp_impl(x: torch.Tensor, s: float) -> torch.Tensor:
-    """Li_s(e^x) in plain torch ops: the body of ``deqfam::polylog_exp``."""
-    _check_float(x, "polylog_exp")
-    s = float(s)
-    if not math.isfinite(s):
-        raise ValueError("polylog_exp: order s must be finite")
-    return _via_f64(x, lambda t: _polylog_exp_f64(t, s))
+def _real_order_body(
+    name: str, f64: Callable[[torch.Tensor, float], torch.Tensor]
+) -> Callable[[torch.Tensor, float], torch.Tensor]:
+    """The plain-torch body of ``deqfam::<name>(x, s)``: checks (floating x, finite s), then
+    ``f64(x, s)`` in float64 rounded once to x's dtype."""
+
+    def body(x: torch.Tensor, s: float) -> torch.Tensor:
+        _check_float(x, name)
+        s = float(s)
+        if not math.isfinite(s):
+            raise ValueError(f"{name}: order s must be finite")
+        return _via_f64(x, lambda t: f64(t, s))
+
+    body.__name__ = body.__qualname__ = f"_{name}_impl"
+    return body
 
 
-@torch.library.custom_op("deqfam::polylog_exp", mutates_args=())
-def _polylog_exp_op(x: torch.Tensor, s: float) -> torch.Tensor:
-    return _polylog_exp_impl(x, s)
-
-
-@_polylog_exp_op.register_fake
-def _(x: torch.Tensor, s: float) -> torch.Tensor:
-    return torch.empty_like(x)
-
-
-def _setup_s(ctx, inputs, output) -> None:
-    x, s = inputs
-    ctx.save_for_backward(x)
-    ctx.s = s
-
-
-def _polylog_exp_bwd(ctx, grad: torch.Tensor):
-    (x,) = ctx.saved_tensors
-    return grad * _polylog_exp_op(x, ctx.s - 1.0), None
-
-
-_polylog_exp_op.register_autograd(_polylog_exp_bwd, setup_context=_setup_s)
-
-
-def _fermi_dirac_impl(x: torch.Tensor, s: float) -> torch.Tensor:
-    """-Li_s(-e^x) in plain torch ops: the body of ``deqfam::fermi_dirac``."""
-    _check_float(x, "fermi_dirac")
-    s = float(s)
-    if not math.isfinite(s):
-        raise ValueError("fermi_dirac: order s must be finite")
-    return _via_f64(x, lambda t: _fermi_dirac_f64(t, s))
-
-
-@torch.library.custom_op("deqfam::fermi_dirac", mutates_args=())
-def _fermi_dirac_op(x: torch.Tensor, s: float) -> torch.Tensor:
-    return _fermi_dirac_impl(x, s)
-
-
-@_fermi_dirac_op.register_fake
-def _(x: torch.Tensor, s: float) -> torch.Tensor:
-    return torch.empty_like(x)
-
-
-def _fermi_dirac_bwd(ctx, grad: torch.Tensor):
-    (x,) = ctx.saved_tensors
-    return grad * _fermi_dirac_op(x, ctx.s - 1.0), None
-
-
-_fermi_dirac_op.register_autograd(_fermi_dirac_bwd, setup_context=_setup_s)
+#: Li_s(e^x) and -Li_s(-e^x) in plain torch ops: the bodies of the two operators
+_polylog_exp_impl = _real_order_body("polylog_exp", _polylog_exp_f64)
+_fermi_dirac_impl = _real_order_body("fermi_dirac", _fermi_dirac_f64)
+_polylog_exp_op = register_order_op("deqfam::polylog_exp", _polylog_exp_impl, float, -1.0)
+_fermi_dirac_op = register_order_op("deqfam::fermi_dirac", _fermi_dirac_impl, float, -1.0)
 
 
 def _logexpm1x_impl(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -792,28 +758,7 @@ def _logexpm1x_impl(x: torch.Tensor, k: int) -> torch.Tensor:
     return _via_f64(x, lambda t: _logexpm1x_f64(t, k))
 
 
-@torch.library.custom_op("deqfam::logexpm1x", mutates_args=())
-def _logexpm1x_op(x: torch.Tensor, k: int) -> torch.Tensor:
-    return _logexpm1x_impl(x, k)
-
-
-@_logexpm1x_op.register_fake
-def _(x: torch.Tensor, k: int) -> torch.Tensor:
-    return torch.empty_like(x)
-
-
-def _setup_k(ctx, inputs, output) -> None:
-    x, k = inputs
-    ctx.save_for_backward(x)
-    ctx.k = k
-
-
-def _logexpm1x_bwd(ctx, grad: torch.Tensor):
-    (x,) = ctx.saved_tensors
-    return grad * _logexpm1x_op(x, ctx.k + 1), None
-
-
-_logexpm1x_op.register_autograd(_logexpm1x_bwd, setup_context=_setup_k)
+_logexpm1x_op = register_order_op("deqfam::logexpm1x", _logexpm1x_impl, int, 1)
 
 
 # ---------------------------------------------------------------------------------------

@@ -20,19 +20,19 @@ Branches (the same as the SymPy primitive's numpy reference in derive/primitives
   and u^a would overflow to inf while b underflows to 0 past u ~ 1e77).
 """
 
-import functools
-
-import mpmath
 import torch
+
+from deqfam.expansions import (
+    LOGEXPM1EXP_U_LINEAR,
+    LOGEXPM1EXP_U_SERIES,
+    logexpm1exp_far_terms,
+    logexpm1exp_series,
+)
+
+from .order_ops import register_order_op
 
 __all__ = ["LOGEXPM1EXP_K_MAX", "logexpm1", "logexpm1exp"]
 
-#: Taylor series in u = e^x below this u, closed form above.
-_U_SERIES = 1.0
-#: Beyond this u, G^(k)(x) = u in float64.
-_U_LINEAR = 60.0
-#: Terms of the series in u: |B_n| n^(k-1)/n! ~ 2 n^(k-1)/(2 pi)^n is below 1e-19 at n = 36.
-_TERMS = 36
 #: Largest derivative order (A''' of a family needs k = 3; its backward k = 4, then 5).
 LOGEXPM1EXP_K_MAX = 6
 
@@ -50,32 +50,6 @@ def logexpm1(x: torch.Tensor) -> torch.Tensor:
     return torch.where(big, xb + torch.log1p(-torch.exp(-xb)), torch.log(torch.expm1(xs)))
 
 
-@functools.lru_cache(maxsize=16)
-def series_coefficients(k: int) -> tuple[float, ...]:
-    """c_n (of u^n) with G^(k) = sum_n c_n u^n: B_n n^(k-1)/n! + [n = 1] (+ [n = 0] if k = 1)."""
-    with mpmath.workdps(40):
-        out = []
-        for n in range(_TERMS):
-            c = mpmath.bernoulli(n) * mpmath.mpf(n) ** (k - 1) / mpmath.factorial(n)
-            if n == 0:
-                c = mpmath.mpf(1) if k == 1 else mpmath.mpf(0)
-            out.append(float(c + (1 if n == 1 else 0)))
-    return tuple(out)
-
-
-@functools.lru_cache(maxsize=16)
-def far_terms(k: int) -> tuple[tuple[int, int, int], ...]:
-    """(coef, a, c) with D^(k-1) phi = sum coef u^a b^c, b = 1/expm1(u) (exact integers)."""
-    poly = {(1, 1): 1}
-    for _ in range(k - 1):
-        nxt: dict[tuple[int, int], int] = {}
-        for (a, c), coef in poly.items():
-            for key, val in (((a, c), a), ((a + 1, c), -c), ((a + 1, c + 1), -c)):
-                nxt[key] = nxt.get(key, 0) + coef * val
-        poly = {key: v for key, v in nxt.items() if v != 0}
-    return tuple((v, a, c) for (a, c), v in sorted(poly.items()))
-
-
 def _g0(x: torch.Tensor) -> torch.Tensor:
     """G(x) = log(e^{e^x} - 1) by the three k = 0 branches."""
     u = torch.exp(x)
@@ -87,20 +61,27 @@ def _g0(x: torch.Tensor) -> torch.Tensor:
     return torch.where(far | mid, out, x + 0.5 * u)
 
 
+def series_below(u: torch.Tensor, low: torch.Tensor, coeffs: tuple[float, ...]) -> torch.Tensor:
+    """sum_n coeffs[n] u^n by Horner where ``low`` (0 fed elsewhere, so the unused branch
+    stays finite): the series-in-u branch of the nested primitives (also ``special_li1``)."""
+    us = torch.where(low, u, torch.zeros_like(u))
+    series = torch.zeros_like(u)
+    for c in reversed(coeffs):
+        series = series * us + c
+    return series
+
+
 def _gk(x: torch.Tensor, k: int) -> torch.Tensor:
     """G^(k)(x), k >= 1: series in u below 1, closed form to 60, u above."""
     u = torch.exp(x)
-    low = u < _U_SERIES
-    us = torch.where(low, u, torch.zeros_like(u))
-    series = torch.zeros_like(u)
-    for c in reversed(series_coefficients(k)):
-        series = series * us + c
-    uf = torch.where(low, torch.ones_like(u), torch.clamp(u, max=_U_LINEAR))
+    low = u < LOGEXPM1EXP_U_SERIES
+    series = series_below(u, low, logexpm1exp_series(k))
+    uf = torch.where(low, torch.ones_like(u), torch.clamp(u, max=LOGEXPM1EXP_U_LINEAR))
     b = 1.0 / torch.expm1(uf)
     far = uf.clone()
-    for coef, a, c in far_terms(k):
+    for coef, a, c in logexpm1exp_far_terms(k):
         far = far + float(coef) * torch.pow(uf, a) * torch.pow(b, c)
-    far = torch.where(u > _U_LINEAR, u, far)
+    far = torch.where(u > LOGEXPM1EXP_U_LINEAR, u, far)
     return torch.where(low, series, far)
 
 
@@ -109,8 +90,8 @@ def _logexpm1exp_f64(x: torch.Tensor, k: int) -> torch.Tensor:
     return torch.where(torch.isnan(x), x, out)
 
 
-@torch.library.custom_op("deqfam::logexpm1exp", mutates_args=())
-def _logexpm1exp_op(x: torch.Tensor, k: int) -> torch.Tensor:
+def _logexpm1exp_impl(x: torch.Tensor, k: int) -> torch.Tensor:
+    """G^(k)(x) in plain torch ops: the body of ``deqfam::logexpm1exp``."""
     if not x.is_floating_point():
         raise TypeError(f"logexpm1exp: expected a floating-point tensor, got {x.dtype}")
     k = int(k)
@@ -119,23 +100,7 @@ def _logexpm1exp_op(x: torch.Tensor, k: int) -> torch.Tensor:
     return _logexpm1exp_f64(x.to(torch.float64), k).to(x.dtype)
 
 
-@_logexpm1exp_op.register_fake
-def _(x: torch.Tensor, k: int) -> torch.Tensor:
-    return torch.empty_like(x)
-
-
-def _setup_k(ctx, inputs, output) -> None:
-    x, k = inputs
-    ctx.save_for_backward(x)
-    ctx.k = k
-
-
-def _logexpm1exp_bwd(ctx, grad: torch.Tensor):
-    (x,) = ctx.saved_tensors
-    return grad * _logexpm1exp_op(x, ctx.k + 1), None
-
-
-_logexpm1exp_op.register_autograd(_logexpm1exp_bwd, setup_context=_setup_k)
+_logexpm1exp_op = register_order_op("deqfam::logexpm1exp", _logexpm1exp_impl, int, 1)
 
 
 def logexpm1exp(x: torch.Tensor, k: int = 0) -> torch.Tensor:

@@ -9,7 +9,8 @@ The plain derivatives F' = Li_0/Li_1, F'' = (Li_{-1} Li_1 - Li_0^2)/Li_1^2, ... 
 u = e^x -> 0 (F' -> 1, F'' ~ u/2 from terms of size 1/u). Two branches:
 
 * u < 1/4: F = x + h(u), h(u) = log(Li_1(u)/u) = sum_n a_n u^n, so with D = d/dx = u d/du
-  F^(k) = [k = 0] x + [k = 1] + sum_n n^k a_n u^n. The a_n come exactly (``Fraction``) from
+  F^(k) = [k = 0] x + [k = 1] + sum_n n^k a_n u^n. The a_n come exactly (``Fraction``, in
+  :mod:`deqfam.expansions`, shared with the SymPy primitive) from
   log P with P(u) = Li_1(u)/u = sum_n u^n/(n + 1): n a_n = n p_n - sum_{j<n} j a_j p_{n-j}.
   The series has radius 1; 48 terms at u = 1/4 leave n^k 4^-(n-1) < 1e-18 relative (k <= 6).
 * u >= 1/4: F = log Li_1 and F^(k) = r_{k-1} with r_m = D^m r, r = Li_0/Li_1. Leibniz on
@@ -21,36 +22,18 @@ u = e^x -> 0 (F' -> 1, F'' ~ u/2 from terms of size 1/u). Two branches:
 
 import functools
 import math
-from fractions import Fraction
 
 import torch
 
+from deqfam.expansions import LOGLI1EXP_U_SERIES, logli1exp_series
+
+from .order_ops import register_order_op
+from .special_expm1 import series_below
+
 __all__ = ["LOGLI1EXP_K_MAX", "logli1exp", "logli1exp_impl"]
 
-#: The series in u = e^x is used below this u.
-_U_SERIES = 0.25
-#: Terms of that series.
-_TERMS = 48
 #: Largest derivative order (A''' of a family needs k = 3; its backward k = 4, then 5).
 LOGLI1EXP_K_MAX = 6
-
-
-@functools.lru_cache(maxsize=1)
-def _h_coefficients() -> tuple[Fraction, ...]:
-    """a_n (exact) of h(u) = log(sum_n u^n/(n+1)) = sum_n a_n u^n, by (log P)' P = P'."""
-    p = [Fraction(1, n + 1) for n in range(_TERMS)]
-    a = [Fraction(0)] * _TERMS
-    for n in range(1, _TERMS):
-        a[n] = p[n] - sum((j * a[j] * p[n - j] for j in range(1, n)), Fraction(0)) / n
-    return tuple(a)
-
-
-@functools.lru_cache(maxsize=16)
-def series_coefficients(k: int) -> tuple[float, ...]:
-    """c_n with F^(k) - [k = 0] x = sum_n c_n u^n: n^k a_n, plus [k = 1] at n = 0."""
-    coeffs = [float(n**k * a) for n, a in enumerate(_h_coefficients())]
-    coeffs[0] = 1.0 if k == 1 else 0.0
-    return tuple(coeffs)
 
 
 @functools.lru_cache(maxsize=16)
@@ -95,11 +78,8 @@ def _far(x: torch.Tensor, k: int) -> torch.Tensor:
 def _logli1exp_f64(x: torch.Tensor, k: int) -> torch.Tensor:
     """F^(k)(x) in float64; NaN for x >= 0 and NaN x."""
     u = torch.exp(x)
-    low = u < _U_SERIES
-    us = torch.where(low, u, torch.zeros_like(u))
-    series = torch.zeros_like(u)
-    for c in reversed(series_coefficients(k)):
-        series = series * us + c
+    low = u < LOGLI1EXP_U_SERIES
+    series = series_below(u, low, logli1exp_series(k))
     if k == 0:
         series = series + x
     xf = torch.where(low | ~(x < 0), torch.full_like(x, -1.0), x)
@@ -112,8 +92,8 @@ def logli1exp_impl(x: torch.Tensor, k: int) -> torch.Tensor:
     return _logli1exp_f64(x.to(torch.float64), int(k)).to(x.dtype)
 
 
-@torch.library.custom_op("deqfam::logli1exp", mutates_args=())
-def _logli1exp_op(x: torch.Tensor, k: int) -> torch.Tensor:
+def _logli1exp_checked(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The body of ``deqfam::logli1exp``: argument checks, then :func:`logli1exp_impl`."""
     if not x.is_floating_point():
         raise TypeError(f"logli1exp: expected a floating-point tensor, got {x.dtype}")
     if not 0 <= int(k) <= LOGLI1EXP_K_MAX:
@@ -121,23 +101,7 @@ def _logli1exp_op(x: torch.Tensor, k: int) -> torch.Tensor:
     return logli1exp_impl(x, k)
 
 
-@_logli1exp_op.register_fake
-def _(x: torch.Tensor, k: int) -> torch.Tensor:
-    return torch.empty_like(x)
-
-
-def _setup(ctx, inputs, output) -> None:
-    x, k = inputs
-    ctx.save_for_backward(x)
-    ctx.k = k
-
-
-def _logli1exp_bwd(ctx, grad: torch.Tensor):
-    (x,) = ctx.saved_tensors
-    return grad * _logli1exp_op(x, ctx.k + 1), None
-
-
-_logli1exp_op.register_autograd(_logli1exp_bwd, setup_context=_setup)
+_logli1exp_op = register_order_op("deqfam::logli1exp", _logli1exp_checked, int, 1)
 
 
 def logli1exp(x: torch.Tensor, k: int = 0) -> torch.Tensor:

@@ -56,10 +56,12 @@ def test_no_forbidden_imports_at_runtime(folder, forbidden):
     assert out == "False", f"importing deqfam.{folder} pulled in {forbidden}"
 
 
-def test_vocab_imports_neither_torch_nor_sympy():
-    """deqfam/vocab.py is shared by derive/ and runtime/: it may pull in neither side."""
-    assert not {"torch", "sympy"} & _imported_roots(ROOT / "deqfam" / "vocab.py")
-    code = "import sys, deqfam.vocab\nprint('torch' in sys.modules, 'sympy' in sys.modules)"
+@pytest.mark.parametrize("module", ["vocab", "expansions"])
+def test_shared_module_imports_neither_torch_nor_sympy(module):
+    """deqfam/vocab.py and deqfam/expansions.py are shared by derive/ and runtime/: they may
+    pull in neither side."""
+    assert not {"torch", "sympy"} & _imported_roots(ROOT / "deqfam" / f"{module}.py")
+    code = f"import sys, deqfam.{module}\nprint('torch' in sys.modules, 'sympy' in sys.modules)"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()

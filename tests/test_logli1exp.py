@@ -3,22 +3,26 @@
 References are independent of the code under test: mpmath at 400-800 digits on the closed
 forms F = log(-log1p(-u)), F' = Li_0/Li_1 = r, F'' = r (1 + g - r) (u = e^x, g = u/(1 - u),
 r = g/Li_1), whose cancellation as u -> 0 the working precision absorbs, and mpmath.diff
-for F'''. The series coefficients are compared between two derivations (SymPy's series
-on the derive side, an exact power-series logarithm on the runtime side).
+for F'''. The series coefficients (an exact power-series logarithm, shared by both sides in
+``deqfam.expansions``) are compared with SymPy's series.
 """
 
 from __future__ import annotations
 
+import functools
+
 import mpmath
 import numpy as np
 import pytest
+import sympy as sp
 import torch
 
 from deqfam.api import import_generated
 from deqfam.cli import main
 from deqfam.derive.codegen import write_generated
 from deqfam.derive.family import load_family
-from deqfam.derive.primitives import logli1exp, logli1exp_series
+from deqfam.derive.primitives import logli1exp
+from deqfam.expansions import LOGLI1EXP_TERMS, logli1exp_series
 from deqfam.runtime import special, special_li1
 
 EXAMPLE = "examples/logarithmic.yaml"
@@ -73,11 +77,22 @@ def test_third_derivative_matches_mpmath_diff():
     np.testing.assert_allclose(logli1exp.numpy_impl(3, xs), ref, rtol=1e-12)
 
 
+@functools.lru_cache(maxsize=1)
+def _sympy_h_coefficients() -> tuple[sp.Rational, ...]:
+    """a_n of h(u) = log(-log(1 - u)/u) by SymPy's series (exact rationals)."""
+    u = sp.Symbol("u")
+    ser = sp.series(sp.log(-sp.log(1 - u) / u), u, 0, LOGLI1EXP_TERMS).removeO()
+    poly = sp.Poly(ser, u)
+    return tuple(poly.coeff_monomial(u**n) for n in range(LOGLI1EXP_TERMS))
+
+
 @pytest.mark.parametrize("k", [0, 1, 3])
-def test_series_coefficients_agree_between_derive_and_runtime(k):
-    np.testing.assert_allclose(
-        special_li1.series_coefficients(k), logli1exp_series(k), rtol=0, atol=0
-    )
+def test_series_coefficients_agree_with_sympy_series(k):
+    """The shared coefficients (exact power-series logarithm in ``Fraction``) against
+    SymPy's series of h: n^k a_n rounded once (int / int rounds correctly), [k = 1] at n = 0."""
+    exact = [sp.Integer(n) ** k * a for n, a in enumerate(_sympy_h_coefficients())]
+    ref = [int(c.p) / int(c.q) if n else float(k == 1) for n, c in enumerate(exact)]
+    assert logli1exp_series(k) == tuple(ref)
 
 
 def test_domain_edges_dtype_and_limits():

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from ..solvers import Linearisation, SolverStats, Status, as_config, newton_solve
+from ..solvers.inner import require_inside_start
 from .linalg import BlockTridiagonalCholesky, assemble_dense, modified_newton
 from .problem import StackProblem, row_norm
 from .stats import DeepSolverStats
@@ -53,14 +54,12 @@ class StackNewtonProblem:
         for l, (layer, eta) in enumerate(
             zip(problem.layers, problem.etas(problem.split(z)), strict=True)
         ):
-            inside = layer.in_domain(eta).all(-1)
-            if not bool(inside.all()):
-                bad = torch.nonzero(~inside).flatten().tolist()
-                raise ValueError(
-                    f"the starting point puts eta_{l + 1} = W_{l + 1} z_{l + 1} + b_{l + 1} "
-                    f"outside the domain {layer.domain} of layer {l + 1} ({layer.name}) for "
-                    f"{len(bad)} samples (first: {bad[:10]}); choose b (or z0) inside the domain"
-                )
+            require_inside_start(
+                layer.in_domain(eta).all(-1),
+                f"eta_{l + 1} = W_{l + 1} z_{l + 1} + b_{l + 1} outside the domain "
+                f"{layer.domain} of layer {l + 1} ({layer.name})",
+                "choose b (or z0) inside the domain",
+            )
 
     def linearise(self, z: Tensor) -> Linearisation:
         """Per-layer gradients ``g_l`` (one residual block per layer)."""

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from .config import SolverConfig
+from .config import SolverConfig, as_config
 from .result import Solution, SolverStats, row_norm, sample_status
 
 FixedPointMap = Callable[[Tensor], Tensor]
@@ -43,6 +45,46 @@ class BestTracker:
         self.x = torch.where(better[:, None], x, self.x)
         self.fx = torch.where(better[:, None], fx, self.fx)
         self.res = torch.where(better, res, self.res)
+
+
+@dataclass
+class IterationStart:
+    """Where every generic solver starts: ``z0`` as rows ``x`` (a copy), the row map ``g``,
+    ``fx = g(x)``, the residual ``res = |fx - x|`` per row, the best-iterate tracker, the
+    samples that failed at once (non-finite residual) and zero iteration counts."""
+
+    cfg: SolverConfig
+    shape: torch.Size
+    g: FixedPointMap
+    x: Tensor
+    fx: Tensor
+    res: Tensor
+    best: BestTracker
+    failed: Tensor
+    iterations: Tensor
+
+
+def start_iteration(
+    f: FixedPointMap, z0: Tensor, config: SolverConfig | dict[str, Any] | None
+) -> IterationStart:
+    """Evaluate ``f`` once at ``z0`` and set up the per-sample state (:class:`IterationStart`)."""
+    cfg = as_config(config)
+    shape = z0.shape
+    g = flat_map(f, shape)
+    x = z0.reshape(shape[0], -1).clone()
+    fx = g(x)
+    res = row_norm(fx - x)
+    return IterationStart(
+        cfg=cfg,
+        shape=shape,
+        g=g,
+        x=x,
+        fx=fx,
+        res=res,
+        best=BestTracker(x, fx, res),
+        failed=~torch.isfinite(res),
+        iterations=torch.zeros(shape[0], dtype=torch.long, device=x.device),
+    )
 
 
 def threshold(cfg: SolverConfig, fx: Tensor) -> Tensor:

@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._generic import BestTracker, FixedPointMap, flat_map, generic_solution, threshold
-from .config import SolverConfig, as_config
+from ._generic import FixedPointMap, generic_solution, start_iteration, threshold
+from .config import SolverConfig
 from .result import Solution, row_norm
 
 
@@ -54,21 +54,15 @@ def anderson(
     sample whose residual exceeds ``restart_growth`` times its best (or is not finite) restarts
     from its best iterate with an empty history. Returns the best iterate of every sample.
     """
-    cfg = as_config(config)
-    shape = z0.shape
-    g = flat_map(f, shape)
-    x = z0.reshape(shape[0], -1).clone()
+    st = start_iteration(f, z0, config)
+    cfg, shape, g, x, fx, best = st.cfg, st.shape, st.g, st.x, st.fx, st.best
+    iterations, failed = st.iterations, st.failed
     n, dim = x.shape
     m = cfg.memory
-    fx = g(x)
-    res = row_norm(fx - x)
-    best = BestTracker(x, fx, res)
     xs = torch.zeros(n, m, dim, dtype=x.dtype, device=x.device)
     fs = torch.zeros_like(xs)
     valid = torch.zeros(n, m, dtype=torch.bool, device=x.device)
     xs[:, 0], fs[:, 0], valid[:, 0] = x, fx, True
-    iterations = torch.zeros(n, dtype=torch.long, device=x.device)
-    failed = ~torch.isfinite(res)
     beta = cfg.damping
     for k in range(1, cfg.max_iter + 1):
         thr = threshold(cfg, best.fx)

@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._generic import BestTracker, FixedPointMap, flat_map, generic_solution, threshold
-from .config import SolverConfig, as_config
+from ._generic import FixedPointMap, generic_solution, start_iteration, threshold
+from .config import SolverConfig
 from .result import Solution, row_norm
 
 
@@ -25,20 +25,14 @@ def broyden(
     information; one whose residual is not finite also resets ``J_inv = -I``. Returns the best
     iterate of every sample.
     """
-    cfg = as_config(config)
-    shape = z0.shape
-    g = flat_map(f, shape)
-    x = z0.reshape(shape[0], -1).clone()
+    st = start_iteration(f, z0, config)
+    cfg, shape, g, x, fx, best = st.cfg, st.shape, st.g, st.x, st.fx, st.best
+    iterations, failed = st.iterations, st.failed
     n, dim = x.shape
     m = cfg.memory
-    fx = g(x)
     gx = fx - x
-    res = row_norm(gx)
-    best = BestTracker(x, fx, res)
     us = torch.zeros(n, dim, m, dtype=x.dtype, device=x.device)
     vs = torch.zeros_like(us)
-    iterations = torch.zeros(n, dtype=torch.long, device=x.device)
-    failed = ~torch.isfinite(res)
     eps = torch.finfo(x.dtype).eps
 
     def apply_jinv(v: Tensor) -> Tensor:  # (-I + U V^T) v

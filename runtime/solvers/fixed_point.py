@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._generic import BestTracker, FixedPointMap, flat_map, generic_solution, threshold
-from .config import SolverConfig, as_config
+from ._generic import FixedPointMap, generic_solution, start_iteration, threshold
+from .config import SolverConfig
 from .result import Solution, row_norm
 
 #: ``monitor(x, f(x), updated)`` is called after every evaluation of ``f`` on rows ``(N, D)``;
@@ -30,18 +30,12 @@ def fixed_point(
     initial residual is declared failed and frozen; every sample returns its best iterate.
     ``monitor`` observes the iterates (e.g. step ratios for a certificate) without changing them.
     """
-    cfg = as_config(config)
-    shape = z0.shape
-    g = flat_map(f, shape)
-    x = z0.reshape(shape[0], -1).clone()
-    fx = g(x)
-    res = row_norm(fx - x)
+    st = start_iteration(f, z0, config)
+    cfg, shape, g, x, fx, best = st.cfg, st.shape, st.g, st.x, st.fx, st.best
+    iterations, failed = st.iterations, st.failed
     if monitor is not None:
-        monitor(x, fx, torch.ones_like(res, dtype=torch.bool))
-    best = BestTracker(x, fx, res)
+        monitor(x, fx, torch.ones_like(st.res, dtype=torch.bool))
     res0 = best.res.clamp_min(torch.finfo(x.dtype).tiny)
-    failed = ~torch.isfinite(res)
-    iterations = torch.zeros(shape[0], dtype=torch.long, device=x.device)
     beta = cfg.damping
     for _ in range(cfg.max_iter):
         active = (best.res > threshold(cfg, best.fx)) & ~failed

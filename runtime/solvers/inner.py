@@ -83,14 +83,21 @@ class InnerProblem:
 
     def check_feasible_start(self, z0: Tensor) -> None:
         """Raise ``ValueError`` unless ``W z0 + B`` is strictly inside the domain for every row."""
-        inside = self.family.in_domain(self.eta(z0)).all(-1)
-        if not bool(inside.all()):
-            bad = torch.nonzero(~inside).flatten().tolist()
-            raise ValueError(
-                f"the starting point puts W z0 + B outside the domain {self.family.domain} of "
-                f"family {self.family.name!r} for {len(bad)} samples (first: {bad[:10]}); "
-                f"choose B (or z0) so that eta starts strictly inside the domain"
-            )
+        require_inside_start(
+            self.family.in_domain(self.eta(z0)).all(-1),
+            f"W z0 + B outside the domain {self.family.domain} of family {self.family.name!r}",
+            "choose B (or z0) so that eta starts strictly inside the domain",
+        )
+
+
+def require_inside_start(inside: Tensor, where: str, remedy: str) -> None:
+    """Raise ``ValueError`` unless every sample's start is inside (``inside``: ``(N,)`` bool),
+    naming how many samples are outside and the first ten (one host sync when all are in)."""
+    if not bool(inside.all()):
+        bad = torch.nonzero(~inside).flatten().tolist()
+        raise ValueError(
+            f"the starting point puts {where} for {len(bad)} samples (first: {bad[:10]}); {remedy}"
+        )
 
 
 def hessian_from_slope(W: Tensor, sp: Tensor, lam: float) -> Tensor:

@@ -105,10 +105,7 @@ def lattice_evidence(ctx: Context, theta0: float, data: LatticePhi) -> tuple[Evi
         f"theta0={theta0:g}: DFT N={N}, most negative mass {most_neg:.2e} at y="
         f"{n[j] + shift:g}, error floor {floor:.1e}"
     )
-    if outcome == Outcome.PASS:
-        desc += f"; no negative mass at resolution {ACCEPT_FACTOR * floor:.0e}"
-    elif outcome == Outcome.FAIL:
-        desc += f"; negative mass {-most_neg / floor:.1e} x the floor"
+    desc += _negativity_suffix(outcome, most_neg, floor, "negative mass")
     return Evidence("base_measure", outcome, strength, desc, details), curve
 
 
@@ -158,11 +155,18 @@ def continuous_evidence(
         f"theta0={theta0:g}: {note}damped inversion (s={data.s:.3g}), most negative "
         f"density {most_neg:.2e} (peak {peak:.3g}), error floor {floor:.1e}"
     )
-    if outcome == Outcome.PASS:
-        desc += f"; no negative mass at resolution {ACCEPT_FACTOR * floor:.0e}"
-    elif outcome == Outcome.FAIL:
-        desc += f"; negativity {-most_neg / floor:.1e} x the floor"
+    desc += _negativity_suffix(outcome, most_neg, floor, "negativity")
     return Evidence("base_measure", outcome, strength, desc, details), curve
+
+
+def _negativity_suffix(outcome: Outcome, most_neg: float, floor: float, what: str) -> str:
+    """The verdict's end of a ``base_measure`` description: the resolution a pass stands at
+    (``ACCEPT_FACTOR`` x the error floor), or how many floors deep a failing negativity is."""
+    if outcome == Outcome.PASS:
+        return f"; no negative mass at resolution {ACCEPT_FACTOR * floor:.0e}"
+    if outcome == Outcome.FAIL:
+        return f"; {what} {-most_neg / floor:.1e} x the floor"
+    return ""
 
 
 def compare_smoothed(fam, hspec, theta0, A0_full, s, yy, dens, peak) -> float | None:
