@@ -1,0 +1,101 @@
+"""``deqfam fit`` and ``deqfam demo``: training ExpFamPCA on a data file, and the main job
+end to end."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from deqfam import options as opt
+from deqfam.commands.common import (
+    EXIT_BAD_INPUT,
+    EXIT_NEGATIVE,
+    EXIT_OK,
+    removed_if_failed,
+    spec_family,
+    spec_or_family,
+)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from deqfam.data import load_data
+    from deqfam.fitting import fit
+    from deqfam.runtime.train import (
+        CHECKPOINT_NAME,
+        CheckpointError,
+        TrainingDiverged,
+        TrainingError,
+    )
+    from deqfam.runtime.validation import DataError
+
+    try:
+        data = load_data(args.data)
+        if data.ndim == 2:
+            opt.latent_dim_within(args.latent_dim, data.shape[1])
+        family = spec_or_family(args.family, args)
+        if args.resume and not (args.out / "checkpoints" / CHECKPOINT_NAME).exists():
+            print(
+                f"deqfam: --resume: no checkpoint in {args.out / 'checkpoints'}; starting afresh",
+                file=sys.stderr,
+            )
+        with removed_if_failed(args.out, keep_on=(TrainingDiverged,)):
+            res = fit(
+                data,
+                family,
+                args.latent_dim,
+                lam=args.lam,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                tol=args.tol,
+                seed=args.seed,
+                weight_decay=args.weight_decay,
+                out_dir=args.out,
+                resume=args.resume,
+                progress=not args.quiet,
+                overwrite=args.overwrite,
+                allow_inadmissible=args.allow_inadmissible,
+            )
+    except (DataError, CheckpointError) as exc:
+        print(f"deqfam: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except TrainingError as exc:
+        print(f"deqfam: training stopped: {exc}", file=sys.stderr)
+        return EXIT_NEGATIVE
+    print(
+        f"fitted {res.model.family.name} ExpFamPCA: final loss {res.history.loss[-1]:.6g}; "
+        f"outputs in {args.out}"
+    )
+    print(f"training {res.history.stop_reason}: {res.history.stop_message}")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from deqfam.demo import DemoConfig, run_demo
+
+    spec = args.spec
+    if args.param:
+        from deqfam.demo import default_demo_spec
+
+        spec = spec_family(spec if spec is not None else default_demo_spec(), args)
+    with removed_if_failed(args.out):
+        summary = run_demo(
+            DemoConfig(
+                spec=spec,
+                out=args.out,
+                n_grid=args.n_grid,
+                epochs=args.epochs,
+                seed=args.seed,
+                progress=not args.quiet,
+                allow_inadmissible=args.allow_inadmissible,
+            )
+        )
+    print(f"family {summary['family']}: {summary['verdict']} ({summary['strength']})")
+    if "deq_procrustes" in summary:
+        print(
+            f"Procrustes error: DEQ {summary['deq_procrustes']:.5f}, "
+            f"PCA {summary['pca_procrustes']:.5f}"
+        )
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return EXIT_OK  # a not_admissible family only gets here with --allow-inadmissible
