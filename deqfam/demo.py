@@ -17,6 +17,7 @@ import numpy as np
 
 from deqfam.alignment import align_to, orthogonal_basis, pca_embedding
 from deqfam.api import InadmissibleFamilyError, cached_check, generate, refusal_message
+from deqfam.demo_report import demo_report_context, render_demo_report
 from deqfam.derive.budget import time_budget
 from deqfam.derive.family import load_family
 from deqfam.fitting import DEFAULT_MAX_EPOCHS, DEFAULT_TOL, fit
@@ -154,57 +155,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             "stop_message": res.history.stop_message,
         }
     )
-    atomic_write_text(out / "report.md", _demo_markdown(fam, report, summary, cfg))
+    atomic_write_text(
+        out / "report.md", render_demo_report(demo_report_context(fam, report, summary, cfg))
+    )
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str))
     return summary
-
-
-def _demo_markdown(fam, report, s: dict[str, Any], cfg: DemoConfig) -> str:
-    t = s["timings"]
-    better = "DEQ" if s["deq_procrustes"] < s["pca_procrustes"] else "PCA"
-    return f"""# deqfam demo: {fam.name}
-
-{fam.description}
-
-- log-partition A(eta) = `{fam.A}`, domain eta in ({fam.domain[0]}, {fam.domain[1]})
-- activation sigma = A' = `{fam.sigma_stable}` (stable form)
-
-## Admissibility (`deqfam check`)
-
-Verdict: **{report.verdict}** ({report.strength}).
-
-```
-{report.format_text()}
-```
-
-## Dimensionality reduction (paper section 3, Appendix C)
-
-{s["n_samples"]} samples of dimension {cfg.data_dim} drawn from the family at canonical
-parameters W Z + B, with the ground-truth latents of Figure 2 (grid {cfg.n_grid} x
-{cfg.n_grid}), W_ij ~ N(0, {s["w_var"]}) (the paper's 1/2 on an unbounded domain; smaller
-on a half-line, where B shifts W Z below the domain's end and a wide spread would push
-most samples where the family carries no information). ExpFamPCA (lam = {cfg.lam},
-Newton solver, Adam lr {cfg.lr}, batch {cfg.batch_size}, {s["epochs"]} epochs, at most
-{cfg.epochs}; {s["stop_message"]}) against StandardScaler + PCA.
-
-| method | Procrustes error (lower is better) |
-|---|---|
-| DEQ (ExpFamPCA) | {s["deq_procrustes"]:.5f} |
-| PCA | {s["pca_procrustes"]:.5f} |
-
-{better} recovers the ground truth better. Embeddings are aligned to the truth by
-orthogonal Procrustes (after the orthogonal basis W = QR for the DEQ); ellipses are
-2-sigma Laplace posteriors N(z*, H(z*)^-1). Samples whose solve did not converge in the
-last epoch: {s["nonconverged_last_epoch"]}.
-
-| ground truth | DEQ | PCA |
-|---|---|---|
-| ![truth](ground_truth.png) | ![deq](deq_embedding.png) | ![pca](pca_embedding.png) |
-
-Training loss: ![loss](fit/loss.png)
-
-## Timings (s)
-
-check {t["check"]:.2f} · generate {t["generate"]:.2f} · sample {t["sample"]:.2f} ·
-fit {t["fit"]:.2f} · total {t["total"]:.2f}
-"""
