@@ -45,6 +45,11 @@ def _add_spec(p: argparse.ArgumentParser, *names: str, **kwargs) -> None:
     )
 
 
+def _add_output_dir(p: argparse.ArgumentParser, *flags: str, default: str, help: str) -> None:
+    """An output folder option (checked writable, created only when the command writes)."""
+    p.add_argument(*flags, default=default, type=opt.output_dir, metavar="DIR", help=help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = opt.Parser(
         prog="deqfam",
@@ -84,13 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="regenerate every built-in family (the golden files in generated/); "
         "inadmissible ones are generated with their warning",
     )
-    p.add_argument(
-        "-o",
-        "--output",
-        default="generated",
-        type=opt.output_dir,
-        metavar="DIR",
-        help="output folder (created if missing)",
+    _add_output_dir(
+        p, "-o", "--output", default="generated", help="output folder (created if missing)"
     )
     p.add_argument(
         "--target",
@@ -168,11 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="L2 penalty >= 0 on the loadings W",
     )
     p.add_argument("--seed", type=opt.seed_int, default=0, help="random seed (init, shuffling)")
-    p.add_argument(
+    _add_output_dir(
+        p,
         "--out",
         default="fit_out",
-        type=opt.output_dir,
-        metavar="DIR",
         help="output folder: latents, covariances, params, history, plots, checkpoints",
     )
     p.add_argument(
@@ -191,9 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the main job end to end on an example family")
     _add_spec(p, "--spec", metavar="SPEC", help=spec_help + "; default: the embedded example")
-    p.add_argument(
-        "--out", default="demo_out", type=opt.output_dir, metavar="DIR", help="output folder"
-    )
+    _add_output_dir(p, "--out", default="demo_out", help="output folder")
     p.add_argument(
         "--n-grid",
         type=opt.n_grid_int,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from deqfam import options as opt
 from deqfam.commands.common import (
@@ -16,6 +17,28 @@ from deqfam.commands.common import (
     spec_family,
     spec_or_family,
 )
+
+#: ``deqfam fit`` options that :func:`deqfam.fitting.fit` takes under the same name
+FIT_OPTIONS = (
+    "lam",
+    "epochs",
+    "batch_size",
+    "lr",
+    "tol",
+    "seed",
+    "weight_decay",
+    "resume",
+    "overwrite",
+    "allow_inadmissible",
+)
+#: ``deqfam demo`` options that :class:`deqfam.demo.DemoConfig` takes under the same name
+DEMO_OPTIONS = ("n_grid", "epochs", "seed", "allow_inadmissible")
+
+
+def same_named_options(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
+    """The parsed options ``names`` as keyword arguments (an option's dest is the name of
+    the parameter it sets), so each is passed on by one entry in a list, not a line each."""
+    return {name: getattr(args, name) for name in names}
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -44,18 +67,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
                 data,
                 family,
                 args.latent_dim,
-                lam=args.lam,
-                epochs=args.epochs,
-                batch_size=args.batch_size,
-                lr=args.lr,
-                tol=args.tol,
-                seed=args.seed,
-                weight_decay=args.weight_decay,
                 out_dir=args.out,
-                resume=args.resume,
                 progress=not args.quiet,
-                overwrite=args.overwrite,
-                allow_inadmissible=args.allow_inadmissible,
+                **same_named_options(args, FIT_OPTIONS),
             )
     except (DataError, CheckpointError) as exc:
         print(f"deqfam: error: {exc}", file=sys.stderr)
@@ -84,11 +98,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             DemoConfig(
                 spec=spec,
                 out=args.out,
-                n_grid=args.n_grid,
-                epochs=args.epochs,
-                seed=args.seed,
                 progress=not args.quiet,
-                allow_inadmissible=args.allow_inadmissible,
+                **same_named_options(args, DEMO_OPTIONS),
             )
         )
     print(f"family {summary['family']}: {summary['verdict']} ({summary['strength']})")
