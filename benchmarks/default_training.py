@@ -2,7 +2,7 @@
 
 For each of the paper's three families (Gaussian, Bernoulli, Poisson; data as in
 Appendix C: W_ij ~ N(0, 1/2), Y ~ family(W Z) on the Figure 2 latents) and each training
-setting, fit ExpFamPCA with `deqfam.pipeline.fit` (2 latents, lam 0.1, batch 500, one
+setting, fit ExpFamPCA with `deqfam.fitting.fit` (2 latents, lam 0.1, batch 500, one
 thread) and print: epochs run, why it stopped, wall time, the final epoch loss and the
 Procrustes error of the embedding (orthogonal basis W = QR, as in Figure 3) next to
 StandardScaler + PCA's. A setting is `lr:tol:max_decays:init_bias:max_epochs`
@@ -20,15 +20,16 @@ import time
 from scipy.spatial import procrustes
 
 from benchmarks.common import apply_quick, make_parser, set_threads, write_result
-from deqfam import pipeline
-from deqfam.pipeline import fit, orthogonal_basis, pca_embedding
+from deqfam import fitting
+from deqfam.alignment import orthogonal_basis, pca_embedding
+from deqfam.fitting import fit
 from deqfam.runtime.datasets import make_dataset
 
 FAMILIES = ("gaussian", "bernoulli", "poisson")
 
 
 def parse_setting(text: str) -> dict:
-    """``lr:tol:max_decays:init_bias:max_epochs`` or ``default`` (pipeline's defaults)."""
+    """``lr:tol:max_decays:init_bias:max_epochs`` or ``default`` (fit's defaults)."""
     if text == "default":
         return {}
     lr, tol, decays, init_bias, epochs = text.split(":")
@@ -64,9 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     args = apply_quick(ap.parse_args(argv), n_grid=10, families="bernoulli")
     set_threads(args.threads)
     print(
-        f"defaults: lr {pipeline.DEFAULT_LR}, tol {pipeline.DEFAULT_TOL}, window "
-        f"{pipeline.DEFAULT_WINDOW}, lr decay {pipeline.DEFAULT_LR_DECAY} x "
-        f"{pipeline.DEFAULT_MAX_DECAYS}, max epochs {pipeline.DEFAULT_MAX_EPOCHS}; "
+        f"defaults: lr {fitting.DEFAULT_LR}, tol {fitting.DEFAULT_TOL}, window "
+        f"{fitting.DEFAULT_WINDOW}, lr decay {fitting.DEFAULT_LR_DECAY} x "
+        f"{fitting.DEFAULT_MAX_DECAYS}, max epochs {fitting.DEFAULT_MAX_EPOCHS}; "
         f"n_grid {args.n_grid}, {args.threads} thread(s)",
         flush=True,
     )

@@ -18,8 +18,8 @@ from scipy.spatial import procrustes
 
 from benchmarks.common import apply_quick, make_parser, paper_dataset, set_threads, write_result
 from benchmarks.tables import full_scale_lines
+from deqfam.alignment import orthogonal_basis, pca_embedding
 from deqfam.api import builtin_module
-from deqfam.pipeline import orthogonal_basis, pca_embedding
 from deqfam.runtime.models import ExpFamPCA
 from deqfam.runtime.train import train
 

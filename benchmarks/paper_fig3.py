@@ -22,8 +22,8 @@ from torch import nn
 
 from benchmarks.common import apply_quick, make_parser, paper_dataset, set_threads, write_result
 from benchmarks.tables import paper_fig3_lines
+from deqfam.alignment import pca_embedding
 from deqfam.api import builtin_module
-from deqfam.pipeline import pca_embedding
 from deqfam.runtime.models import ExpFamPCA
 from deqfam.runtime.train import train
 

@@ -27,7 +27,7 @@ def parse_args(argv: list[str] | None = None):
 
 def main(argv: list[str] | None = None) -> int:
     from deqfam.api import family_module
-    from deqfam.pipeline import default_demo_spec
+    from deqfam.demo import default_demo_spec
     from deqfam.runtime.datasets import make_dataset
 
     args = parse_args(argv)

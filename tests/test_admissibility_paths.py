@@ -15,7 +15,8 @@ import torch
 import deqfam
 from deqfam.api import InadmissibleFamilyError, family_module, torch_family
 from deqfam.cli import main
-from deqfam.pipeline import DemoConfig, fit, run_demo
+from deqfam.demo import DemoConfig, run_demo
+from deqfam.fitting import fit
 
 QUARTIC = "name: quartic\nsupport: real\nlog_partition: eta**4\ndomain: [-oo, oo]\n"
 REFUSAL = r"verdict not_admissible.*--allow-inadmissible"

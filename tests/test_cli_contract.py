@@ -14,8 +14,8 @@ import torch
 from scipy import stats
 
 from deqfam.cli import main
+from deqfam.data import load_data
 from deqfam.derive.family import load_family
-from deqfam.pipeline import load_data
 from deqfam.runtime.train import load_checkpoint, save_checkpoint
 from deqfam.runtime.validation import DataError, validate_observations
 

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from deqfam import pipeline
+from deqfam import fitting
 from deqfam.cli import build_parser, main
+from deqfam.demo import DemoConfig
 from deqfam.runtime.datasets import make_dataset
 from deqfam.runtime.family import as_torch_family
 from deqfam.runtime.initialisation import (
@@ -30,11 +31,11 @@ def test_cli_defaults_are_the_library_defaults(tmp_path):
     data = tmp_path / "x.csv"
     data.write_text("1,2\n3,4\n")
     args = build_parser().parse_args(["fit", str(data), "--family", "poisson", "--latent-dim", "2"])
-    assert args.epochs == pipeline.DEFAULT_MAX_EPOCHS
-    assert args.lr == pipeline.DEFAULT_LR and args.tol == pipeline.DEFAULT_TOL
-    assert args.weight_decay == pipeline.DEFAULT_WEIGHT_DECAY and args.optimizer == "newton"
+    assert args.epochs == fitting.DEFAULT_MAX_EPOCHS
+    assert args.lr == fitting.DEFAULT_LR and args.tol == fitting.DEFAULT_TOL
+    assert args.weight_decay == fitting.DEFAULT_WEIGHT_DECAY and args.optimizer == "newton"
     demo = build_parser().parse_args(["demo"])
-    assert demo.epochs == pipeline.DemoConfig().epochs == pipeline.DEFAULT_MAX_EPOCHS
+    assert demo.epochs == DemoConfig().epochs == fitting.DEFAULT_MAX_EPOCHS
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from scipy.optimize import minimize
 from scipy.special import expit, logit
 
 from deqfam.cli import main
-from deqfam.pipeline import fit
+from deqfam.fitting import fit
 from deqfam.runtime.fitting import (
     NewtonFitConfig,
     fit_newton,

@@ -126,14 +126,14 @@ def test_checkpoint_save_leaves_planted_symlinks_untouched(tmp_path, victim, pla
 def test_plot_and_report_writes_leave_planted_symlinks_untouched(
     tmp_path, victim, planted_candidates
 ):
-    from deqfam.pipeline import _atomic_write_text
+    from deqfam.fsutil import atomic_write_text
     from deqfam.runtime.plots import save_history_png
 
     png, report = tmp_path / "loss.png", tmp_path / "report.md"
     _plant(png, victim)
     _plant(report, victim)
     save_history_png(png, [3.0, 2.0, 1.5])
-    _atomic_write_text(report, "# report\n")
+    atomic_write_text(report, "# report\n")
     assert victim.read_text() == VICTIM_TEXT
     assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert report.read_text() == "# report\n"

@@ -26,7 +26,8 @@ import pytest
 import torch
 
 from deqfam.cli import main
-from deqfam.pipeline import fit, load_data
+from deqfam.data import load_data
+from deqfam.fitting import fit
 from deqfam.runtime.datasets import make_dataset
 from deqfam.runtime.family import as_torch_family
 from deqfam.runtime.models import ExpFamPCA

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import deqfam.pipeline as pipeline
+import deqfam.fitting as pipeline
 from deqfam.cli import main
 from deqfam.runtime import threads as th
 

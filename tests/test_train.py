@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from deqfam.alignment import align_to
 from deqfam.cli import main
-from deqfam.pipeline import DemoConfig, align_to, fit, load_data, run_demo
+from deqfam.data import load_data
+from deqfam.demo import DemoConfig, run_demo
+from deqfam.fitting import fit
 from deqfam.runtime.datasets import make_dataset
 from deqfam.runtime.models import ExpFamPCA
 from deqfam.runtime.train import TrainConfig, train
@@ -58,7 +61,7 @@ def test_train_config_rejects_unknown_option():
 def test_deq_beats_pca_on_small_poisson_dataset():
     """The paper's claim at a small scale: after Procrustes alignment the DEQ embedding is
     closer to the ground truth than PCA's (StandardScaler + PCA)."""
-    from deqfam.pipeline import orthogonal_basis, pca_embedding
+    from deqfam.alignment import orthogonal_basis, pca_embedding
 
     ds = make_dataset(POISSON, n_grid=30, seed=4)
     res = fit(ds.Y, POISSON, 2, epochs=12, batch_size=100, lr=2e-2, progress=False)

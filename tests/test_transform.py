@@ -10,7 +10,7 @@ import torch
 
 from deqfam.cli import main
 from deqfam.fitted import FitDirError, load_fit
-from deqfam.pipeline import fit
+from deqfam.fitting import fit
 
 
 @pytest.fixture(scope="module")
