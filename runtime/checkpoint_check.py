@@ -11,7 +11,9 @@ restored, :func:`validate_resume_state` checks that every piece matches the run 
 * the optimiser state has one entry per parameter, with moment buffers shaped like it;
 * the shuffling generator state has the size of a CPU generator's state;
 * epoch, batch and history agree: ``0 <= epoch``, ``1 <= batch < n_batches`` (mid-epoch) and
-  ``len(history) == epoch + 1`` at an epoch's end (``== epoch`` mid-epoch).
+  ``len(history) == epoch + 1`` at an epoch's end (``== epoch`` mid-epoch);
+* the warm-start cache (``latent_cache``, :mod:`runtime.latent_cache`), when present, is a
+  finite floating tensor of shape ``N x latent_dim`` (this run's data and model).
 
 Every failure is a :class:`CheckpointError` naming the checkpoint and the bad piece.
 """
@@ -27,7 +29,9 @@ from torch import nn
 
 #: the keys the trainer writes (``run`` only when run settings were given)
 REQUIRED_KEYS = frozenset({"model", "optimizer", "shuffler", "epoch", "history", "config"})
-OPTIONAL_KEYS = frozenset({"batch", "epoch_shuffler", "partial", "n_samples", "run"})
+OPTIONAL_KEYS = frozenset(
+    {"batch", "epoch_shuffler", "partial", "n_samples", "run", "latent_cache"}
+)
 
 
 def _error(path: Path, what: str) -> Exception:
@@ -135,6 +139,24 @@ def _check_position(state: dict[str, Any], n_batches: int, path: Path) -> None:
             raise _error(path, "its mid-epoch record is incomplete")
 
 
+def _check_latent_cache(value: Any, shape: tuple[int, int] | None, n: int, path: Path) -> None:
+    """The cached latents: a finite floating ``N x latent_dim`` tensor (``shape``, when this
+    run keeps a cache; otherwise at least ``N`` rows of a 2-D tensor)."""
+    if not isinstance(value, torch.Tensor) or not value.is_floating_point() or value.dim() != 2:
+        got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+        raise _error(path, f"its latent cache {got} is not a 2-D floating tensor")
+    want = shape if shape is not None else (n, value.shape[1])
+    if tuple(value.shape) != tuple(want):
+        raise _error(
+            path,
+            f"its latent cache has shape {tuple(value.shape)}, expected {tuple(want)} "
+            "(samples x latent_dim)",
+        )
+    if not bool(torch.isfinite(value).all()):
+        row = int(torch.nonzero(~torch.isfinite(value).all(-1))[0, 0])
+        raise _error(path, f"its latent cache has non-finite entries (row {row})")
+
+
 def validate_resume_state(
     state: dict[str, Any],
     model: nn.Module,
@@ -143,8 +165,11 @@ def validate_resume_state(
     batch_size: int,
     path: str | Path,
     run: dict[str, Any] | None = None,
+    latent_shape: tuple[int, int] | None = None,
 ) -> None:
-    """Raise ``CheckpointError`` unless ``state`` can be restored into this run (see above)."""
+    """Raise ``CheckpointError`` unless ``state`` can be restored into this run (see above).
+
+    ``latent_shape``: the shape of this run's warm-start cache (``None``: it keeps none)."""
     path = Path(path)
     extra = set(state) - REQUIRED_KEYS - OPTIONAL_KEYS
     if extra:
@@ -154,6 +179,8 @@ def validate_resume_state(
     _check_optimizer(state["optimizer"], optimizer, path)
     _check_generator_state(state["shuffler"], "shuffler", path)
     _check_position(state, math.ceil(n_samples / batch_size), path)
+    if "latent_cache" in state:
+        _check_latent_cache(state["latent_cache"], latent_shape, n_samples, path)
 
 
 __all__ = ["check_run_settings", "validate_resume_state"]

@@ -23,12 +23,20 @@ Checkpoints (``checkpoint_dir``) are written by rank 0 only, in the format of
 ``runtime.train`` (atomic, checksummed), and every rank resumes from the same file. A failure
 in one rank (non-finite loss, an exception in its forward) is agreed on by all ranks through
 an all-reduce before anything else happens, so they stop together instead of hanging.
+
+Warm starts (:mod:`runtime.latent_cache`): a row lands on a different rank each epoch (the
+shares are parts of a freshly shuffled global batch), so every rank keeps the cache of all
+``N`` rows, warm-starts its share from it, and after each step the shares' solved latents are
+summed over the ranks into one ``n_batch x l`` tensor (each rank fills only its own disjoint
+slice) and stored by every rank. The caches thus stay equal on all ranks and to the
+single-process run's, and rank 0's checkpoint holds the whole cache.
 """
 
 from __future__ import annotations
 
 import copy
 import datetime
+import math
 import os
 import socket
 import tempfile
@@ -42,6 +50,7 @@ import torch.multiprocessing as mp
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from . import latent_cache as warm
 from .train import (
     History,
     LossFn,
@@ -68,10 +77,14 @@ class _LossModule(nn.Module):
         self.model = model
         self.loss_fn = loss_fn
 
-    def forward(self, batch: Tensor, n_total: int, weight: float) -> Tensor:
+    def forward(
+        self, batch: Tensor, n_total: int, weight: float, z0: Tensor | None = None
+    ) -> Tensor:
         if batch.shape[0] == 0:  # an empty share: zero loss, zero gradients, same graph
             return sum(p.sum() * 0.0 for p in self.model.parameters())
-        return weight * self.loss_fn(self.model, batch, n_total)
+        if z0 is None:
+            return weight * self.loss_fn(self.model, batch, n_total)
+        return weight * self.loss_fn(self.model, batch, n_total, z0=z0)
 
 
 def init_distributed(backend: str = "gloo", timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
@@ -86,6 +99,22 @@ def local_share(batch: Tensor, rank: int, world_size: int) -> tuple[Tensor, floa
     ``world_size * n_local / n_batch`` (see the module docstring)."""
     local = batch.tensor_split(world_size)[rank]
     return local, world_size * local.shape[0] / batch.shape[0]
+
+
+def share_latents(
+    cache: warm.LatentCache, model: nn.Module, rows: Tensor, rank: int, world_size: int
+) -> None:
+    """Store the global batch's solved latents (rows ``rows``) in every rank's ``cache``:
+    each rank writes its share's latents (NaN where it has none, which ``store`` skips) into
+    its own slice of an ``n_batch x l`` tensor and the slices are summed over the ranks."""
+    sizes = [len(part) for part in rows.tensor_split(world_size)]
+    start, n_local = sum(sizes[:rank]), sizes[rank]
+    gathered = torch.zeros(len(rows), cache.z.shape[1], dtype=cache.z.dtype, device=cache.z.device)
+    solved = warm.solved_latents(model, n_local) if n_local else None
+    mine = gathered[start : start + n_local]
+    mine.copy_(solved if solved is not None else torch.full_like(mine, math.nan))
+    dist.all_reduce(gathered)
+    cache.store(rows, gathered)
 
 
 def train_distributed(
@@ -112,14 +141,19 @@ def train_distributed(
     ddp = DistributedDataParallel(_LossModule(model, loss_fn), **(ddp_options or {}))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     dtype = torch.float64
+    cache = warm.make_cache(model, loss_fn, data.shape[0], cfg.warm_start)
 
     def step(batch: Tensor, n_total: int, epoch: int, b: int) -> tuple[float, int]:
         local, weight = local_share(batch, rank, world)
+        local_rows = loop.rows.tensor_split(world)[rank]
+        z0 = None if cache is None or not len(local_rows) else cache.starts(local_rows)
         optimizer.zero_grad(set_to_none=True)
         error: BaseException | None = None
         loss = None
+        if cache is not None:
+            warm.forget_latents(model)
         try:
-            loss = ddp(local, n_total, weight)
+            loss = ddp(local, n_total, weight, z0)
         except Exception as exc:  # agreed on below, so no rank waits forever
             error = exc
         ok = error is None and bool(torch.isfinite(loss))
@@ -135,6 +169,8 @@ def train_distributed(
                 "" if ok else f" on rank {rank}: {float(loss.detach())}"
             )
             raise loop.diverged(what, epoch, b)
+        if cache is not None:  # every rank reaches this point (all agreed the step is fine)
+            share_latents(cache, model, loop.rows, rank, world)
         loss.backward()  # DDP all-reduces (averages) the gradients here
         bad = first_nonfinite_gradient(model)
         if bad is not None:
@@ -145,7 +181,9 @@ def train_distributed(
             raise loop.diverged(f"after the optimiser step, {problem}", epoch, b)
         return float(flags[0]), int(flags[1])
 
-    loop = _Loop(model, optimizer, data, cfg, step, writer=rank == 0, barrier=dist.barrier)
+    loop = _Loop(
+        model, optimizer, data, cfg, step, writer=rank == 0, barrier=dist.barrier, cache=cache
+    )
     return loop.run(resume)
 
 
@@ -227,4 +265,4 @@ def spawn(
         return torch.load(result_path, map_location="cpu", weights_only=False)
 
 
-__all__ = ["init_distributed", "local_share", "spawn", "train_distributed"]
+__all__ = ["init_distributed", "local_share", "share_latents", "spawn", "train_distributed"]

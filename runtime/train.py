@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from deqfam.fsutil import atomic_write_bytes
 
+from . import latent_cache as warm
 from .checkpoint_check import validate_resume_state
 from .stopping import CONVERGED, StoppingRule, decide
 from .validation import DataError
@@ -79,6 +80,9 @@ class TrainConfig:
     :mod:`runtime.stopping`: stop when the epoch loss decreased by less than ``tol``
     (relative) over the last ``window`` epochs, first multiplying ``lr`` by ``lr_decay`` up to
     ``max_decays`` times. The default ``tol = 0`` runs exactly ``epochs`` epochs.
+
+    ``warm_start``: start each row's inner solve from its latents of the previous visit
+    (:mod:`runtime.latent_cache`; only the iteration counts change), when the loss takes ``z0``.
     """
 
     epochs: int = 30
@@ -93,6 +97,7 @@ class TrainConfig:
     window: int = 5
     lr_decay: float = 1.0
     max_decays: int = 0
+    warm_start: bool = True
 
     @property
     def stopping(self) -> StoppingRule:
@@ -107,6 +112,8 @@ class TrainConfig:
             raise ValueError(f"invalid training options: {self}")
         if not (isinstance(self.lr, int | float) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"invalid training options (lr must be finite and > 0): {self}")
+        if not isinstance(self.warm_start, bool):
+            raise ValueError(f"invalid training options (warm_start must be a bool): {self}")
         _ = self.stopping  # validates tol, window, lr_decay, max_decays
 
     @classmethod
@@ -145,9 +152,12 @@ class History:
 LossFn = Callable[[nn.Module, Tensor, int], Tensor]
 
 
-def default_loss(model: nn.Module, batch: Tensor, n_total: int) -> Tensor:
-    """The model's own outer objective (ExpFamPCA: Theorem 1 (6) with its L2 prior)."""
-    return model.loss(batch, n_total=n_total)
+def default_loss(model: nn.Module, batch: Tensor, n_total: int, z0: Tensor | None = None) -> Tensor:
+    """The model's own outer objective (ExpFamPCA: Theorem 1 (6) with its L2 prior);
+    ``z0`` warm-starts the inner solve (the trainer's latent cache)."""
+    if z0 is None:
+        return model.loss(batch, n_total=n_total)
+    return model.loss(batch, n_total=n_total, z0=z0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,7 +285,9 @@ class _Loop:
     ``step(batch, n_total, epoch, b)`` does one optimiser step on the global minibatch
     ``batch`` and returns ``(sum of the per-sample loss over the batch, nonconverged count)``;
     ``writer`` says whether this process writes checkpoints; ``barrier`` synchronises after a
-    checkpoint is written (a no-op in one process).
+    checkpoint is written (a no-op in one process). ``cache`` (a
+    :class:`runtime.latent_cache.LatentCache` or ``None``) holds every row's warm start; it is
+    checkpointed and restored with the rest; ``rows`` are the data rows of the current batch.
     """
 
     def __init__(
@@ -288,8 +300,10 @@ class _Loop:
         writer: bool = True,
         barrier: Callable[[], None] = lambda: None,
         run_info: dict[str, Any] | None = None,
+        cache: warm.LatentCache | None = None,
     ) -> None:
         self.model, self.optimizer, self.data, self.cfg = model, optimizer, data, cfg
+        self.cache, self.rows = cache, torch.zeros(0, dtype=torch.long)
         #: settings of the run (family, lam, data digest ...) stored in each checkpoint and
         #: compared on resume, so a checkpoint never continues under other settings
         self.run_info = run_info
@@ -326,10 +340,13 @@ class _Loop:
             path = Path(resume)
             state = load_checkpoint(path)
             _check_resumable(state, cfg, n, path)
+            shape = None if self.cache is None else tuple(self.cache.z.shape)
             validate_resume_state(
-                state, model, self.optimizer, n, cfg.batch_size, path, self.run_info
+                state, model, self.optimizer, n, cfg.batch_size, path, self.run_info, shape
             )
             model.load_state_dict(state["model"])
+            if self.cache is not None and warm.CHECKPOINT_KEY in state:
+                self.cache.load(state[warm.CHECKPOINT_KEY])
             self.optimizer.load_state_dict(state["optimizer"])
             history = History(**state["history"])
             # lr may be lowered after a divergence; plateau decays already taken still apply
@@ -365,7 +382,8 @@ class _Loop:
             b0, (total, failed, before) = (start_batch, partial) if first else (0, (0.0, 0, 0.0))
             model.train()
             for b in range(b0, n_batches):
-                batch = data[order[b * cfg.batch_size : (b + 1) * cfg.batch_size]]
+                self.rows = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+                batch = data[self.rows]
                 loss_sum, nfail = self.step(batch, n, epoch, b)
                 total += loss_sum
                 failed += nfail
@@ -427,11 +445,14 @@ class _Loop:
             group["lr"] = lr
 
     def _states(self, shuffler: torch.Generator) -> dict[str, Any]:
-        return {
+        states = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "shuffler": shuffler.get_state(),
         }
+        if self.cache is not None:
+            states[warm.CHECKPOINT_KEY] = self.cache.state()
+        return states
 
 
 def _prepare(data: Any, cfg: TrainConfig) -> Tensor:
@@ -471,9 +492,18 @@ def train(
     model.to(torch.device(cfg.device))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
 
+    cache = warm.make_cache(model, loss_fn, data.shape[0], cfg.warm_start)
+
     def step(batch: Tensor, n_total: int, epoch: int, b: int) -> tuple[float, int]:
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model, batch, n_total)
+        if cache is None:
+            loss = loss_fn(model, batch, n_total)
+        else:  # warm start from the rows' last latents; remember the new ones
+            warm.forget_latents(model)
+            loss = loss_fn(model, batch, n_total, z0=cache.starts(loop.rows))
+            solved = warm.solved_latents(model, batch.shape[0])
+            if solved is not None:
+                cache.store(loop.rows, solved)
         if not bool(torch.isfinite(loss)):
             raise loop.diverged(f"the loss is {float(loss.detach())}", epoch, b)
         loss.backward()
@@ -486,7 +516,7 @@ def train(
             raise loop.diverged(f"after the optimiser step, {problem}", epoch, b)
         return float(loss.detach()) * batch.shape[0], _nonconverged(model)
 
-    loop = _Loop(model, optimizer, data, cfg, step, run_info=run_info)
+    loop = _Loop(model, optimizer, data, cfg, step, run_info=run_info, cache=cache)
     return loop.run(resume)
 
 

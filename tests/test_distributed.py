@@ -49,7 +49,7 @@ def test_two_processes_match_single_process_training(tmp_path):
     # batch 10 on 32 samples: 4 steps per epoch, the last one uneven (2 samples, 1 per rank)
     cfg = {"epochs": 2, "batch_size": 10, "lr": 5e-2, "seed": 4, "progress": False}
     Y, single = _problem(model_seed=0)
-    history = train(single, Y, cfg)
+    history = train(single, Y, {**cfg, "checkpoint_dir": str(tmp_path / "one")})
 
     _, model = _problem(model_seed=0)
     ckpt = tmp_path / "ddp"
@@ -65,6 +65,10 @@ def test_two_processes_match_single_process_training(tmp_path):
     saved = load_checkpoint(ckpt / "last.pt")
     assert saved["epoch"] == 1
     np.testing.assert_allclose(saved["model"]["W"].numpy(), state["W"].numpy(), atol=0)
+    # warm starts: every rank's latents reach rank 0's cache, equal to the single process's
+    single_cache = load_checkpoint(tmp_path / "one" / "last.pt")["latent_cache"]
+    assert saved["latent_cache"].shape == (32, 2) and bool((single_cache != 0).all())
+    np.testing.assert_allclose(saved["latent_cache"].numpy(), single_cache.numpy(), atol=1e-8)
 
 
 def _nan_on_rank_1(model, batch, n_total):
