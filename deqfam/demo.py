@@ -56,6 +56,8 @@ class DemoConfig:
     allow_inadmissible: bool = False
     #: torch threads for the fit: a positive integer or "auto" (runtime/threads.py)
     threads: int | str = "auto"
+    #: ``fit``'s optimizer: "newton" (the second-order fit, default) or "adam"
+    optimizer: str = "newton"
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
@@ -107,6 +109,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         overwrite=True,  # the demo regenerates its whole folder
         label_names=SHAPE_NAMES,
         threads=cfg.threads,
+        optimizer=cfg.optimizer,
     )
     timings["fit"] = time.perf_counter() - t
 
@@ -153,6 +156,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             "n_samples": int(ds.Y.shape[0]),
             "timings": timings,
             "nonconverged_last_epoch": res.history.nonconverged[-1],
+            "optimizer": cfg.optimizer,
+            "weight_decay": res.model.weight_decay,
+            "iterations": getattr(res.history, "iterations", None),
             "epochs": len(res.history.loss),
             "stop_reason": res.history.stop_reason,
             "stop_message": res.history.stop_message,

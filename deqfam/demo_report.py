@@ -42,6 +42,22 @@ def code_fence(text: str) -> str:
     return "`" * max(3, longest + 1)
 
 
+def training_text(summary: dict[str, Any], cfg: Any) -> str:
+    """How the DEQ was trained, in words: the second-order fit (outer iterations) or Adam
+    (learning rate, batch, epochs run of the maximum), with the stop message."""
+    if summary["optimizer"] == "newton":
+        how = (
+            "second-order fit: the latent Newton solve alternated with Newton / Fisher "
+            f"scoring per column, {summary['iterations']} iterations"
+        )
+    else:
+        how = (
+            f"Adam lr {cfg.lr}, batch {cfg.batch_size}, {summary['epochs']} epochs, at most "
+            f"{cfg.epochs}"
+        )
+    return f"{how}; {summary['stop_message']}"
+
+
 def demo_report_context(fam: Any, report: Any, summary: dict[str, Any], cfg: Any) -> dict:
     """Ready strings for the template from the demo's family, admissibility report,
     summary (Procrustes errors, timings, epochs, stop message) and :class:`DemoConfig`."""
@@ -63,11 +79,8 @@ def demo_report_context(fam: Any, report: Any, summary: dict[str, Any], cfg: Any
         "n_grid": str(cfg.n_grid),
         "w_var": str(s["w_var"]),
         "lam": str(cfg.lam),
-        "lr": str(cfg.lr),
-        "batch_size": str(cfg.batch_size),
-        "epochs_run": str(s["epochs"]),
-        "max_epochs": str(cfg.epochs),
-        "stop_message": str(s["stop_message"]),
+        "weight_decay": str(s["weight_decay"]),
+        "training": training_text(s, cfg),
         "deq_error": f"{s['deq_procrustes']:.5f}",
         "pca_error": f"{s['pca_procrustes']:.5f}",
         "better": "DEQ" if s["deq_procrustes"] < s["pca_procrustes"] else "PCA",

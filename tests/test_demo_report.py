@@ -59,7 +59,10 @@ def hostile_report(tmp_path_factory):
         "n_samples": 49,
         "w_var": 0.5,
         "epochs": 7,
-        "stop_message": "converged: the loss fell by less than 1e-4",
+        "optimizer": "newton",
+        "iterations": 6,
+        "weight_decay": 500.0,
+        "stop_message": "converged after 6 iterations",
         "deq_procrustes": 0.0495812,
         "pca_procrustes": 0.264331,
         "nonconverged_last_epoch": 0,
@@ -97,7 +100,15 @@ def test_report_structure_is_the_templates_alone(hostile_report):
     assert "| DEQ (ExpFamPCA) | 0.04958 |" in text and "| PCA | 0.26433 |" in text
     assert "DEQ recovers the ground truth better." in text
     assert "fit 2.00 · total 4.12" in text  # 4.125 rounds half to even in float formatting
-    assert "7 epochs, at most\n9;" in text
+    assert "weight decay 500.0; second-order fit" in text and "6 iterations; converged" in text
+
+
+def test_adam_training_is_described_with_its_settings():
+    from deqfam.demo_report import training_text
+
+    summary = {"optimizer": "adam", "epochs": 7, "stop_message": "converged"}
+    text = training_text(summary, DemoConfig(epochs=9, lr=0.02, batch_size=250))
+    assert text == "Adam lr 0.02, batch 250, 7 epochs, at most 9; converged"
 
 
 def test_check_text_is_fenced_and_every_template_name_is_filled(hostile_report):
