@@ -344,7 +344,17 @@ def test_parameters_leaving_the_domain_stop_training(tmp_path):
 def test_fit_that_diverges_writes_no_outputs(tmp_path):
     y = torch.full((10, 4), 50.0, dtype=torch.float64)
     with pytest.raises(TrainingDiverged):
-        fit(y, NEGBIN, 1, lr=5.0, epochs=2, out_dir=tmp_path / "fit", progress=False)
+        fit(
+            y,
+            NEGBIN,
+            1,
+            optimizer="adam",  # a first-order step too large: the path that can diverge
+            weight_decay=0.0,
+            lr=5.0,
+            epochs=2,
+            out_dir=tmp_path / "fit",
+            progress=False,
+        )
     assert not (tmp_path / "fit" / "latents.npy").exists()
 
 
