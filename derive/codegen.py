@@ -14,6 +14,10 @@ family is hand-written.
   C++/CUDA kernels; primitives become ``deqfam_*`` device functions whose per-order
   constants (zeta(s-k)/k!, Gamma(1-s), Taylor coefficients) are computed with mpmath in
   ``derive/kernel_constants.py``.
+
+Why one module of this size: the two printers and the template contexts share the literal
+and CSE rules and change together; the primitive table (``primitive_table.py``), the C
+constants (``kernel_constants.py``) and escaping (``escape.py``) are already separate.
 """
 
 from __future__ import annotations

@@ -25,6 +25,10 @@ logexpm1(x)        log(e^x - 1), x > 0         1 + polylog_exp(0, -x)
 logexpm1exp(k, x)  d^k/dx^k log(e^(e^x) - 1)   logexpm1exp(k + 1, x)
 logli1exp(k, x)    d^k/dx^k log Li_1(e^x)      logli1exp(k + 1, x)
 =================  ==========================  ===========================
+
+Why one module of this size: the primitives form one set closed under differentiation,
+and each one's ``fdiff`` names the others; their coefficient series live in
+``deqfam/expansions.py`` and their printing in ``primitive_table.py``.
 """
 
 from __future__ import annotations

@@ -13,6 +13,11 @@ functions). The derivation in ``derive.family`` runs under :func:`run_derivation
 parameter substitution is checked the same way, SymPy failures become :class:`SpecError`
 naming the field, and the whole derivation gets a wall-clock budget (``derive.budget``).
 Every failure is one :class:`SpecError` naming the file, the field and the line.
+
+Why one module of this size: it is the spec reader's trust boundary, and reviewing it means
+reading the YAML loader, the AST whitelist and the guards together; the numeric bounds
+(``bounds.py``), hidden-character scan (``spec_text.py``) and deadlines (``budget.py``)
+are already separate.
 """
 
 from __future__ import annotations

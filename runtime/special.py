@@ -58,6 +58,11 @@ tail below 1e-17 relative; the figures quoted are for 0.5 <= s <= 4.5):
   ~(k-1)!/(2 pi)^k, a cancellation of about (2 pi/|x|)^k, so a_k grows with k (measured
   error at the switch below 3e-15 for k <= 4). The Taylor series (radius 2 pi) needs 20, 22, 31,
   44, 63, 68, 72 Bernoulli terms for k = 0..6.
+
+Why one module of this size: each special function sits next to the series constants,
+switch points and error figures that justify it, and the custom ops of all of them are
+registered and given plain-torch twins for export (``OP_IMPLEMENTATIONS``) in one place;
+the two long nested primitives already live in ``special_expm1.py`` / ``special_li1.py``.
 """
 
 import contextlib

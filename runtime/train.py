@@ -19,6 +19,10 @@ step, so the parameters are never poisoned) or parameters that leave the model's
 (``model.check_parameters()``, e.g. ExpFamPCA's ``B`` outside the family's domain) stop the
 run with :class:`TrainingDiverged`, naming the epoch, the batch and the last good checkpoint,
 which is left untouched.
+
+Why one module of this size: the minibatch loop, its checkpoint format and resume rules
+change together (a resumed run must equal an uninterrupted one); the pieces that stand
+alone are already separate (``checkpoint_check.py``, ``stopping.py``, ``latent_cache.py``).
 """
 
 from __future__ import annotations
