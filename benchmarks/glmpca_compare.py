@@ -5,7 +5,8 @@ Data: the first 1500 digits for training, the other 297 held out; Poisson: pixel
 dimensions 10 and 2. One thread. For each case, median over ``--repeats`` runs of:
 
 * ``deqfam fit`` as a whole process (``python -m deqfam fit ... --quiet``), and
-  ``deqfam.fitting.fit`` in this process (defaults: optimizer newton, lam 0.1, w 1);
+  ``deqfam.fitting.fit`` in this process (defaults: optimizer newton, lam 0.1, weight
+  decay 500);
 * glmpca 0.1.0 as a whole process (``fam=poi|bern``, default penalty 1 and stopping rule,
   ``sz = 1``: no per-image size factor, so it fits the same model family as deqfam), and its
   own time inside that process.

@@ -24,6 +24,7 @@ in ``benchmarks/results/kglm_digits.json``.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,9 +43,21 @@ from deqfam.runtime.kernels import (
 )
 from deqfam.runtime.kglm import KGLMDEQ
 
-# The numpy KLR Newton is a test oracle (tests/oracles/klr.py), used here as the KLR baseline
-# (run from the repository root: `python -m benchmarks.kglm_digits`).
-from tests.oracles.klr import kglm_newton
+
+def _load_klr_oracle():
+    """The numpy KLR Newton, a test oracle (tests/oracles/klr.py) that is also this
+    benchmark's KLR baseline, loaded from its file: a top-level ``tests`` package that some
+    installed distributions ship would shadow ``tests.oracles``."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "tests" / "oracles" / "klr.py"
+    spec = importlib.util.spec_from_file_location("deqfam_bench_klr_oracle", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.kglm_newton
+
+
+kglm_newton = _load_klr_oracle()
 
 
 def noisy_digits(

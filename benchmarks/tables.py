@@ -212,17 +212,28 @@ def ck_ntk(fig: Figures) -> str:
 
 
 def paper_fig3_lines(fig: Figures) -> list[str]:
-    """Win counts and median test MSEs per family, as ``paper_fig3`` prints them."""
+    """Win counts (lowest test MSE of the trial), DEQ-vs-PCA pairwise wins with the paper's
+    DEQ count, median test MSEs and Procrustes disparities per family, as ``paper_fig3``
+    prints them (older records lack the pairwise, paper and Procrustes fields: "-")."""
+
+    def cell(d: dict, key: str, fmt: str) -> str:
+        return format(d[key], fmt) if key in d else "-"
+
     lines = [
-        f"{'family':10s} {'wins PCA':>9s} {'wins UMAP':>10s} {'wins DEQ':>9s} "
-        f"{'median MSE PCA':>15s} {'median MSE DEQ':>15s} {'DEQ s/trial':>12s}"
+        f"{'family':10s} {'trials':>6s} {'points':>6s} {'wins PCA':>8s} {'wins UMAP':>9s} "
+        f"{'wins DEQ':>8s} {'paper DEQ':>9s} {'DEQ<PCA':>7s} {'MSE PCA':>8s} {'MSE UMAP':>8s} "
+        f"{'MSE DEQ':>8s} {'Procr PCA':>9s} {'Procr UMAP':>10s} {'Procr DEQ':>9s} "
+        f"{'DEQ s/trial':>11s}"
     ]
     for r in fig["rows"]:
-        wins, med = r["wins"], r["median_mse"]
-        umap = str(wins["umap"]) if "umap" in wins else "-"
+        wins, med, pro = r["wins"], r["median_mse"], r.get("median_procrustes", {})
         lines.append(
-            f"{r['family']:10s} {wins['pca']:9d} {umap:>10s} {wins['deq']:9d} "
-            f"{med['pca']:15.4f} {med['deq']:15.4f} {r['deq_seconds']:12.1f}"
+            f"{r['family']:10s} {cell(r, 'n_trials', 'd'):>6s} {cell(r, 'n_points', 'd'):>6s} "
+            f"{wins['pca']:8d} {cell(wins, 'umap', 'd'):>9s} {wins['deq']:8d} "
+            f"{cell(r, 'paper_deq_wins', 'd'):>9s} {cell(r, 'deq_beats_pca', 'd'):>7s} "
+            f"{med['pca']:8.4f} {cell(med, 'umap', '.4f'):>8s} {med['deq']:8.4f} "
+            f"{cell(pro, 'pca', '.4f'):>9s} {cell(pro, 'umap', '.4f'):>10s} "
+            f"{cell(pro, 'deq', '.4f'):>9s} {r['deq_seconds']:11.1f}"
         )
     return lines
 
