@@ -49,10 +49,12 @@ def _load_klr_oracle():
     benchmark's KLR baseline, loaded from its file: a top-level ``tests`` package that some
     installed distributions ship would shadow ``tests.oracles``."""
     import importlib.util
+    import sys
 
     path = Path(__file__).resolve().parents[1] / "tests" / "oracles" / "klr.py"
     spec = importlib.util.spec_from_file_location("deqfam_bench_klr_oracle", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module.kglm_newton
 
