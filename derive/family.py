@@ -25,16 +25,8 @@ import sympy as sp
 
 from . import primitive_table
 from .primitives import StablePrimitive, to_definition
-from .spec import (
-    ETA,
-    FamilySpec,
-    SpecError,
-    Y,
-    optional_step,
-    parse_spec,
-    read_spec,
-    run_derivation,
-)
+from .spec import ETA, FamilySpec, SpecError, Y, parse_spec, read_spec
+from .spec_derivation import optional_step, run_derivation
 from .stable import stabilize
 
 _T = sp.Symbol("t", positive=True)
@@ -266,8 +258,8 @@ def _convexity_or_unproven(d2: sp.Expr, d2_plain: sp.Expr, domain) -> ConvexityP
 def derive_family(spec: FamilySpec, *, time_limit: float | None = None) -> Family:
     """Derive a :class:`Family` from a parsed spec (parameters substituted by value).
 
-    The spec is a trust boundary (``spec.run_derivation``): a derivation that fails inside
-    SymPy or runs past ``time_limit`` seconds is a :class:`SpecError` naming the field.
+    The spec is a trust boundary (``spec_derivation.run_derivation``): a derivation that
+    fails inside SymPy or runs past ``time_limit`` seconds is a :class:`SpecError` naming the field.
     """
     return run_derivation(spec, _derive, time_limit)
 

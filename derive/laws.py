@@ -28,7 +28,8 @@ import sympy as sp
 from deqfam.vocab import Support
 
 from .family import Family
-from .spec import ETA, Y, optional_step
+from .spec import ETA, Y
+from .spec_derivation import optional_step
 
 #: seconds allowed for identifying one family's law
 IDENTIFY_TIME_LIMIT = 5.0

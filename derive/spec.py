@@ -9,15 +9,15 @@ numeric sub-expression is evaluated and bounded (magnitude, finiteness, realness
 special-function arguments are bounded *before* SymPy computes them (``factorial(10**6)`` or
 ``10**10**10`` would otherwise run for minutes inside one C call), and the finished expression
 must pass a complexity guard (node count, powers of eta, nesting of exponential-type
-functions). The derivation in ``derive.family`` runs under :func:`run_derivation`: the
-parameter substitution is checked the same way, SymPy failures become :class:`SpecError`
+functions). The derivation in ``derive.family`` runs under
+:func:`deqfam.derive.spec_derivation.run_derivation`: the parameter substitution is checked the same way, SymPy failures become :class:`SpecError`
 naming the field, and the whole derivation gets a wall-clock budget (``derive.budget``).
 Every failure is one :class:`SpecError` naming the file, the field and the line.
 
 Why one module of this size: it is the spec reader's trust boundary, and reviewing it means
 reading the YAML loader, the AST whitelist and the guards together; the numeric bounds
-(``bounds.py``), hidden-character scan (``spec_text.py``) and deadlines (``budget.py``)
-are already separate.
+(``bounds.py``), hidden-character scan (``spec_text.py``), deadlines (``budget.py``) and the
+bounded derivation (``spec_derivation.py``) are separate.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal
 
 import sympy as sp
 import yaml
@@ -736,119 +736,3 @@ def read_spec(path: str | Path) -> FamilySpec:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read spec: {exc}", source=str(p)) from None
     return parse_spec(text, source=str(p))
-
-
-# --------------------------------------------------------------------------------------------
-# Bounded derivation: wall-clock budgets and SymPy failures as SpecError
-# --------------------------------------------------------------------------------------------
-
-
-T_ = TypeVar("T_")
-
-
-def optional_step(fn: Callable[[], T_], seconds: float | None = None) -> tuple[T_ | None, str]:
-    """Run an optional derivation step (inverse link, convexity proof) within ``seconds``
-    (default OPTIONAL_STEP_TIME_LIMIT). Returns ``(result, "")``, or ``(None, reason)`` when
-    it timed out or SymPy failed in it, so the caller can fall back instead of refusing the
-    spec. An enclosing :func:`run_derivation` budget still applies."""
-    limit = OPTIONAL_STEP_TIME_LIMIT if seconds is None else seconds
-    try:
-        with deadline(limit):
-            return fn(), ""
-    except DeadlineExceeded:
-        return None, f"timed out after {limit:g} s"
-    except RecursionError:
-        return None, "SymPy exceeded the recursion limit"
-    except (ArithmeticError, TypeError, ValueError, NotImplementedError, AttributeError) as exc:
-        return None, f"SymPy failed: {type(exc).__name__}: {_short(exc, 120)}"
-
-
-def _substitute_checked(expr: sp.Expr, values: dict[sp.Symbol, sp.Expr], guard: _Guard):
-    """``expr.subs(values)`` rebuilt bottom-up through the guard, so that parameter values
-    cannot produce a runaway constant (``c**c**c`` with ``c = 1000``)."""
-    if not expr.has(*values):
-        return expr
-    if isinstance(expr, sp.Symbol):
-        return values[expr]
-    args = [_substitute_checked(a, values, guard) for a in expr.args]
-    return guard.make(expr.func, args)
-
-
-def check_parameter_values(spec: FamilySpec) -> None:
-    """Check that substituting ``spec.parameters`` into the expressions stays within the
-    limits of this module (finite, real, bounded constants; bounded powers; size)."""
-    subs = {spec.parameter_symbols[k]: v for k, v in spec.parameters.items()}
-    if not subs:
-        return
-    lines = _key_lines(spec.text)
-    shown = ", ".join(f"{k}={v}" for k, v in spec.parameters.items())
-    for fld, expr, var in (
-        ("log_partition", spec.log_partition, ETA),
-        ("sufficient_statistic", spec.sufficient_statistic, Y),
-        ("base_measure", spec.base_measure, Y),
-    ):
-        if expr is None:
-            continue
-
-        def fail(msg: str, fld: str = fld) -> None:
-            raise SpecError(
-                f"with parameters {shown}: {msg}",
-                source=spec.source,
-                field=fld,
-                line=lines.get(fld),
-            )
-
-        value = _substitute_checked(expr, subs, _Guard(fail))
-        if isinstance(value, sp.Expr) and value.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
-            fail("the expression becomes infinite or undefined")
-        if var is ETA:
-            check_log_multipliers(value, ETA, fail)
-        check_complexity(value, var, fail)
-
-
-_DERIVATIVES = (("A", "A"), ("sigma", "A'"), ("dsigma", "A''"), ("d2sigma", "A'''"))
-
-
-def run_derivation(
-    spec: FamilySpec, derive: Callable[[FamilySpec], T_], time_limit: float | None = None
-) -> T_:
-    """Run ``derive(spec)`` (the SymPy derivation) behind the trust boundary.
-
-    Parameter values are checked first (:func:`check_parameter_values`), the derivation gets
-    ``time_limit`` seconds (default DERIVE_TIME_LIMIT), and any SymPy failure, overrun or
-    undefined derivative (``zoo``/``nan`` in A and its first three derivatives) becomes a
-    :class:`SpecError` naming the field ``log_partition`` and its line.
-    """
-    lines = _key_lines(spec.text)
-    fld = "log_partition"
-
-    def error(msg: str) -> SpecError:
-        return SpecError(msg, source=spec.source, field=fld, line=lines.get(fld))
-
-    check_parameter_values(spec)
-    limit = DERIVE_TIME_LIMIT if time_limit is None else time_limit
-    try:
-        with deadline(limit):
-            result = derive(spec)
-            for name, what in _DERIVATIVES:
-                expr = getattr(result, name, None)
-                if isinstance(expr, sp.Basic) and expr.has(sp.zoo, sp.nan):
-                    raise error(f"{what} of log_partition is undefined: {_short(expr)}")
-    except SpecError:
-        raise
-    except DeadlineExceeded:
-        raise error(
-            f"deriving the family took longer than {limit:g} s; log_partition is too complex "
-            "for the symbolic derivation (simplify it)"
-        ) from None
-    except RecursionError:
-        raise error(
-            "the symbolic derivation exceeded the recursion limit; log_partition is too complex"
-        ) from None
-    except MemoryError:
-        raise error("the symbolic derivation ran out of memory") from None
-    except Exception as exc:  # SymPy internals: report, chained for debugging
-        raise error(
-            f"SymPy failed while deriving the family: {type(exc).__name__}: {_short(exc, 200)}"
-        ) from exc
-    return result

@@ -62,7 +62,9 @@ tail below 1e-17 relative; the figures quoted are for 0.5 <= s <= 4.5):
 Why one module of this size: each special function sits next to the series constants,
 switch points and error figures that justify it, and the custom ops of all of them are
 registered and given plain-torch twins for export (``OP_IMPLEMENTATIONS``) in one place;
-the two long nested primitives already live in ``special_expm1.py`` / ``special_li1.py``.
+the two long nested primitives live in ``special_expm1.py`` / ``special_li1.py``,
+``L(x) = log((e^x-1)/x)`` in ``special_logexpm1x.py`` and the shared helpers in
+``special_series.py``.
 """
 
 import contextlib
@@ -146,87 +148,25 @@ def logcosh(x: torch.Tensor) -> torch.Tensor:
     return torch.where(small, near, far)
 
 
-# ---------------------------------------------------------------------------------------
-# Shared numerical helpers
-# ---------------------------------------------------------------------------------------
-
-_DPS = 40  # mpmath working precision (decimal digits) for all constants
-_TAIL_TOL = 1e-17  # relative truncation tolerance for all series
-_MAX_TERMS = 4000  # safety cap on any series length
-
-#: polylog_exp: series for x <= POLYLOG_X0, expansion about 0 for POLYLOG_X0 < x < 0.
-POLYLOG_X0 = -1.5
-#: fermi_dirac: alternating series for x <= FERMI_DIRAC_X0, expansion about 0 above.
-FERMI_DIRAC_X0 = -1.0
-#: logexpm1x: Taylor series for |x| < LOGEXPM1X_THRESHOLDS[k], closed forms otherwise.
-LOGEXPM1X_THRESHOLDS = (2.5, 2.5, 3.0, 3.5, 4.0, 4.0, 4.0)
-#: largest derivative order accepted by logexpm1x (backward of order k needs k + 1).
-LOGEXPM1X_K_MAX = len(LOGEXPM1X_THRESHOLDS) - 1
-
-
-#: devices on which piecewise functions index each branch's elements (others use torch.where)
-_INDEXED_DEVICES = ("cpu",)
-
-
-def _horner(t: torch.Tensor, coeffs: Sequence[float]) -> torch.Tensor:
-    """sum_i coeffs[i] t^i by Horner's rule (fresh tensor, t untouched)."""
-    if len(coeffs) == 0:
-        return torch.zeros_like(t)
-    acc = torch.full_like(t, float(coeffs[-1]))
-    for c in reversed(coeffs[:-1]):
-        acc.mul_(t)
-        if c != 0.0:
-            acc.add_(float(c))
-    return acc
-
-
-def _assemble(
-    x: torch.Tensor, pieces: Sequence[tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]]
-) -> torch.Tensor:
-    """Piecewise evaluation: element i gets fn(x_i) for the first (mask, fn) with mask_i true.
-
-    Elements in no mask (NaN inputs, out-of-domain) are NaN. On CPU each branch is evaluated
-    only on its own elements (boolean indexing); on other devices every branch is evaluated
-    on the whole tensor and merged with ``torch.where`` (no host synchronisation).
-    """
-    out = torch.full_like(x, math.nan)
-    if x.device.type in _INDEXED_DEVICES:
-        taken = torch.zeros_like(x, dtype=torch.bool)
-        for mask, fn in pieces:
-            m = mask & ~taken
-            taken |= m
-            sub = x[m]
-            if sub.numel() > 0:
-                out[m] = fn(sub)
-    else:
-        for mask, fn in reversed(pieces):
-            out = torch.where(mask, fn(x), out)
-    return out
-
-
-def _check_float(x: torch.Tensor, name: str) -> None:
-    if not (x.is_floating_point()):
-        raise TypeError(f"{name}: expected a floating-point tensor, got {x.dtype}")
-
-
-def _is_integer(s: float) -> bool:
-    return math.isfinite(s) and float(s).is_integer()
-
-
-def _choose_terms(mags: Sequence[float], tol: float, window: int = 8) -> int:
-    """Smallest n such that every |term_k| (k >= n) in the rest of ``mags`` is below tol.
-
-    ``mags`` are bounds |c_k| r^k at the largest |argument| of the region; the terms decay
-    at least geometrically beyond the checked window, so the neglected tail is a small
-    multiple of tol.
-    """
-    n = len(mags)
-    while n > 0 and mags[n - 1] < tol:
-        n -= 1
-    if n + window > len(mags):
-        raise RuntimeError("series term count did not converge (increase the trial length)")
-    return max(n, 1)
-
+from .special_logexpm1x import (  # noqa: E402 - L(x) and its derivatives
+    _logexpm1x_f64,
+    logexpm1x_taylor_coefficients,
+)
+from .special_series import (  # noqa: E402 - shared constants and helpers
+    _DPS,
+    _INDEXED_DEVICES,
+    _MAX_TERMS,
+    _TAIL_TOL,
+    FERMI_DIRAC_X0,
+    LOGEXPM1X_K_MAX,
+    LOGEXPM1X_THRESHOLDS,
+    POLYLOG_X0,
+    _assemble,
+    _check_float,
+    _choose_terms,
+    _horner,
+    _is_integer,
+)
 
 # ---------------------------------------------------------------------------------------
 # Li_s(e^x): constants
@@ -585,138 +525,6 @@ def _fermi_dirac_f64(x: torch.Tensor, s: float) -> torch.Tensor:
         return _horner(t, q) + sign * _fd_nonpositive_x(-t, s)
 
     return _assemble(x, [(x <= 0, lambda t: _fd_nonpositive_x(t, s)), (x > 0, pos)])
-
-
-# ---------------------------------------------------------------------------------------
-# L(x) = log((e^x - 1)/x) and its derivatives
-# ---------------------------------------------------------------------------------------
-
-
-def _logexpm1x_taylor_mp(k: int, n_bern: int) -> list:
-    """mpmath coefficients (of x^j) of L^{(k)} from L = x/2 + sum_n B_2n x^2n/(2n (2n)!)."""
-    deg = 2 * n_bern - k
-    c = [mpmath.mpf(0)] * max(deg + 1, 2)
-    if k == 0:
-        c[1] += mpmath.mpf(1) / 2
-    elif k == 1:
-        c[0] += mpmath.mpf(1) / 2
-    for n in range(1, n_bern + 1):
-        if 2 * n >= k:
-            c[2 * n - k] += mpmath.bernoulli(2 * n) / (2 * n) / mpmath.factorial(2 * n - k)
-    return c
-
-
-@functools.lru_cache(maxsize=64)
-def _logexpm1x_nbern(k: int) -> int:
-    a = LOGEXPM1X_THRESHOLDS[k]
-    with mpmath.workdps(30):
-        # the truncation error is largest at |x| = a; guard against a root of L^{(k)} near a
-        ref = max(
-            abs(_mp_logexpm1x_closed(mpmath.mpf(a), k)),
-            1e-3 * abs(_mp_logexpm1x_closed(mpmath.mpf(a) / 2, k)),
-        )
-        trial = 60
-        while True:
-            c = _logexpm1x_taylor_mp(k, trial)
-            mags = [
-                abs(float(c[2 * n - k])) * a ** (2 * n - k) if 2 * n >= k else 0.0
-                for n in range(1, trial + 1)
-            ]
-            try:
-                return _choose_terms(mags, _TAIL_TOL * 0.1 * float(ref), window=4)
-            except RuntimeError:
-                if trial >= _MAX_TERMS:
-                    raise
-                trial *= 2
-
-
-def _mp_logexpm1x_closed(x, k: int):
-    """mpmath closed form of L^{(k)}(x), x != 0 (used only to size the Taylor series)."""
-    if k == 0:
-        return mpmath.log(mpmath.expm1(x) / x)
-    return mpmath.diff(lambda t: mpmath.log(mpmath.expm1(t) / t), x, k)
-
-
-@functools.lru_cache(maxsize=64)
-def logexpm1x_taylor_coefficients(k: int, n_terms: int | None = None) -> tuple[float, ...]:
-    """Float64 coefficients c_j (of x^j) of the Taylor series of L^{(k)} about 0.
-
-    L(x) = log((e^x - 1)/x) = x/2 + sum_{n>=1} B_{2n} x^{2n} / (2n (2n)!) (radius 2 pi), so
-    L^{(k)}(x) = [k=0] x/2 + [k=1] 1/2 + sum_{2n>=k} B_{2n}/(2n (2n-k)!) x^{2n-k}.
-    ``n_terms`` counts Bernoulli terms n = 1..n_terms (``None``: the count used by
-    :func:`logexpm1x`, tail below 1e-17 relative for |x| < LOGEXPM1X_THRESHOLDS[k]).
-    """
-    k = int(k)
-    if k < 0:
-        raise ValueError("k must be >= 0")
-    if n_terms is None:
-        n_terms = _logexpm1x_nbern(k)
-    with mpmath.workdps(_DPS):
-        return tuple(float(c) for c in _logexpm1x_taylor_mp(k, n_terms))
-
-
-@functools.lru_cache(maxsize=64)
-def _bose_poly(j: int) -> tuple[float, ...]:
-    """Coefficients (in u) of p_j with d^j/dx^j u = p_j(u), u = 1/(e^x - 1).
-
-    du/dx = -u (1 + u), so p_0 = u and p_{j+1} = -u (1 + u) p_j'(u); for u > 0 all terms of
-    p_j have the sign (-1)^j (no cancellation).
-    """
-    p = [0, 1]
-    for _ in range(j):
-        dp = [i * p[i] for i in range(1, len(p))]
-        q = [0] * (len(dp) + 2)
-        for i, c in enumerate(dp):
-            q[i + 1] -= c
-            q[i + 2] -= c
-        p = q
-    return tuple(float(c) for c in p)
-
-
-def _logexpm1x_taylor_eval(x: torch.Tensor, k: int) -> torch.Tensor:
-    c = logexpm1x_taylor_coefficients(k)
-    even = c[0::2]
-    odd = c[1::2]
-    x2 = x * x
-    out = _horner(x2, even) if any(v != 0.0 for v in even) else torch.zeros_like(x)
-    if any(v != 0.0 for v in odd):
-        out = out + x * _horner(x2, odd)
-    return out
-
-
-def _logexpm1x_far_eval(x: torch.Tensor, k: int) -> torch.Tensor:
-    """L^{(k)}(x) for |x| >= a_k from closed forms in y = |x| and u = 1/expm1(y) <= 1/(e^2-1).
-
-    L(x) = max(x, 0) + log(-expm1(-y)) - log(y)   (L(x) = x + L(-x));
-    L'(x) = 1 + u - 1/y for x > 0 and 1/y - u for x < 0 (L'(x) = 1 - L'(-x));
-    L^{(k)}(y) = p_{k-1}(u) - (-1)^{k-1} (k-1)!/y^k and L^{(k)}(x) = (-1)^k L^{(k)}(-x), k >= 2.
-    """
-    y = torch.abs(x)
-    if k == 0:
-        val = torch.clamp_min(x, 0.0) + torch.log(-torch.expm1(-y)) - torch.log(y)
-        return torch.where(x == math.inf, x, val)
-    u = 1.0 / torch.expm1(y)
-    inv_y = 1.0 / y
-    if k == 1:
-        return torch.where(x > 0, (1.0 + u) - inv_y, inv_y - u)
-    val = _horner(u, _bose_poly(k - 1)) - ((-1) ** (k - 1) * math.factorial(k - 1)) * torch.pow(
-        inv_y, k
-    )
-    if k % 2 == 1:
-        val = torch.where(x < 0, -val, val)
-    return val
-
-
-def _logexpm1x_f64(x: torch.Tensor, k: int) -> torch.Tensor:
-    a = LOGEXPM1X_THRESHOLDS[k]
-    ax = torch.abs(x)
-    return _assemble(
-        x,
-        [
-            (ax < a, lambda t: _logexpm1x_taylor_eval(t, k)),
-            (ax >= a, lambda t: _logexpm1x_far_eval(t, k)),
-        ],
-    )
 
 
 # ---------------------------------------------------------------------------------------

@@ -30,8 +30,8 @@ from deqfam.derive.spec import (
     SpecError,
     deadline,
     parse_spec,
-    run_derivation,
 )
+from deqfam.derive.spec_derivation import run_derivation
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "reliability.md"
