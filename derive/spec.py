@@ -11,7 +11,8 @@ special-function arguments are bounded *before* SymPy computes them (``factorial
 must pass a complexity guard (node count, powers of eta, nesting of exponential-type
 functions). The derivation in ``derive.family`` runs under
 :func:`deqfam.derive.spec_derivation.run_derivation`: the parameter substitution is checked
-the same way, SymPy failures become :class:`SpecError` naming the field, and the whole derivation gets a wall-clock budget (``derive.budget``).
+the same way, SymPy failures become :class:`SpecError` naming the field, and the whole
+derivation gets a wall-clock budget (``derive.budget``).
 Every failure is one :class:`SpecError` naming the file, the field and the line.
 
 Why one module of this size: it is the spec reader's trust boundary, and reviewing it means
