@@ -77,6 +77,7 @@ from typing import NamedTuple
 import mpmath
 import torch
 
+from . import special_series
 from .order_ops import register_order_op
 
 __all__ = [
@@ -154,7 +155,6 @@ from .special_logexpm1x import (  # noqa: E402 - L(x) and its derivatives
 )
 from .special_series import (  # noqa: E402 - shared constants and helpers
     _DPS,
-    _INDEXED_DEVICES,
     _MAX_TERMS,
     _TAIL_TOL,
     FERMI_DIRAC_X0,
@@ -597,13 +597,12 @@ def where_piecewise() -> Iterator[None]:
     cannot record; ``torch.where`` computes the same elementwise formulas, so the values are
     unchanged. Not thread-safe: it swaps a module-level setting for the block's duration.
     """
-    global _INDEXED_DEVICES
-    saved = _INDEXED_DEVICES
-    _INDEXED_DEVICES = ()
+    saved = special_series._INDEXED_DEVICES  # read by special_series._assemble
+    special_series._INDEXED_DEVICES = ()
     try:
         yield
     finally:
-        _INDEXED_DEVICES = saved
+        special_series._INDEXED_DEVICES = saved
 
 
 # ---------------------------------------------------------------------------------------
