@@ -42,7 +42,7 @@ from . import escape
 from .family import Family
 from .kernel_constants import KERNEL_NEAR0_TERMS, KERNEL_SERIES_TERMS, CPrimitive, order_tag
 from .laws import identify_law
-from .primitive_table import spec_named, spec_of
+from .primitive_table import spec_named, spec_of, special_call
 from .primitives import LOGEXPM1X_SERIES_ORDER, StablePrimitive
 
 #: Bumped when generated output changes for the same spec (golden files then change too).
@@ -156,6 +156,23 @@ class TorchLayerPrinter(AbstractPythonCodePrinter):
 
     def _print_loggamma(self, expr):
         return f"torch.lgamma({self._print(expr.args[0])})"
+
+    def _print_polygamma(self, expr):
+        return self._print_special(expr)
+
+    def _print_besseli(self, expr):
+        return self._print_special(expr)
+
+    def _print_special(self, expr) -> str:
+        """digamma/polygamma/besseli print as their row of the special-function table
+        (``primitive_table.SPECIAL_CALLS``): ``f(x)`` at a fixed order, else ``f(n, x)``."""
+        row = special_call(expr)
+        if row is None:
+            raise ValueError(f"no torch call for {expr} (orders: see SPECIAL_CALLS)")
+        n, x = expr.args
+        if row.order is not None:
+            return f"{row.torch_call}({self._print(x)})"
+        return f"{row.torch_call}({int(n)}, {self._print(x)})"
 
     def _print_stable_primitive(self, expr: StablePrimitive) -> str:
         """A primitive prints as its table entry's torch call: (x) or (x, order)."""

@@ -261,6 +261,10 @@ def derive_family(spec: FamilySpec, *, time_limit: float | None = None) -> Famil
     The spec is a trust boundary (``spec_derivation.run_derivation``): a derivation that
     fails inside SymPy or runs past ``time_limit`` seconds is a :class:`SpecError` naming the field.
     """
+    if not isinstance(spec, FamilySpec):  # a vector spec (derive/vector_spec.py)
+        from .vector_derivation import derive_vector_family
+
+        return derive_vector_family(spec, time_limit=time_limit)
     return run_derivation(spec, _derive, time_limit)
 
 
@@ -303,23 +307,33 @@ def builtin_names() -> list[str]:
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
 
 
+def _vector_builtins():
+    """The vector built-ins (``specs/vector/``; a lazy import: they import this module)."""
+    from . import vector_builtins
+
+    return vector_builtins
+
+
 def builtin_spec_text(name: str) -> str:
     return (importlib.resources.files("deqfam.specs") / f"{name}.yaml").read_text("utf-8")
 
 
 def load_family(spec: Any, **parameters: float) -> Family:
     """Load a family: a built-in name, a path to a YAML spec, a FamilySpec or a Family.
+    A vector spec or built-in (``derive.vector_spec``) gives a ``VectorFamily``.
 
     Keyword arguments override parameter values (e.g. ``load_family("binomial", n=10)``).
     """
-    if isinstance(spec, Family):
+    if isinstance(spec, Family) or _vector_builtins().is_vector_family(spec):
         fam = spec
-    elif isinstance(spec, FamilySpec):
+    elif isinstance(spec, FamilySpec) or _vector_builtins().is_vector_spec(spec):
         fam = derive_family(spec)
     elif isinstance(spec, str | Path):
         text = str(spec)
         if isinstance(spec, str) and text in builtin_names():
             fam = derive_family(parse_spec(builtin_spec_text(text), source=f"builtin:{text}"))
+        elif isinstance(spec, str) and text in _vector_builtins().vector_builtin_names():
+            fam = _vector_builtins().load_vector_builtin(text)
         elif Path(text).is_file():
             fam = derive_family(read_spec(text))
         else:

@@ -162,3 +162,161 @@ def numpy_module() -> dict[str, object]:
     table["Heaviside"] = lambda x, h0=0.5: np.heaviside(x, h0)
     table["DiracDelta"] = lambda x, k=0: np.zeros_like(np.asarray(x, dtype=float))
     return table
+
+
+# --- Special functions (digamma, polygamma, Bessel I, log-gamma) ------------------------------
+#
+# These are SymPy's own functions (not stable primitives: SymPy differentiates them itself,
+# polygamma(n, x) -> polygamma(n + 1, x), besseli(0, x) -> besseli(1, x)), so they have their
+# own table: one row per (SymPy node, order) names the torch call, the C call and the float64
+# reference. A spec writes them as ``digamma(x)``, ``polygamma(n, x)``, ``besseli(n, x)``,
+# ``lgamma(x)`` (:data:`SPEC_FUNCTIONS`, added to the parser's whitelist).
+
+#: largest order n of polygamma(n, x) a spec may use (derivatives add up to 3 more)
+MAX_POLYGAMMA_ORDER = 6
+#: largest |x| of a numeric argument of the special functions (as MAX_SPECIAL_ARG)
+_MAX_NUMERIC_ARG = 1000
+
+
+@dataclass(frozen=True)
+class SpecialCall:
+    """One special function at one order (None: any order, printed as an argument).
+
+    Attributes:
+        node: the SymPy function class the printers see.
+        order: the fixed first argument this row covers, or None for every other order.
+        torch_call: the torch function; with ``order`` None it is called ``(n, x)``.
+        c_call: the C device function; with ``order`` None the suffix ``_<n>`` is appended
+            and ``c_kind`` names the ``templates/_primitives.h.j2`` block that defines it.
+        c_kind: the template block of the C function ("" for a C library call).
+        numpy_reference: float64 evaluation with the SymPy function's arguments.
+    """
+
+    node: type[sp.Function]
+    order: int | None
+    torch_call: str
+    c_call: str
+    c_kind: str
+    numpy_reference: Callable[..., np.ndarray]
+
+
+def _scipy():
+    from scipy import special as sps
+
+    return sps
+
+
+SPECIAL_CALLS: tuple[SpecialCall, ...] = (
+    SpecialCall(
+        sp.polygamma,
+        0,
+        "special_polygamma.digamma",
+        "deqfam_digamma",
+        "digamma",
+        lambda n, x: _scipy().digamma(x),
+    ),
+    SpecialCall(
+        sp.polygamma,
+        None,
+        "special_polygamma.polygamma",
+        "deqfam_polygamma",
+        "polygamma",
+        lambda n, x: _scipy().polygamma(int(n), x),
+    ),
+    SpecialCall(
+        sp.besseli,
+        0,
+        "torch.special.i0",
+        "deqfam_besseli0",
+        "besseli",
+        lambda n, x: _scipy().i0(x),
+    ),
+    SpecialCall(
+        sp.besseli,
+        1,
+        "torch.special.i1",
+        "deqfam_besseli1",
+        "besseli",
+        lambda n, x: _scipy().i1(x),
+    ),
+    SpecialCall(sp.loggamma, None, "torch.lgamma", "lgamma", "", lambda x: _scipy().gammaln(x)),
+)
+
+
+def special_call(expr: sp.Expr) -> SpecialCall | None:
+    """The row of :data:`SPECIAL_CALLS` that prints ``expr``, or None (not a special call,
+    or an order without a row: ``besseli(2, x)`` must be reduced first,
+    :func:`reduce_besseli`)."""
+    for row in SPECIAL_CALLS:
+        if type(expr) is not row.node:
+            continue
+        if row.node is sp.loggamma:
+            return row
+        n = expr.args[0]
+        if row.order is not None and n == row.order:
+            return row
+        if row.order is None and n.is_Integer and 1 <= int(n):
+            return row
+    return None
+
+
+def reduce_besseli(expr: sp.Expr) -> sp.Expr:
+    """Rewrite integer-order ``besseli(n, x)``, n >= 2, onto I_0 and I_1 by the recurrence
+    ``I_{n+1}(x) = I_{n-1}(x) - (2n/x) I_n(x)`` (the derivatives of I_0 and I_1 bring I_2,
+    I_3, ...; torch and C have I_0 and I_1 only). ``I_{-n} = I_n`` for integer n."""
+
+    def lower(n: int, x: sp.Expr) -> sp.Expr:
+        n = abs(n)
+        if n <= 1:
+            return sp.besseli(n, x)
+        return lower(n - 2, x) - 2 * (n - 1) / x * lower(n - 1, x)
+
+    return expr.replace(
+        lambda e: isinstance(e, sp.besseli) and e.args[0].is_Integer and abs(int(e.args[0])) > 1,
+        lambda e: lower(int(e.args[0]), e.args[1]),
+    )
+
+
+def _numeric_arg_bounded(name: str, x: sp.Expr) -> None:
+    if x.is_number and abs(complex(sp.N(x, 15))) > _MAX_NUMERIC_ARG:
+        raise ValueError(f"numeric arguments of {name} are limited to |x| <= {_MAX_NUMERIC_ARG}")
+
+
+def _order(name: str, n: sp.Expr, lo: int, hi: int) -> int:
+    if not (n.is_Integer and lo <= int(n) <= hi):
+        raise ValueError(f"the order of {name} must be an integer {lo}..{hi}, got {n}")
+    return int(n)
+
+
+def _digamma(x: sp.Expr) -> sp.Expr:
+    """digamma(x) = psi(x) = d/dx log Gamma(x) (SymPy's polygamma(0, x))."""
+    _numeric_arg_bounded("digamma", x)
+    return sp.polygamma(0, x)
+
+
+def _polygamma(n: sp.Expr, x: sp.Expr) -> sp.Expr:
+    """polygamma(n, x) = d^n/dx^n digamma(x) for an integer order 0..MAX_POLYGAMMA_ORDER."""
+    _numeric_arg_bounded("polygamma", x)
+    return sp.polygamma(_order("polygamma", n, 0, MAX_POLYGAMMA_ORDER), x)
+
+
+def _besseli(n: sp.Expr, x: sp.Expr) -> sp.Expr:
+    """besseli(n, x) = I_n(x), the modified Bessel function of the first kind, for an integer
+    order 0..MAX_POLYGAMMA_ORDER (reduced to I_0 and I_1 by :func:`reduce_besseli`)."""
+    _numeric_arg_bounded("besseli", x)
+    return reduce_besseli(sp.besseli(_order("besseli", n, 0, MAX_POLYGAMMA_ORDER), x))
+
+
+def _lgamma(x: sp.Expr) -> sp.Expr:
+    """lgamma(x) = log Gamma(x) (SymPy's loggamma)."""
+    _numeric_arg_bounded("lgamma", x)
+    return sp.loggamma(x)
+
+
+#: spec-facing names of the special functions -> their checked SymPy constructors
+SPEC_FUNCTIONS: dict[str, Callable[..., sp.Expr]] = {
+    "digamma": _digamma,
+    "polygamma": _polygamma,
+    "besseli": _besseli,
+    "lgamma": _lgamma,
+}

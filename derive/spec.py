@@ -44,6 +44,7 @@ from deqfam.derive.budget import DeadlineExceeded, _on_alarm, deadline  # noqa: 
 from deqfam.vocab import Support
 
 from . import spec_text
+from .primitive_table import SPEC_FUNCTIONS
 
 #: The support names (one definition, shared with runtime/: ``deqfam.vocab.Support``).
 SUPPORTS = tuple(str(s) for s in Support)
@@ -82,6 +83,7 @@ FUNCTIONS: dict[str, Any] = {
     "abs": sp.Abs,
     "Max": sp.Max,
     "Min": sp.Min,
+    **SPEC_FUNCTIONS,  # digamma, polygamma, besseli, lgamma (derive/primitive_table.py)
 }
 CONSTANTS: dict[str, sp.Expr] = {"pi": sp.pi, "E": sp.E}
 RESERVED = {"eta", "y", *FUNCTIONS, *CONSTANTS, "oo"}
@@ -606,7 +608,9 @@ def _refuse_hidden_characters(text: str, data: dict[str, Any], source: str) -> N
 
 
 def parse_spec(text: str, source: str = "<spec>") -> FamilySpec:
-    """Parse and validate spec ``text`` (see DESIGN.md for the format)."""
+    """Parse and validate spec ``text`` (see DESIGN.md for the format); a vector spec (one
+    with ``natural_parameters`` or ``categories``) gives a
+    :class:`~deqfam.derive.vector_spec.VectorFamilySpec`."""
     if not isinstance(text, str):
         raise SpecError(f"a spec must be text, got {type(text).__name__}", source=source)
     if len(text.encode("utf-8", "replace")) > MAX_SPEC_BYTES:
@@ -627,6 +631,10 @@ def parse_spec(text: str, source: str = "<spec>") -> FamilySpec:
     if bad_keys:
         raise SpecError(f"field names must be strings, got {bad_keys[0]!r}", source=source)
     _refuse_hidden_characters(text, data, source)
+    if any(key in data for key in ("natural_parameters", "categories")):
+        from .vector_spec import parse_vector_spec  # k natural parameters (issue 16)
+
+        return parse_vector_spec(data, text, source, lines)
     try:
         model = _SpecModel.model_validate(data)
     except ValidationError as exc:

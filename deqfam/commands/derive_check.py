@@ -40,14 +40,33 @@ def derivation_rows(fam: Family) -> list[tuple[str, sp.Expr | None]]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from deqfam.derive.vector_builtins import vector_builtin_names
+
     for name in builtin_names():
         fam = load_family(name)
         print(f"{name:22s} {fam.description}")
+    for name in vector_builtin_names():  # vector families: description only (no derivation)
+        print(f"{name:22s} [vector] {_vector_description(name)}")
     return EXIT_OK
+
+
+def _vector_description(name: str) -> str:
+    from deqfam.derive.spec import parse_spec
+    from deqfam.derive.vector_builtins import vector_builtin_spec_text
+
+    return parse_spec(vector_builtin_spec_text(name), source=f"builtin:{name}").description
+
+
+def _vector(fam) -> bool:
+    return not isinstance(fam, Family)
 
 
 def cmd_derive(args: argparse.Namespace) -> int:
     fam = spec_family(args.spec, args)
+    if _vector(fam):
+        from deqfam.commands.vector_commands import cmd_derive_vector
+
+        return cmd_derive_vector(fam, args)
     params = ", ".join(f"{k}={v}" for k, v in fam.parameters.items()) or "none"
     lo, hi = fam.domain
     print(f"family {fam.name}: {fam.description}")
@@ -62,7 +81,12 @@ def cmd_derive(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from deqfam.derive.admissibility import check, plot_report
 
-    report = check(spec_family(args.spec, args))
+    fam = spec_family(args.spec, args)
+    if _vector(fam):
+        from deqfam.commands.vector_commands import cmd_check_vector
+
+        return cmd_check_vector(fam, args)
+    report = check(fam)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:

@@ -36,6 +36,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
             )
             if code != EXIT_OK:
                 return code
+        code = _generate_vector_builtins(args)
+        if code != EXIT_OK:
+            return code
         if "torch" in targets:  # modules shared by the built-ins (not per family)
             from deqfam.derive.emit import write_pcdeq_activations
 
@@ -45,6 +48,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print("deqfam: error: generate needs SPEC (or --builtins)", file=sys.stderr)
         return EXIT_BAD_INPUT
     fam = spec_family(args.spec, args)
+    if not isinstance(fam, Family):  # a vector family (k natural parameters)
+        from deqfam.commands.vector_commands import cmd_generate_vector
+
+        return cmd_generate_vector(fam, args)
     numeric: list[str] = []
     with captured_numeric_warnings(numeric):
         try:
@@ -60,6 +67,18 @@ def cmd_generate(args: argparse.Namespace) -> int:
             )
     for target, path in written.items():
         print(f"{target:6s} {path}")
+    return EXIT_OK
+
+
+def _generate_vector_builtins(args: argparse.Namespace) -> int:
+    """``generate --builtins`` for the vector built-ins (``specs/vector/``)."""
+    from deqfam.derive.vector_builtins import vector_builtin_names
+
+    for name in vector_builtin_names():
+        ns = {**vars(args), "spec": name, "builtins": False, "allow_inadmissible": True}
+        code = cmd_generate(argparse.Namespace(**ns))
+        if code != EXIT_OK:
+            return code
     return EXIT_OK
 
 
