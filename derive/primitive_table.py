@@ -210,7 +210,7 @@ SPECIAL_CALLS: tuple[SpecialCall, ...] = (
     SpecialCall(
         sp.polygamma,
         0,
-        "special_polygamma.digamma",
+        "special.digamma",
         "deqfam_digamma",
         "digamma",
         lambda n, x: _scipy().digamma(x),
@@ -218,7 +218,7 @@ SPECIAL_CALLS: tuple[SpecialCall, ...] = (
     SpecialCall(
         sp.polygamma,
         None,
-        "special_polygamma.polygamma",
+        "special.polygamma",
         "deqfam_polygamma",
         "polygamma",
         lambda n, x: _scipy().polygamma(int(n), x),

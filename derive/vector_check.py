@@ -1,45 +1,21 @@
-"""The minimal admissibility check of a vector family (until the k-dimensional stages of
-``derive/admissibility/vector*.py`` [veccheck] are merged; ``deqfam check`` prefers those).
-
-Two findings, each a :class:`~deqfam.derive.admissibility.report.Evidence`:
-
-* ``hessian_pd``: ``Hess A`` positive definite on the box (Sylvester proof, else grid
-  evidence: :mod:`deqfam.derive.vector_pd`); a grid point where it is not is a rejection
-  (for an admissible ``A`` the Hessian is the covariance of a non-degenerate statistic);
-* ``known_law``: the family is provably a known law (:mod:`deqfam.derive.vector_laws`), whose
-  ``exp(A)`` is a Laplace transform of a positive measure by construction.
-
-Verdict: ``admissible`` (proven) when both pass, ``not_admissible`` (numerical) when the
-Hessian fails, else ``inconclusive`` (a positive definite Hessian alone does not make
-``exp(A)`` a Laplace transform).
+"""The admissibility check of a derived vector family: the k-dimensional stages of
+:mod:`deqfam.derive.admissibility.vector` (Marcinkiewicz along lines, closure, convexity,
+restrictions to lines, base measure) run on a :class:`VectorSpecView` of the family, plus one
+finding of the derive side, ``known_law``: the family is provably a known law
+(:mod:`deqfam.derive.vector_laws`), whose ``exp(A)`` is a Laplace transform of a positive
+measure by construction, which makes an otherwise numerical acceptance a proof.
 """
 
 from __future__ import annotations
 
-import time
-
-import sympy as sp
+import dataclasses
 
 from deqfam.vocab import Outcome, Strength, Verdict
 
 from .admissibility.report import Evidence, Report
+from .admissibility.vector import VectorSpecView, check_vector
 from .vector_derivation import VectorFamily
 from .vector_laws import identify_vector_law
-from .vector_pd import hessian_positive_definite
-
-
-def _pd_evidence(fam: VectorFamily) -> Evidence:
-    pd = hessian_positive_definite(fam)
-    strength = Strength.PROVEN if pd.proven else Strength.NUMERICAL
-    details = {
-        "method": pd.method,
-        "minors": list(pd.minors),
-        "grid_points": pd.grid_points,
-        "worst_point": pd.worst_point,
-        "min_relative_eigenvalue": pd.worst_relative_eigenvalue,
-    }
-    outcome = Outcome.PASS if pd.positive else Outcome.FAIL
-    return Evidence("hessian_pd", outcome, strength, pd.method, details)
 
 
 def _law_evidence(fam: VectorFamily) -> Evidence:
@@ -56,47 +32,44 @@ def _law_evidence(fam: VectorFamily) -> Evidence:
     )
 
 
-def minimal_vector_check(fam: VectorFamily) -> Report:
-    """The report of the two findings above (JSON keys as the scalar report's)."""
-    start = time.perf_counter()
-    pd, law = _pd_evidence(fam), _law_evidence(fam)
-    if pd.outcome is Outcome.FAIL:
-        verdict, strength, reason = Verdict.NOT_ADMISSIBLE, Strength.NUMERICAL, pd.summary
-    elif law.outcome is Outcome.PASS:
-        verdict, strength, reason = Verdict.ADMISSIBLE, Strength.PROVEN, law.summary
-    else:
-        verdict, strength = Verdict.INCONCLUSIVE, None
-        reason = "Hess A is positive definite, but exp(A) is not shown to be a Laplace transform"
-    lo = ", ".join(str(b[0]) for b in fam.domain)
-    hi = ", ".join(str(b[1]) for b in fam.domain)
-    return Report(
+def _view(fam: VectorFamily) -> VectorSpecView:
+    """What the k-dimensional stages read of a derived vector family."""
+    support_max = None if fam.support_max is None else float(fam.support_max)
+    return VectorSpecView(
         name=fam.name,
-        log_partition=sp.sstr(fam.A),
-        domain=(f"({lo})", f"({hi})"),
+        A=fam.A,
+        etas=fam.etas,
+        domain=fam.domain,
         support=fam.support,
-        verdict=verdict,
-        strength=strength,
-        reason=reason,
-        convexity={
-            "status": "proven"
-            if pd.strength is Strength.PROVEN and pd.outcome is Outcome.PASS
-            else ("refuted" if pd.outcome is Outcome.FAIL else "numerical"),
-            "method": pd.summary,
-        },
-        evidence=[pd, law],
-        tilts=(),
-        elapsed_s=time.perf_counter() - start,
+        T=fam.T,
+        h=fam.h,
+        parameters=dict(fam.parameters),
+        support_max=support_max,
     )
 
 
-def check_vector_family(fam: VectorFamily) -> Report:
-    """``check_vector`` of [veccheck] (``derive/admissibility/vector.py``) when it is there,
-    else :func:`minimal_vector_check`."""
-    try:
-        from .admissibility.vector import check_vector  # type: ignore[import-not-found]
-    except ImportError:
-        return minimal_vector_check(fam)
-    return check_vector(fam)
+def check_vector_family(fam: VectorFamily, time_limit: float | None = None) -> Report:
+    """The k-dimensional admissibility check (:func:`check_vector`) of ``fam``, with the
+    ``known_law`` finding added: a family that is provably a known law is admissible by proof
+    (``exp(A)`` is the Laplace transform of that law's measure), unless a stage refuted it,
+    in which case the contradiction is reported as inconclusive rather than hidden."""
+    report = check_vector(_view(fam), time_limit=time_limit)
+    law = _law_evidence(fam)
+    evidence = [*report.evidence, law]
+    if law.outcome is not Outcome.PASS:
+        return dataclasses.replace(report, evidence=evidence)
+    if Verdict(report.verdict) is Verdict.NOT_ADMISSIBLE:
+        reason = f"{report.reason}; but {law.summary}"
+        return dataclasses.replace(
+            report, verdict=Verdict.INCONCLUSIVE, strength=None, reason=reason, evidence=evidence
+        )
+    return dataclasses.replace(
+        report,
+        verdict=Verdict.ADMISSIBLE,
+        strength=Strength.PROVEN,
+        reason=law.summary,
+        evidence=evidence,
+    )
 
 
-__all__ = ["check_vector_family", "minimal_vector_check"]
+__all__ = ["check_vector_family"]

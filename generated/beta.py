@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from deqfam.runtime import special_polygamma  # noqa: F401 - digamma/polygamma (x > 0)
+from deqfam.runtime import special  # noqa: F401 - digamma, polygamma
 from deqfam.runtime.family import ExactSampler
 from deqfam.runtime.vector_family import VectorTorchFamily
 
@@ -44,11 +44,11 @@ def mean(eta: torch.Tensor) -> torch.Tensor:
     """mu(eta) = grad A(eta) = E[T(y)] (the activation): (..., k) -> (..., k)."""
     eta1 = eta[..., 0]
     eta2 = eta[..., 1]
-    _t0 = -special_polygamma.digamma(eta1 + eta2 + 2.0)
+    _t0 = -special.digamma(eta1 + eta2 + 2.0)
     return torch.stack(
         [
-            _t0 + special_polygamma.digamma(eta1 + 1.0),
-            _t0 + special_polygamma.digamma(eta2 + 1.0),
+            _t0 + special.digamma(eta1 + 1.0),
+            _t0 + special.digamma(eta2 + 1.0),
         ],
         -1,
     )
@@ -58,11 +58,11 @@ def covariance(eta: torch.Tensor) -> torch.Tensor:
     """C(eta) = Hess A(eta) = Cov[T(y)]: (..., k) -> (..., k, k)."""
     eta1 = eta[..., 0]
     eta2 = eta[..., 1]
-    _t0 = -special_polygamma.polygamma(1, eta1 + eta2 + 2.0)
+    _t0 = -special.polygamma(1, eta1 + eta2 + 2.0)
     return torch.stack(
         [
-            torch.stack([_t0 + special_polygamma.polygamma(1, eta1 + 1.0), _t0], -1),
-            torch.stack([_t0, _t0 + special_polygamma.polygamma(1, eta2 + 1.0)], -1),
+            torch.stack([_t0 + special.polygamma(1, eta1 + 1.0), _t0], -1),
+            torch.stack([_t0, _t0 + special.polygamma(1, eta2 + 1.0)], -1),
         ],
         -2,
     )

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from deqfam.runtime import special_polygamma  # noqa: F401 - digamma/polygamma (x > 0)
+from deqfam.runtime import special  # noqa: F401 - digamma, polygamma
 from deqfam.runtime.family import ExactSampler
 from deqfam.runtime.vector_family import VectorTorchFamily
 
@@ -48,7 +48,7 @@ def mean(eta: torch.Tensor) -> torch.Tensor:
     _t0 = eta1 + 1.0
     return torch.stack(
         [
-            -torch.log(-eta2) + special_polygamma.digamma(_t0),
+            -torch.log(-eta2) + special.digamma(_t0),
             -_t0 / eta2,
         ],
         -1,
@@ -63,7 +63,7 @@ def covariance(eta: torch.Tensor) -> torch.Tensor:
     _t1 = -1.0 / eta2
     return torch.stack(
         [
-            torch.stack([special_polygamma.polygamma(1, _t0), _t1], -1),
+            torch.stack([special.polygamma(1, _t0), _t1], -1),
             torch.stack([_t1, _t0 / torch.square(eta2)], -1),
         ],
         -2,

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from deqfam.runtime import special_polygamma  # noqa: F401 - digamma/polygamma (x > 0)
+from deqfam.runtime import special  # noqa: F401 - digamma, polygamma
 from deqfam.runtime.family import ExactSampler
 from deqfam.runtime.vector_family import VectorTorchFamily
 

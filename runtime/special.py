@@ -655,6 +655,7 @@ def logexpm1x(x: torch.Tensor, k: int = 0) -> torch.Tensor:
 # torch.ops.deqfam.logexpm1exp and torch.ops.deqfam.logli1exp with the other operators.
 from .special_expm1 import _logexpm1exp_f64, logexpm1, logexpm1exp  # noqa: E402
 from .special_li1 import logli1exp, logli1exp_impl  # noqa: E402
+from .special_polygamma import digamma, polygamma  # noqa: E402, F401 - generated modules call these
 
 OP_IMPLEMENTATIONS["deqfam::logexpm1exp"] = lambda x, k: _via_f64(
     x, lambda t: _logexpm1exp_f64(t, int(k))
