@@ -119,8 +119,12 @@ def posterior_from_latents(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     d, l = W.shape
-    sp = family.activation_grad(Z @ W.T + B)  # (N, d)
-    root = torch.sqrt(sp)[..., None] * W  # (N, d, l)
+    root_of = getattr(family, "laplace_root", None)
+    if root_of is not None:  # one family per column (runtime/columns.py): rows L_j^T W_j
+        root = root_of(W, Z @ W.T + B)  # (N, D, l)
+    else:
+        sp = family.activation_grad(Z @ W.T + B)  # (N, d)
+        root = torch.sqrt(sp)[..., None] * W  # (N, d, l)
     woodbury = (l > d) if method == "auto" else method == "woodbury"
     if woodbury:
         eye = torch.eye(d, dtype=W.dtype, device=W.device)

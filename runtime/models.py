@@ -39,7 +39,10 @@ class ExpFamPCA(nn.Module):
     """Exponential-family PCA whose forward pass is the MAP-latent DEQ of Theorem 1.
 
     Args:
-        family: a ``TorchFamily`` or anything ``as_torch_family`` accepts (a generated module).
+        family: a ``TorchFamily`` or anything ``as_torch_family`` accepts (a generated module);
+            a list of per-column families, a ``ColumnFamilies`` or a vector family builds the
+            per-column model ``runtime.block_pca.BlockExpFamPCA`` instead (which also takes
+            them as ``families=``).
         data_dim: ``d``, the number of observed coordinates.
         latent_dim: ``l``.
         lam: prior precision of the latents, ``Z ~ N(0, lam^{-1} I)``; also the strong
@@ -62,6 +65,17 @@ class ExpFamPCA(nn.Module):
     the domain when 0 is not inside it (negative binomial: ``eta < 0``), so the solvers start
     from a feasible point.
     """
+
+    def __new__(cls, family: Any = None, *args: Any, **kwargs: Any) -> ExpFamPCA:
+        # one family per column (a list, ColumnFamilies) or a vector family: the block model
+        # of runtime/block_pca.py; one scalar family: this class, unchanged
+        chosen = kwargs.get("families", family)
+        if cls is ExpFamPCA and chosen is not None:
+            from .block_pca import BlockExpFamPCA, is_block_family
+
+            if is_block_family(chosen):
+                return super().__new__(BlockExpFamPCA)
+        return super().__new__(cls)
 
     def __init__(
         self,

@@ -66,6 +66,8 @@ class VectorTorchFamily:
         exact_sampler: the known law this family is, or ``None`` (generic samplers apply).
         admissibility: ``deqfam check``'s verdict when the module was generated, or ``None``.
         admissibility_warning: the warning the family was generated with, else ``None``.
+        support_max: the largest value ``y`` may take at the family's parameters (categorical:
+            ``K - 1``), or ``None`` when the support type alone bounds it.
     """
 
     name: str
@@ -83,6 +85,7 @@ class VectorTorchFamily:
     exact_sampler: ExactSampler | None = None
     admissibility: Verdict | str | None = None
     admissibility_warning: str | None = None
+    support_max: float | None = None
 
     def __post_init__(self) -> None:
         names = tuple(str(n) for n in self.natural_parameters)
