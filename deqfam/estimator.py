@@ -40,14 +40,13 @@ from deqfam.runtime.validation import validate_observations
 def resolve_family(family: Any, allow_inadmissible: bool = False) -> Any:
     """The runtime family of ``family``: a built-in name, a spec path, a derived ``Family``,
     a generated module or a ``TorchFamily`` (``deqfam.api.torch_family``, which applies
-    ``deqfam check``'s verdict)."""
+    ``deqfam check``'s verdict); a list of those, one per column, gives their
+    ``ColumnFamilies`` (columns given the same built-in name or object share one family)."""
     from deqfam.api import torch_family
+    from deqfam.runtime.columns import ColumnFamilies
 
-    if isinstance(family, list | tuple):
-        raise ValueError(
-            "a list of per-column families needs the mixed-column ExpFamPCA (issue 16), "
-            "which this build does not have; pass one family"
-        )
+    if isinstance(family, list | tuple):  # one family per column (runtime/columns.py)
+        return ColumnFamilies([resolve_family(f, allow_inadmissible) for f in family])
     return torch_family(family, allow_inadmissible=allow_inadmissible)
 
 
@@ -61,7 +60,10 @@ class ExponentialFamilyPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
 
     Args:
         family: a built-in family name (``deqfam list``), a path to a YAML spec, a derived
-            ``deqfam.Family``, a generated module or a ``TorchFamily``.
+            ``deqfam.Family``, a generated module or a ``TorchFamily``; or a list with one of
+            those per column (mixed columns, ``runtime/columns.py``), fitted with Adam through
+            the implicit layer for at most ``max_iter`` epochs (the second-order fit takes one
+            scalar family; ``tol`` and ``gtol`` then do not apply).
         n_components: latent dimension ``l`` (1 <= l <= n_features).
         lam: prior precision of the latents, ``z ~ N(0, lam^-1 I)`` (``deqfam fit --lam``).
         weight_decay: precision of the Gaussian prior on ``(W, B)``; ``None`` takes
@@ -79,10 +81,11 @@ class ExponentialFamilyPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         verbose: show the fit's progress bar.
 
     Attributes (after ``fit``):
-        components_: ``W^T``, shape ``(n_components, n_features)`` (scikit-learn's layout;
-            row ``k`` holds the loadings of latent ``k``).
-        offsets_: ``B``, shape ``(n_features,)``, the natural-parameter offsets (where the
-            latent is 0); not column means, so not called ``mean_``.
+        components_: ``W^T``, shape ``(n_components, D)`` (scikit-learn's layout; row ``k``
+            holds the loadings of latent ``k``); ``D`` is the number of natural parameters,
+            ``n_features`` for scalar families, ``sum_j k_j`` with vector families.
+        offsets_: ``B``, shape ``(D,)``, the natural-parameter offsets (where the latent is
+            0); not column means, so not called ``mean_``.
         n_features_in_, feature_names_in_ (for DataFrames), n_iter_ (loadings steps taken),
         converged_ (the fit's convergence test held), stop_reason_, objective_ (the final
         joint objective), model_ (the fitted ``runtime.models.ExpFamPCA``).
@@ -131,9 +134,16 @@ class ExponentialFamilyPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
     def _checked_rows(self, X: Any, fam: Any, reset: bool = False) -> torch.Tensor:
         """``X`` validated as scikit-learn expects (finite, 2-D, feature count when not
         ``reset``) and against the support of ``fam`` (a ValueError naming row and column)."""
-        X = validate_data(self, X, reset=reset, dtype=np.float64)
+        Y = _as_rows(validate_data(self, X, reset=reset, dtype=np.float64))
+        if hasattr(fam, "groups"):  # ColumnFamilies: each column against its own family
+            if Y.shape[1] != fam.data_dim:
+                raise ValueError(
+                    f"X has {Y.shape[1]} features but family lists {fam.data_dim} column families"
+                )
+            fam.validate_observations(Y, what="X")
+            return Y
         return validate_observations(
-            _as_rows(X), fam.support, what="X", support_max=getattr(fam, "support_max", None)
+            Y, fam.support, what="X", support_max=getattr(fam, "support_max", None)
         )
 
     def _thread_choice(self, n_rows: int) -> Any:
@@ -152,6 +162,8 @@ class ExponentialFamilyPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         self._check_hyperparameters(Y.shape[1])
         decay = DEFAULT_WEIGHT_DECAY if self.weight_decay is None else float(self.weight_decay)
         seed = 0 if self.random_state is None else int(self.random_state)
+        if hasattr(family, "groups"):
+            return self._fit_columns(Y, family, decay, seed)
         model = ExpFamPCA(
             family,
             Y.shape[1],
@@ -166,10 +178,33 @@ class ExponentialFamilyPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         )
         with thread_scope(self._thread_choice(Y.shape[0])):
             history = fit_newton(model, Y, cfg)
+        return self._store(model, history, history.iterations)
+
+    def _fit_columns(self, Y: torch.Tensor, columns: Any, decay: float, seed: int) -> Any:
+        """One family per column: the per-column ExpFamPCA trained with Adam through the
+        implicit layer (``deqfam.mixed_fit``; the second-order fit takes one scalar family),
+        for at most ``max_iter`` epochs under ``deqfam fit``'s Adam convergence test."""
+        from deqfam.mixed_fit import fit_mixed
+
+        res = fit_mixed(
+            Y,
+            list(columns.families),
+            int(self.n_components),
+            lam=float(self.lam),
+            epochs=int(self.max_iter),
+            seed=seed,
+            weight_decay=decay,
+            progress=self.verbose,
+            threads=self.threads,
+        )
+        return self._store(res.model, res.history, len(res.history.loss))
+
+    def _store(self, model: Any, history: Any, n_iter: int) -> ExponentialFamilyPCA:
+        """The fitted attributes of ``model`` and its fit's ``history``."""
         self.model_ = model
         self.components_ = model.W.detach().numpy().T.copy()
         self.offsets_ = model.B.detach().numpy().copy()
-        self.n_iter_ = history.iterations
+        self.n_iter_ = n_iter
         self.stop_reason_ = history.stop_reason
         self.converged_ = history.stop_reason == "converged"
         self.objective_ = history.loss[-1]
@@ -178,7 +213,7 @@ class ExponentialFamilyPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
             warnings.warn(
                 f"ExponentialFamilyPCA: {history.stop_message}; raise max_iter or tol",
                 ConvergenceWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
         return self
 
@@ -209,6 +244,10 @@ class ExponentialFamilyPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         measure ``h`` has no normalised likelihood: ValueError."""
         check_is_fitted(self)
         fam = self.model_.family
+        if hasattr(fam, "groups"):  # one family per column: its log h_j per column
+            Y = self._checked_rows(X, fam)
+            with thread_scope(self._thread_choice(Y.shape[0])), torch.no_grad():
+                return self.model_.log_likelihood(Y, self.model_(Y)).sum(-1).numpy()
         if fam.log_base_measure is None:
             raise ValueError(
                 f"family {fam.name!r} has no base measure h(y) (its spec gives no "

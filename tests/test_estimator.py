@@ -18,7 +18,7 @@ from scipy import optimize, stats
 
 sklearn = pytest.importorskip("sklearn")
 from sklearn.base import clone  # noqa: E402
-from sklearn.exceptions import NotFittedError  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning, NotFittedError  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.pipeline import Pipeline  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
@@ -201,3 +201,49 @@ def test_deqfam_imports_without_scikit_learn():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "IMPORT-ERROR" in out.stdout and "deqfam[sklearn]" in out.stdout
+
+
+def test_one_family_per_column():
+    """Mixed columns (Gaussian, Poisson, Bernoulli): transform is the MAP latent found by
+    scipy, inverse_transform the closed-form means, score_samples the scipy.stats
+    log-likelihood at the MAP latents."""
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=30)
+    X = np.column_stack(
+        [
+            1.0 + z + 0.3 * rng.normal(size=30),
+            rng.poisson(np.exp(0.5 + 0.5 * z)),
+            (rng.random(30) < 1 / (1 + np.exp(-2 * z))).astype(float),
+        ]
+    )
+    with pytest.warns(ConvergenceWarning, match="maximum of 3 epochs"):
+        est = ExponentialFamilyPCA(["gaussian", "poisson", "bernoulli"], 1, max_iter=3).fit(X)
+    W, B, lam = est.components_[0], est.offsets_, est.lam
+
+    def means(v):
+        eta = np.outer(v, W) + B
+        return np.column_stack([eta[:, 0], np.exp(eta[:, 1]), 1 / (1 + np.exp(-eta[:, 2]))])
+
+    def J(v, x):
+        eta = W * v[0] + B
+        A = np.array([eta[0] ** 2 / 2, np.exp(eta[1]), np.logaddexp(0, eta[2])])
+        return 0.5 * lam * v[0] ** 2 - x @ eta + A.sum()
+
+    Z = est.transform(X)
+    for x, zi in zip(X[:4], Z[:4], strict=True):
+        ref = optimize.minimize(J, np.zeros(1), args=(x,), method="BFGS", options={"gtol": 1e-12})
+        np.testing.assert_allclose(zi, ref.x, atol=1e-7)
+    mu = means(Z[:, 0])
+    np.testing.assert_allclose(est.inverse_transform(Z), mu, rtol=1e-12)
+    ref = (
+        stats.norm.logpdf(X[:, 0], mu[:, 0])
+        + stats.poisson.logpmf(X[:, 1], mu[:, 1])
+        + stats.bernoulli.logpmf(X[:, 2], mu[:, 2])
+    )
+    np.testing.assert_allclose(est.score_samples(X), ref, rtol=1e-10)
+    bad = X.copy()
+    bad[5, 2] = 0.5
+    with pytest.raises(ValueError, match=r"row 5, column 2"):
+        est.transform(bad)
+    with pytest.raises(ValueError, match="X has 3 features but family lists 2 column families"):
+        ExponentialFamilyPCA(["gaussian", "poisson"], 1).fit(X)
