@@ -24,6 +24,8 @@ _LAZY = {
     "PositiveConcaveDEQ": ("deqfam.runtime.pcdeq", "PositiveConcaveDEQ"),
     "kglm_init": ("deqfam.runtime.kernels", "kglm_init"),
     "DeepExpFamPCA": ("deqfam.api_deep", "DeepExpFamPCA"),
+    # scikit-learn is optional: deqfam.estimator imports it, so only when asked for
+    "ExponentialFamilyPCA": ("deqfam.estimator", "ExponentialFamilyPCA"),
 }
 
 __all__ = ["__version__", *_LAZY]

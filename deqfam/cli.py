@@ -136,7 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "data", metavar="DATA", type=opt.input_file, help=".npy or .csv matrix, rows are samples"
     )
-    _add_spec(p, "--family", required=True, metavar="SPEC", help=spec_help)
+    _add_spec(
+        p,
+        "--family",
+        required=True,
+        metavar="SPEC",
+        help=f"{spec_help}; or, for a CSV file with a header row, one family per column: "
+        "'NAME:SPEC,NAME:SPEC,*:SPEC' (* names the family of the columns not listed)",
+    )
     p.add_argument(
         "--latent-dim",
         type=opt.positive_int,
