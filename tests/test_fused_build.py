@@ -151,7 +151,11 @@ def test_every_family_matches_torch_path(tmp_path):
         for scale in (0.01, 0.3):
             W, B, Y = tilted_problem(fam, n=40, d=10, l=3, scale=scale, seed=11)
             (zf, sf, gf), (zt, st, gt) = both_paths(op, fam, W, B, Y, 0.1)
-            assert bool(sf.converged.all()) and bool(st.converged.all()), fam.name
+            # counts above sup sigma (fermi_dirac's mean is below 1) have no interior MAP:
+            # both paths must then stall on the same samples, at the same iterates
+            assert torch.equal(sf.converged, st.converged), fam.name
+            assert float(st.converged.double().mean()) >= 0.8, fam.name
+            assert torch.equal(sf.iterations, st.iterations), fam.name
             assert float((zf - zt).abs().max()) <= 1e-10, fam.name
             for a, b in zip(gf, gt, strict=True):
                 assert max_relative(a, b) <= 1e-9 or math.isclose(float(b.abs().max()), 0)
