@@ -134,3 +134,24 @@ def test_expfampca_backend_dispatch(ops):
         other(Y)
     with pytest.raises(ValueError, match="backend"):
         ExpFamPCA(fam, 6, 2, backend="fast")
+
+
+def test_fit_cli_backend(ops, tmp_path):
+    """`deqfam fit --backend fused` (Adam through the layer, 2 epochs) writes the latents of
+    `--backend torch` to 1e-8; a misspelt backend is bad input (exit 2)."""
+    import numpy as np
+
+    from deqfam.cli import main
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "counts.npy"
+    np.save(data, rng.poisson(2.0, size=(30, 6)).astype(float))
+    argv = ["fit", str(data), "--family", "poisson", "--latent-dim", "2", "--quiet"]
+    argv += ["--optimizer", "adam", "--epochs", "2", "--batch-size", "10", "--threads", "1"]
+    latents = {}
+    for backend in ("fused", "torch"):
+        out = tmp_path / backend
+        assert main([*argv, "--out", str(out), "--backend", backend]) == 0
+        latents[backend] = np.load(out / "latents.npy")
+    np.testing.assert_allclose(latents["fused"], latents["torch"], rtol=0, atol=1e-8)
+    assert main([*argv, "--out", str(tmp_path / "x"), "--backend", "fast"]) == 2
