@@ -10,10 +10,11 @@ For every family x scale x solver it prints the median time of a forward pass an
 forward + backward pass of the outer loss (Theorem 1 (6)), the backward/forward time ratio,
 the fraction of samples the solver reports converged, and ``max |Z - Z*_newton|``. torchdeq's
 ``anderson`` / ``broyden`` / ``fixed_point_iter`` (with its own IFT backward) are included when
-``torchdeq`` is importable. A second table gives the peak extra resident memory of a
-forward + backward pass against ``max_iter`` (each point in a fresh subprocess, ``ru_maxrss``)
-and the bytes autograd saves for backward, contrasted with an unrolled (backprop-through-the-
-iterations) fixed-point solve.
+``torchdeq`` is importable, and the generated fused C++ layer (``newton_fused``; its speed-ups
+and cost per sample-iteration in a third table, ``benchmarks.fused_figures``). A second
+table gives the peak extra resident memory of a forward + backward pass against ``max_iter``
+(each point in a fresh subprocess, ``ru_maxrss``) and the bytes autograd saves for backward,
+contrasted with an unrolled (backprop-through-the-iterations) fixed-point solve.
 
 Run: ``python -m benchmarks.solvers [--repeats 7] [--threads 1]``. Figures are printed and
 recorded in ``benchmarks/results/solvers.json``, never asserted.
@@ -42,8 +43,10 @@ from benchmarks.common import (
     set_threads,
     write_result,
 )
+from benchmarks.fused_figures import FUSED, print_speedups, speedups
 from deqfam.api import builtin_module
 from deqfam.runtime.family import TorchFamily
+from deqfam.runtime.fused import fused_ops_many
 from deqfam.runtime.models import ExpFamPCA
 
 OUR_SOLVERS = ("newton", "cg_newton", "anderson", "broyden", "fixed_point")
@@ -75,7 +78,7 @@ def make_problem(name: str, scale: float, n: int, d: int, seed: int):
 # ------------------------------------------------------------------------------ runners
 
 
-def our_model(family, w, solver, lam, max_iter, tol, **extra) -> ExpFamPCA:
+def our_model(family, w, solver, lam, max_iter, tol, backend="torch", **extra) -> ExpFamPCA:
     options = {"max_iter": max_iter, "tol": tol, **extra}
     model = ExpFamPCA(
         family,
@@ -86,6 +89,7 @@ def our_model(family, w, solver, lam, max_iter, tol, **extra) -> ExpFamPCA:
         solver_options=options,
         on_nonconvergence="ignore",
         dtype=torch.float64,
+        backend=backend,
     )
     with torch.no_grad():
         model.W.copy_(w)
@@ -187,6 +191,8 @@ def timing_table(args) -> list[dict[str, Any]]:
             f"ours/{s}": our_model(family, w, s, args.lam, args.max_iter, args.tol)
             for s in OUR_SOLVERS
         }
+        # the generated fused layer (C++; built before timing, so no compile is timed)
+        runners[FUSED] = our_model(family, w, "newton", args.lam, args.max_iter, args.tol, "fused")
         if have_torchdeq:
             for s in TORCHDEQ_SOLVERS:
                 runners[f"torchdeq/{s}"] = TorchDEQRunner(
@@ -373,12 +379,17 @@ def main(argv=None) -> None:
     if args.probe:
         print(json.dumps(memory_probe(args)))
         return
+    fused_ops_many([builtin_module(f) for f in args.families])
     timing = timing_table(args)
+    gains = speedups(timing, args.d, 2, args.batch)
     memory = [] if args.no_memory else memory_table(args)
     print_tables(timing, memory, args)
+    print_speedups(gains, args.d, 2)
     keys = ("d", "batch", "lam", "tol", "max_iter", "repeats")
     config = {"l": 2, **{k: getattr(args, k) for k in keys}}
-    write_result("solvers", args, {"config": config, "rows": timing, "memory": memory})
+    write_result(
+        "solvers", args, {"config": config, "rows": timing, "memory": memory, "fused": gains}
+    )
 
 
 if __name__ == "__main__":

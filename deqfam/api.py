@@ -259,6 +259,28 @@ def torch_family(family: Any, *, allow_inadmissible: bool = False):
     return as_torch_family(family_module(family, allow_inadmissible=allow_inadmissible))
 
 
+def register_fused_source(family: Any, module: Any) -> Path | None:
+    """Make the fused C++ source of ``module``'s family known to ``runtime.fused``: the
+    committed one of a built-in, else ``<name>_fused.cpp`` written next to the generated
+    module from ``family``'s spec (a name, path or ``Family``). ``None`` when there is no
+    spec to generate it from (the fused backend then warns and runs the torch path)."""
+    from deqfam.runtime.family import as_torch_family
+    from deqfam.runtime.fused_build import fused_source
+    from deqfam.runtime.fused_build import register_fused_source as register
+
+    fam = as_torch_family(module)
+    found = fused_source(fam)
+    if found is not None or not isinstance(family, str | Path | Family):
+        return found
+    spec = load_family(family)
+    folder = getattr(module, "__file__", None)
+    if folder is None or spec_digest(spec) != fam.spec_sha256:
+        return None
+    path = write_generated(spec, Path(folder).parent, targets=("fused_cpp",))["fused_cpp"]
+    register(fam, path)
+    return path
+
+
 def _runtime_models():
     return importlib.import_module("deqfam.runtime.models")
 
@@ -269,6 +291,8 @@ def ExpFamPCA(family: Any, data_dim: int, latent_dim: int, **kwargs):
     ``allow_inadmissible=True`` accepts a family that ``check`` rejects (with a warning)."""
     allow = kwargs.pop("allow_inadmissible", False)
     fam = torch_family(family, allow_inadmissible=allow)
+    if kwargs.get("backend", "torch") != "torch" and not isinstance(family, type(fam)):
+        register_fused_source(family, family_module(family, allow_inadmissible=allow))
     return _runtime_models().ExpFamPCA(fam, data_dim, latent_dim, **kwargs)
 
 

@@ -95,9 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--target",
-        choices=("torch", "cpp", "cuda", "all"),
+        choices=("torch", "cpp", "cuda", "fused_cpp", "fused_cuda", "all"),
         default="torch",
-        help="what to generate: the torch module, C++ or CUDA kernels, or all",
+        help="what to generate: the torch module, C++ or CUDA kernels, the fused DEQ layer "
+        "(fused_cpp, fused_cuda), or all",
     )
     p.add_argument(
         "--allow-inadmissible",
@@ -206,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_threads(p)
+    _add_backend(p)
     _add_allow_inadmissible(p, "fit")
     p.set_defaults(func=cmd_fit)
 
@@ -239,12 +241,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=opt.seed_int, default=0, help="random seed")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_threads(p)
+    _add_backend(p)
     _add_allow_inadmissible(p, "run")
     p.set_defaults(func=cmd_demo)
     for command in sub.choices.values():  # every verb's --help shows the defaults
         command.formatter_class = opt.HelpFormatter
     add_time_limit_options(sub)
     return parser
+
+
+def _add_backend(p: argparse.ArgumentParser) -> None:
+    """``--backend torch|fused|auto``: the latent solve of ExpFamPCA (runtime/fused.py)."""
+    p.add_argument(
+        "--backend",
+        choices=opt.BACKENDS,
+        default="torch",
+        help="the DEQ layer's solve: the torch path, the generated fused C++ solver (compiled "
+        "on first use, cached), or auto (fused when it builds)",
+    )
 
 
 def _add_threads(p: argparse.ArgumentParser) -> None:

@@ -58,6 +58,8 @@ class DemoConfig:
     threads: int | str = "auto"
     #: ``fit``'s optimizer: "newton" (the second-order fit, default) or "adam"
     optimizer: str = "newton"
+    #: the latent solve: "torch", "fused" or "auto" (runtime/fused.py)
+    backend: str = "torch"
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
@@ -110,6 +112,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         label_names=SHAPE_NAMES,
         threads=cfg.threads,
         optimizer=cfg.optimizer,
+        backend=cfg.backend,
     )
     timings["fit"] = time.perf_counter() - t
 

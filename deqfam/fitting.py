@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deqfam.api import family_module, torch_family
+from deqfam.api import family_module, register_fused_source, torch_family
 from deqfam.derive.budget import time_budget
 from deqfam.fit_outputs import write_fit_outputs
 from deqfam.fitted import spec_text_of
@@ -87,6 +87,7 @@ def fit(
     allow_inadmissible: bool = False,
     threads: int | str | None = "auto",
     optimizer: str = "newton",
+    backend: str = "torch",
 ) -> FitResult:
     """Fit ExpFamPCA to ``data`` and (with ``out_dir``) write latents, Laplace covariances,
     parameters, history and plots there (each file written atomically). ``labels`` (one int
@@ -111,6 +112,9 @@ def fit(
     latent Newton solve with Newton / Fisher scoring per column (``runtime.fitting``) until
     its convergence test; ``epochs``, ``batch_size`` and ``lr`` then do not apply.
     ``optimizer="adam"`` trains through the implicit layer for ``epochs`` epochs.
+    ``backend`` is ExpFamPCA's (``runtime.fused``): the layer's forward passes (the Adam
+    training and the final solve) run the generated fused solver when it is ``"fused"`` or
+    ``"auto"`` and builds.
     """
     check_choice("optimizer", optimizer, OPTIMIZERS)
     with time_budget(None, "fit setup (loading, deriving and generating the family)"):
@@ -120,6 +124,8 @@ def fit(
             else family_module(family, allow_inadmissible=allow_inadmissible)
         )
         fam_torch = torch_family(module, allow_inadmissible=allow_inadmissible)
+        if backend != "torch":
+            register_fused_source(family, module)
     if isinstance(data, np.ndarray) and data.dtype.kind in "fiub":
         data = torch.as_tensor(data)
     if isinstance(data, torch.Tensor) and not data.is_complex():
@@ -134,6 +140,7 @@ def fit(
         weight_decay=weight_decay,
         generator=torch.Generator().manual_seed(seed),
         dtype=torch.float64,
+        backend=backend,
     )
     if init_bias:
         with torch.no_grad():

@@ -298,3 +298,7 @@ def threads_option(text: str) -> int | str:
     if value > MAX_THREADS:
         raise _bad(f"must be 'auto' or at most {MAX_THREADS}, got {value}")
     return value
+
+
+#: ``--backend`` of ``fit`` and ``demo`` (runtime.fused.BACKENDS; no torch import here)
+BACKENDS = ("torch", "fused", "auto")

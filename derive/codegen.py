@@ -47,7 +47,7 @@ from .primitives import LOGEXPM1X_SERIES_ORDER, StablePrimitive
 
 #: Bumped when generated output changes for the same spec (golden files then change too).
 GENERATOR_VERSION = "2"
-TARGETS = ("torch", "cpp", "cuda")
+TARGETS = ("torch", "cpp", "cuda", "fused_cpp", "fused_cuda")
 
 
 def float_literal(value: sp.Expr | float) -> str:
@@ -440,7 +440,7 @@ def format_python(source: str) -> str:
 def render(
     family: Family, target: str, warning: str | None = None, verdict: str | None = None
 ) -> str:
-    """Render one target ('torch', 'cpp' or 'cuda') for ``family`` (``warning`` and
+    """Render one target (one of ``TARGETS``) for ``family`` (``warning`` and
     ``verdict`` as for :func:`torch_context`)."""
     env = _environment()
     if target == "torch":
@@ -450,6 +450,10 @@ def render(
     if target in ("cpp", "cuda"):
         template = "kernels.cpp.j2" if target == "cpp" else "kernels.cu.j2"
         return env.get_template(template).render(**kernel_context(family, warning, verdict))
+    if target in ("fused_cpp", "fused_cuda"):
+        from .fused_codegen import render_fused  # it imports this module
+
+        return render_fused(family, target, warning, verdict)
     raise ValueError(f"unknown target {target!r}; choose from {', '.join(TARGETS)}")
 
 
@@ -458,6 +462,8 @@ def output_paths(family: Family, out_dir: Path) -> dict[str, Path]:
         "torch": out_dir / f"{family.name}.py",
         "cpp": out_dir / f"{family.name}_kernels.cpp",
         "cuda": out_dir / f"{family.name}_kernels.cu",
+        "fused_cpp": out_dir / f"{family.name}_fused.cpp",
+        "fused_cuda": out_dir / f"{family.name}_fused.cu",
     }
 
 

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .family import TorchFamily, as_torch_family
+from .fused import BACKENDS, fused_equilibrium, resolve_backend
 from .implicit import ImplicitResult, layer_fixed_point, newton_equilibrium
 from .solvers import (
     GENERIC_SOLVERS,
@@ -60,6 +61,9 @@ class ExpFamPCA(nn.Module):
             ``solver_options``).
         generator: torch generator for the initialisation of ``W``.
         dtype: parameter dtype (default: torch's default dtype).
+        backend: ``"torch"``, ``"fused"`` (the generated C++/CUDA solve and backward, built
+            on first use) or ``"auto"`` (fused when it applies and builds); see
+            ``runtime.fused``. The fused layer runs only for ``solver="newton"``.
 
     Parameters ``W`` (``d x l``) and ``B`` (``d``). ``B`` starts at 0, or at an interior point of
     the domain when 0 is not inside it (negative binomial: ``eta < 0``), so the solvers start
@@ -91,6 +95,7 @@ class ExpFamPCA(nn.Module):
         backward_options: dict[str, Any] | None = None,
         generator: torch.Generator | None = None,
         dtype: torch.dtype | None = None,
+        backend: str = "torch",
     ) -> None:
         super().__init__()
         for name, value in (("data_dim", data_dim), ("latent_dim", latent_dim)):
@@ -102,6 +107,8 @@ class ExpFamPCA(nn.Module):
             raise ValueError("init_scale and weight_decay must be >= 0")
         check_choice("solver", solver, SOLVER_NAMES)
         check_choice("on_nonconvergence policy", on_nonconvergence, POLICIES)
+        check_choice("backend", backend, BACKENDS)
+        self.backend = backend
         self.family: TorchFamily = as_torch_family(family)
         self.data_dim, self.latent_dim = data_dim, latent_dim
         self.lam = float(lam)
@@ -192,7 +199,13 @@ class ExpFamPCA(nn.Module):
         Y = self._validate_data(Y)
         self.check_parameters()
         z0 = self._warm_start(z0, Y)
-        if self.solver in OBJECTIVE_SOLVERS:
+        fused = resolve_backend(self.family, self.backend, self.latent_dim, self.solver)
+        if fused is not None:
+            Z, stats = fused_equilibrium(
+                fused, self.family, self.W, self.B, Y, self.lam, self.config, z0
+            )
+            self.last_implicit = None
+        elif self.solver in OBJECTIVE_SOLVERS:
             Z, stats = newton_equilibrium(
                 self.family,
                 self.W,

@@ -72,7 +72,13 @@ def test_generate_refuses_inadmissible_unless_allowed(tmp_spec, tmp_path, capsys
 def test_generate_all_targets(tmp_path, capsys):
     assert main(["generate", "gamma", "-o", str(tmp_path), "--target", "all"]) == 0
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["gamma.py", "gamma_kernels.cpp", "gamma_kernels.cu"]
+    assert names == [
+        "gamma.py",
+        "gamma_fused.cpp",
+        "gamma_fused.cu",
+        "gamma_kernels.cpp",
+        "gamma_kernels.cu",
+    ]
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "exported-program"])

@@ -212,7 +212,7 @@ def test_export_round_trip(fmt, tmp_path):
 def test_render_rejects_unknown_target():
     with pytest.raises(ValueError, match="unknown target"):
         render(load_family("poisson"), "fortran")
-    assert TARGETS == ("torch", "cpp", "cuda")
+    assert TARGETS == ("torch", "cpp", "cuda", "fused_cpp", "fused_cuda")
 
 
 def test_import_generated_is_idempotent(tmp_path):

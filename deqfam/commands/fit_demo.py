@@ -32,9 +32,10 @@ FIT_OPTIONS = (
     "allow_inadmissible",
     "threads",
     "optimizer",
+    "backend",
 )
 #: ``deqfam demo`` options that :class:`deqfam.demo.DemoConfig` takes under the same name
-DEMO_OPTIONS = ("n_grid", "epochs", "seed", "allow_inadmissible", "threads")
+DEMO_OPTIONS = ("n_grid", "epochs", "seed", "allow_inadmissible", "threads", "backend")
 
 
 def same_named_options(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:

@@ -1,0 +1,170 @@
+"""The fused DEQ layer of exponential-family PCA: the generated ops ``solve`` and
+``solve_backward`` of a family (``<name>_fused.cpp``, ``.cu``), with their fake and autograd
+rules, as a drop-in for ``implicit.newton_equilibrium``.
+
+``solve(Y, W, B, z0?, lam, tol, rtol, max_iter, armijo_c, backtrack_factor,
+line_search_steps, min_step) -> (z, converged, iterations, residual, threshold)`` runs, per
+sample, the Newton / Fisher-scoring solve of ``runtime.solvers.newton`` on
+
+    J(z) = lam/2 |z|^2 - z^T W^T T(y) + 1^T A(W z + B)
+
+(same line search, same stopping test, so it agrees with the torch path to rounding), and
+``solve_backward(grad_z, z, Y, W, B, lam)`` the implicit backward of ``runtime.implicit``:
+``u = H(z*)^{-1} grad_z``, ``grad_W = sum_s (T_s - sigma_s) u_s^T - (sigma'_s * W u_s) z_s^T``,
+``grad_B = -sum_s sigma'_s * W u_s``, ``grad_Y = T'(Y) * W u``.
+
+Backends (``ExpFamPCA(backend=...)``): ``"torch"`` the torch path; ``"fused"`` the fused op
+(built on first use, cached); ``"auto"`` the fused op when it applies and builds. The fused op
+applies to the Cholesky Newton solver with latent dimension <= ``MAX_FUSED_LATENT``; otherwise,
+or when it cannot be built, the torch path runs (with one warning when ``"fused"`` was asked).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .family import as_torch_family
+from .fused_build import FusedUnavailableWarning, load_fused
+from .solvers import SolverConfig, SolverStats, as_config
+from .solvers.inner import require_inside_start
+
+BACKENDS = ("auto", "torch", "fused")
+#: Largest latent dimension of the fused solver (its per-sample arrays are fixed-size).
+MAX_FUSED_LATENT = 64
+_N_ARGS = 12  # inputs of ``solve``
+
+
+def _register_rules(namespace: str) -> None:
+    """Fake kernels of both ops and the autograd rule of ``solve`` (backward by
+    ``solve_backward``; the flags and statistics outputs are not differentiable)."""
+    ops = getattr(torch.ops, namespace)
+
+    @torch.library.register_fake(f"{namespace}::solve")
+    def _(Y, W, B, z0, lam, tol, rtol, max_iter, armijo_c, backtrack, steps, min_step):
+        n, l = Y.shape[0], W.shape[1]
+        return (
+            Y.new_empty((n, l)),
+            Y.new_empty((n,), dtype=torch.bool),
+            Y.new_empty((n,), dtype=torch.long),
+            Y.new_empty((n,)),
+            Y.new_empty((n,)),
+        )
+
+    @torch.library.register_fake(f"{namespace}::solve_backward")
+    def _(grad_z, z, Y, W, B, lam):
+        return W.new_empty(W.shape), B.new_empty(B.shape), Y.new_empty(Y.shape)
+
+    def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
+        Y, W, B = inputs[:3]
+        ctx.save_for_backward(Y, W, B, output[0])
+        ctx.lam = inputs[4]
+        ctx.mark_non_differentiable(*output[1:])
+
+    def backward(ctx: Any, grad_z: Tensor | None, *_: Any) -> tuple:
+        Y, W, B, z = ctx.saved_tensors
+        grads: list[Tensor | None] = [None] * _N_ARGS
+        if grad_z is not None:
+            gW, gB, gY = ops.solve_backward(grad_z, z, Y, W, B, ctx.lam)
+            grads[0], grads[1], grads[2] = gY, gW, gB
+        return tuple(grads)
+
+    torch.library.register_autograd(f"{namespace}::solve", backward, setup_context=setup_context)
+
+
+def fused_ops(family: Any, verbose: bool = False) -> Any:
+    """``torch.ops.<namespace>`` of ``family``'s fused layer, built on first use, or ``None``
+    (with one warning) when it cannot be built."""
+    (namespace,) = load_fused([family], _register_rules, verbose)
+    return None if namespace is None else getattr(torch.ops, namespace)
+
+
+def fused_ops_many(families: list[Any], verbose: bool = False) -> list[Any]:
+    """:func:`fused_ops` of several families compiled as one extension (one slow build)."""
+    namespaces = load_fused(families, _register_rules, verbose)
+    return [None if n is None else getattr(torch.ops, n) for n in namespaces]
+
+
+def resolve_backend(family: Any, backend: str, latent_dim: int, solver: str) -> Any:
+    """The fused ops to use for this layer, or ``None`` for the torch path (module docstring);
+    explicitly asking for ``"fused"`` where it does not apply warns once per call."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "torch":
+        return None
+    reason = None
+    if solver != "newton":
+        reason = f"solver {solver!r} (the fused layer is the Cholesky Newton solver)"
+    elif latent_dim > MAX_FUSED_LATENT:
+        reason = f"latent dimension {latent_dim} > {MAX_FUSED_LATENT}"
+    if reason is not None:
+        if backend == "fused":
+            warnings.warn(
+                f"deqfam: the fused solver does not apply ({reason}); using the torch path",
+                FusedUnavailableWarning,
+                stacklevel=3,
+            )
+        return None
+    return fused_ops(family)
+
+
+def fused_equilibrium(
+    ops: Any,
+    family: Any,
+    W: Tensor,
+    B: Tensor,
+    Y: Tensor,
+    lam: float,
+    config: SolverConfig | dict[str, Any] | None = None,
+    z0: Tensor | None = None,
+) -> tuple[Tensor, SolverStats]:
+    """Differentiable MAP latents ``Z*`` and solver stats from the fused op ``ops.solve``:
+    the same contract as ``implicit.newton_equilibrium(..., method="newton")``. ``z0`` (default
+    0) must put ``W z0 + B`` inside the family's domain."""
+    fam = as_torch_family(family)
+    if lam <= 0:
+        raise ValueError(f"lam must be > 0 (strong convexity), got {lam!r}")
+    cfg = as_config(config)
+    with torch.no_grad():
+        start = B.expand(Y.shape[0], -1) if z0 is None else z0 @ W.T + B
+        require_inside_start(
+            fam.in_domain(start).all(-1),
+            f"W z0 + B outside the domain {fam.domain} of family {fam.name!r}",
+            "choose B (or z0) so that eta starts strictly inside the domain",
+        )
+    z, converged, iterations, residual, threshold = ops.solve(
+        Y,
+        W,
+        B,
+        None if z0 is None else z0.detach(),
+        float(lam),
+        float(cfg.tol),
+        float(cfg.resolved_rtol(W.dtype)),
+        int(cfg.max_iter),
+        float(cfg.armijo_c),
+        float(cfg.backtrack_factor),
+        int(cfg.line_search_steps),
+        float(cfg.min_step),
+    )
+    stats = SolverStats(
+        solver="newton (fused)",
+        iterations=iterations,
+        residual=residual,
+        threshold=threshold,
+        converged=converged,
+        residual_kind="grad_norm",
+    )
+    return z, stats
+
+
+__all__ = [
+    "BACKENDS",
+    "MAX_FUSED_LATENT",
+    "fused_equilibrium",
+    "fused_ops",
+    "fused_ops_many",
+    "resolve_backend",
+]

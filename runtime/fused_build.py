@@ -1,0 +1,183 @@
+"""Find, build (once, cached) and load the generated fused DEQ layers (``<name>_fused.cpp``).
+
+A family's fused source is found by its spec digest: a source registered with
+:func:`register_fused_source` (``deqfam.api`` registers the ones it generates), else the
+committed ``deqfam.generated/<name>_fused.cpp`` when its header names the same digest.
+
+Builds go to ``kernel_build_dir()/fused_<key>`` (``key`` = digest(s) of the spec(s)), under an
+exclusive ``fcntl.flock`` on ``fused_<key>.lock``: a second process building the same family
+waits, then finds the library built and only loads it, so concurrent first builds cannot
+corrupt the cache. A first build prints one line naming the family and the time it took. A
+missing compiler or a failed build gives one ``FusedUnavailableWarning`` per family (no
+traceback) and ``None``: the caller then runs the torch path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib.resources
+import os
+import re
+import shutil
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from deqfam.fsutil import atomic_write_text
+from deqfam.runtime.extensions import kernel_build_dir
+from deqfam.runtime.family import TorchFamily, as_torch_family
+
+_SOURCES: dict[str, Path] = {}  # spec digest -> registered fused C++ source
+_LOADED: dict[str, str] = {}  # spec digest -> the torch.library namespace of its ops
+_FAILED: set[str] = set()  # spec digests whose build failed (not retried in this process)
+_WARNED: set[str] = set()
+_NAMESPACE = re.compile(r"^TORCH_LIBRARY\((deqfam_fused_[a-z][a-z0-9_]*), m\)", re.MULTILINE)
+
+
+class FusedUnavailableWarning(UserWarning):
+    """The fused layer could not be built or does not apply; the torch path runs instead."""
+
+
+def register_fused_source(family: Any, cpp_path: str | Path) -> None:
+    """Use ``cpp_path`` (a generated ``<name>_fused.cpp``) as ``family``'s fused source."""
+    fam = as_torch_family(family)
+    if fam.spec_sha256 is None:
+        raise ValueError(f"family {fam.name!r} has no spec digest (not a generated family)")
+    _SOURCES[fam.spec_sha256] = Path(cpp_path)
+
+
+def fused_source(family: Any) -> Path | None:
+    """The fused C++ source of ``family`` (see the module docstring), or ``None``."""
+    fam = as_torch_family(family)
+    if fam.spec_sha256 is None:
+        return None
+    if fam.spec_sha256 in _SOURCES:
+        return _SOURCES[fam.spec_sha256]
+    committed = importlib.resources.files("deqfam.generated") / f"{fam.name}_fused.cpp"
+    if committed.is_file():
+        head = committed.read_text(encoding="utf-8")[:400]
+        if f"sha256 {fam.spec_sha256}" in head:
+            return Path(str(committed))
+    return None
+
+
+def loaded_namespace(family: Any) -> str | None:
+    """The op namespace of ``family``'s fused layer if it is loaded in this process."""
+    fam = as_torch_family(family)
+    return _LOADED.get(fam.spec_sha256 or "")
+
+
+def compiler_available() -> bool:
+    """Whether the C++ compiler torch's extension builder uses (``$CXX`` or ``c++``) exists."""
+    return shutil.which(os.environ.get("CXX", "c++")) is not None
+
+
+@contextlib.contextmanager
+def _build_lock(lock_path: Path) -> Iterator[None]:
+    """Exclusive advisory lock held while a build folder is written and compiled."""
+    with open(lock_path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _warn_once(fams: list[TorchFamily], reason: str) -> None:
+    names = [f.name for f in fams if f.spec_sha256 not in _WARNED]
+    _WARNED.update(f.spec_sha256 or "" for f in fams)
+    if names:
+        warnings.warn(
+            f"deqfam: the fused solver for {', '.join(names)} is unavailable ({reason}); "
+            "using the torch path",
+            FusedUnavailableWarning,
+            stacklevel=3,
+        )
+
+
+def _give_up(fams: list[TorchFamily], reason: str) -> None:
+    """Remember that these families cannot be built here, and say so once."""
+    _FAILED.update(f.spec_sha256 or "" for f in fams)
+    _warn_once(fams, reason)
+
+
+def _compile(fams: list[TorchFamily], sources: list[Path], verbose: bool) -> None:
+    """Compile the sources as ONE translation unit (each family has its own namespace)."""
+    from torch.utils import cpp_extension
+
+    key = hashlib.sha256("".join(f.spec_sha256 or "" for f in fams).encode()).hexdigest()[:16]
+    root = kernel_build_dir()
+    build = root / f"fused_{key}"
+    name = f"deqfam_fused_{key}"
+    with _build_lock(root / f"fused_{key}.lock"):
+        build.mkdir(parents=True, exist_ok=True)
+        library = build / f"{name}.so"
+        unit = build / "fused.cpp"
+        # the sources' text itself, never '#include "<path>"' (a path is not C++)
+        text = "\n".join(p.read_text(encoding="utf-8") for p in sources)
+        first = not library.exists()
+        if first or unit.read_text(encoding="utf-8") != text:
+            atomic_write_text(unit, text)
+        if first:
+            label = ", ".join(f.name for f in fams)
+            print(f"deqfam: compiling fused solver for {label} (first use)...", end="", flush=True)
+        start = time.perf_counter()
+        cpp_extension.load(
+            name=name,
+            sources=[str(unit)],
+            extra_cflags=["-O3"],
+            build_directory=str(build),
+            is_python_module=False,
+            verbose=verbose,
+        )
+        if first:
+            print(f" done in {time.perf_counter() - start:.1f} s", flush=True)
+
+
+def load_fused(
+    families: list[Any], register: Callable[[str], None], verbose: bool = False
+) -> list[str | None]:
+    """Build (cached) and load the fused layers of ``families`` as one extension; return each
+    family's op namespace, or ``None`` (with one warning) when it cannot be had. ``register``
+    is called once per newly loaded namespace (it registers the fake and autograd rules)."""
+    fams = [as_torch_family(f) for f in families]
+    todo = [f for f in fams if f.spec_sha256 not in _LOADED and f.spec_sha256 not in _FAILED]
+    with_source = [(f, fused_source(f)) for f in todo]
+    missing = [f for f, src in with_source if src is None]
+    if missing:
+        _warn_once(missing, "no generated fused source; run `deqfam generate --target all`")
+    ready = [(f, src) for f, src in with_source if src is not None]
+    if ready and not compiler_available():
+        _give_up([f for f, _ in ready], "no C++ compiler found")
+        ready = []
+    if ready:
+        try:
+            _compile([f for f, _ in ready], [src for _, src in ready], verbose)
+        except Exception as exc:  # any build failure means: run the torch path
+            print(file=sys.stdout, flush=True)
+            reason = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else repr(exc)
+            _give_up([f for f, _ in ready], f"the build failed: {reason}")
+            ready = []
+        for fam, src in ready:
+            namespace = _NAMESPACE.search(src.read_text(encoding="utf-8"))
+            if namespace is None:
+                _warn_once([fam], f"{src.name} registers no fused op namespace")
+                continue
+            register(namespace.group(1))
+            _LOADED[fam.spec_sha256 or ""] = namespace.group(1)
+    return [_LOADED.get(f.spec_sha256 or "") for f in fams]
+
+
+__all__ = [
+    "FusedUnavailableWarning",
+    "compiler_available",
+    "fused_source",
+    "load_fused",
+    "loaded_namespace",
+    "register_fused_source",
+]

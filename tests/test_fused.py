@@ -1,0 +1,157 @@
+"""The generated fused DEQ layer (issue 14) against the torch path, on three families built
+as ONE extension (one compile, cached in the user cache folder across runs)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from oracles.fused_problems import both_paths, max_relative, tilted_problem
+
+from deqfam.api import builtin_module
+from deqfam.runtime.fused import fused_equilibrium, fused_ops_many
+from deqfam.runtime.models import ExpFamPCA
+
+FAMILIES = ("gaussian", "bernoulli", "poisson")
+LAM = 0.1
+
+
+@pytest.fixture(scope="module")
+def ops():
+    """name -> the fused ops of that family (one build of the three)."""
+    mods = [builtin_module(n) for n in FAMILIES]
+    loaded = fused_ops_many(mods)
+    assert all(o is not None for o in loaded)
+    return dict(zip(FAMILIES, loaded, strict=True))
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("scale", [0.01, 0.7])
+def test_float64_matches_torch_path(ops, name, scale):
+    """z* to 1e-10 and the implicit gradients w.r.t. W, B, Y to 1e-9 relative."""
+    fam = builtin_module(name).FAMILY
+    W, B, Y = tilted_problem(fam, n=60, d=12, l=3, scale=scale, seed=1)
+    (zf, sf, gf), (zt, st, gt) = both_paths(ops[name], fam, W, B, Y, LAM)
+    assert bool(sf.converged.all()) and bool(st.converged.all())
+    assert float((zf - zt).abs().max()) <= 1e-10
+    assert torch.equal(sf.iterations, st.iterations)  # the same iterates, step for step
+    for a, b in zip(gf, gt, strict=True):
+        assert max_relative(a, b) <= 1e-9
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_float32_matches_torch_path(ops, name):
+    fam = builtin_module(name).FAMILY
+    W, B, Y = tilted_problem(fam, n=40, d=10, l=2, scale=0.3, seed=2, dtype=torch.float32)
+    (zf, sf, gf), (zt, _, gt) = both_paths(ops[name], fam, W, B, Y, LAM)
+    assert zf.dtype == torch.float32 and bool(sf.converged.all())
+    assert float((zf - zt).abs().max()) <= 1e-4
+    for a, b in zip(gf, gt, strict=True):
+        assert max_relative(a, b) <= 1e-4
+
+
+def test_warm_start_reaches_the_same_solution(ops):
+    fam = builtin_module("poisson").FAMILY
+    W, B, Y = tilted_problem(fam, n=30, d=8, l=2, scale=0.5, seed=3)
+    z_cold, s_cold = fused_equilibrium(ops["poisson"], fam, W, B, Y, LAM)
+    z0 = z_cold + 0.01
+    z_warm, s_warm = fused_equilibrium(ops["poisson"], fam, W, B, Y, LAM, z0=z0)
+    assert float((z_warm - z_cold).abs().max()) <= 1e-10
+    assert int(s_warm.iterations.sum()) < int(s_cold.iterations.sum())
+
+
+@pytest.mark.parametrize("name", ["gaussian", "poisson"])
+def test_gradcheck_float64(ops, name):
+    """Finite differences of the whole solve agree with the op's implicit backward."""
+    fam = builtin_module(name).FAMILY
+    W, B, Y = tilted_problem(fam, n=4, d=5, l=2, scale=0.5, seed=4)
+    op = ops[name]
+
+    def solve(W, B, Y):
+        return fused_equilibrium(op, fam, W, B, Y, LAM, {"tol": 1e-13})[0]
+
+    inputs = [t.clone().requires_grad_(True) for t in (W, B, Y)]
+    assert torch.autograd.gradcheck(solve, inputs, atol=1e-7)
+
+
+def test_opcheck(ops):
+    fam = builtin_module("bernoulli").FAMILY
+    W, B, Y = tilted_problem(fam, n=6, d=5, l=2, scale=0.5, seed=5)
+    op = ops["bernoulli"]
+    args = (Y, W.requires_grad_(True), B.requires_grad_(True), None, LAM, 1e-10, 1e-14, 100)
+    args = (*args, 1e-4, 0.5, 3, 1e-20)
+    result = torch.library.opcheck(op.solve, args)
+    assert all(v == "SUCCESS" for v in result.values()), result
+    z = op.solve(*args)[0].detach()
+    W, B = W.detach(), B.detach()  # the backward op itself is not differentiable
+    back = torch.library.opcheck(op.solve_backward, (torch.ones_like(z), z, Y, W, B, LAM))
+    assert all(v == "SUCCESS" for v in back.values()), back
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("scale", [0.01, math.sqrt(0.5)])
+def test_every_sample_converges(ops, name, scale):
+    """d = 50, l = 2, N = 500, lam = 0.1, data drawn from the model at these W scales."""
+    fam = builtin_module(name).FAMILY
+    g = torch.Generator().manual_seed(6)
+    W = torch.randn(50, 2, generator=g, dtype=torch.float64) * scale
+    B = torch.zeros(50, dtype=torch.float64)
+    eta = torch.randn(500, 2, generator=g, dtype=torch.float64) @ W.T + B
+    mean = fam.activation(eta)
+    Y = {
+        "gaussian": lambda: mean + torch.randn(mean.shape, generator=g, dtype=torch.float64),
+        "bernoulli": lambda: torch.bernoulli(mean, generator=g),
+        "poisson": lambda: torch.poisson(mean, generator=g),
+    }[name]()
+    with torch.no_grad():
+        z, stats = fused_equilibrium(ops[name], fam, W, B, Y, LAM)
+    assert bool(stats.converged.all()) and bool(torch.isfinite(z).all())
+    assert bool((stats.residual <= stats.threshold).all())
+
+
+def test_expfampca_backend_dispatch(ops):
+    """backend="fused" gives the torch backend's latents and gradients; unsupported settings
+    run the torch path (quietly under "auto", with one warning under "fused")."""
+    fam = builtin_module("poisson").FAMILY
+    _, _, Y = tilted_problem(fam, n=20, d=6, l=2, scale=0.3, seed=8)
+    models = {}
+    for backend in ("fused", "torch"):
+        m = ExpFamPCA(fam, 6, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        m.backend = backend
+        models[backend] = m
+        m(Y).square().sum().backward()
+    with torch.no_grad():
+        zf, zt = models["fused"](Y), models["torch"](Y)
+    assert models["fused"].last_stats.solver == "newton (fused)"
+    assert float((zf - zt).abs().max()) <= 1e-10
+    assert max_relative(models["fused"].W.grad, models["torch"].W.grad) <= 1e-9
+    wide = ExpFamPCA(fam, 6, 65, backend="auto", dtype=torch.float64)
+    wide(Y)
+    assert wide.last_stats.solver == "newton"
+    other = ExpFamPCA(fam, 6, 2, backend="fused", solver="anderson", dtype=torch.float64)
+    with pytest.warns(UserWarning, match="fused solver does not apply"):
+        other(Y)
+    with pytest.raises(ValueError, match="backend"):
+        ExpFamPCA(fam, 6, 2, backend="fast")
+
+
+def test_fit_cli_backend(ops, tmp_path):
+    """`deqfam fit --backend fused` (Adam through the layer, 2 epochs) writes the latents of
+    `--backend torch` to 1e-8; a misspelt backend is bad input (exit 2)."""
+    import numpy as np
+
+    from deqfam.cli import main
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "counts.npy"
+    np.save(data, rng.poisson(2.0, size=(30, 6)).astype(float))
+    argv = ["fit", str(data), "--family", "poisson", "--latent-dim", "2", "--quiet"]
+    argv += ["--optimizer", "adam", "--epochs", "2", "--batch-size", "10", "--threads", "1"]
+    latents = {}
+    for backend in ("fused", "torch"):
+        out = tmp_path / backend
+        assert main([*argv, "--out", str(out), "--backend", backend]) == 0
+        latents[backend] = np.load(out / "latents.npy")
+    np.testing.assert_allclose(latents["fused"], latents["torch"], rtol=0, atol=1e-8)
+    assert main([*argv, "--out", str(tmp_path / "x"), "--backend", "fast"]) == 2
