@@ -12,7 +12,8 @@ For ``p(y|eta) = h(y) exp(<eta, T(y)> - A(eta))`` with ``k`` natural parameters:
 * integer-order Bessel functions are reduced to ``I_0`` and ``I_1`` (the orders torch has);
 * the inverse mean ``(grad A)^{-1}`` where SymPy solves ``grad A = mu`` in closed form within
   the optional-step budget, checked by a round trip at an interior point;
-* positive definiteness of the Hessian on the box (:mod:`deqfam.derive.vector_pd`).
+* positive definiteness of the Hessian on the box is the admissibility stage
+  :mod:`deqfam.derive.admissibility.vector.convexity` (``vector_check.hessian_positive_definite``).
 
 Parameters are substituted by value; a ``categories`` spec is expanded to its ``K - 1``
 natural parameters first. The whole derivation runs behind the trust boundary of
