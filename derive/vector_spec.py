@@ -235,9 +235,9 @@ def parse_vector_spec(
     if model.categories is not None:
         K = r.categories(params, symbols)
         etas, T, A = (), (), None
-        domain = r.domain([])
-        if isinstance(model.domain, dict):
+        if isinstance(model.domain, dict):  # its eta_i are named only when K is expanded
             r.fail("domain", "a 'categories' spec takes one interval [lo, hi] for every eta_i")
+        domain = r.domain([])
     else:
         etas = r.natural_parameters(params)
         T = r.statistic(len(etas), symbols)

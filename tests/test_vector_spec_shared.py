@@ -72,3 +72,10 @@ def test_log_of_base_measure_matches_lgamma():
     want = math.lgamma(41) - math.lgamma(8) - math.lgamma(34) - math.lgamma(8)
     assert float(expr.subs(Y, 7)) == pytest.approx(want, rel=1e-14)
     assert log_of_base_measure(None) is None
+
+
+def test_categories_spec_with_a_box_domain_says_one_interval():
+    text = "name: c\nsupport: nonnegative_integers\ncategories: 3\ndomain: {eta1: [-oo, oo]}\n"
+    err = _error(text)
+    assert err.field == "domain" and err.line == 4
+    assert "takes one interval [lo, hi] for every eta_i" in str(err)
