@@ -96,15 +96,7 @@ class Family:
     @property
     def log_base_measure(self) -> sp.Expr | None:
         """log h(y) with factorials/binomials as log-gamma (finite for large y), or None."""
-        if self.h is None:
-            return None
-        expr = sp.expand_log(sp.log(self.h.rewrite(sp.gamma)), force=True)
-        expr = expr.replace(
-            lambda e: isinstance(e, sp.log) and isinstance(e.args[0], sp.gamma),
-            lambda e: sp.loggamma(e.args[0].args[0]),
-        )
-        const, rest = expr.as_independent(Y, as_Add=True)
-        return rest + (sp.Float(sp.N(const, 30), 30) if const != 0 else 0)
+        return log_of_base_measure(self.h)
 
     @property
     def domain_floats(self) -> tuple[float, float]:
@@ -154,35 +146,8 @@ class Family:
         naming the overrides, so a family at other parameters never shares a digest (and
         so a generated module or custom-op name) with the spec's defaults.
         """
-        unknown = set(values) - set(self.spec.parameters)
-        if unknown:
-            raise SpecError(
-                f"unknown parameter(s) {sorted(unknown)}; the spec declares "
-                f"{sorted(self.spec.parameters) or 'none'}",
-                source=self.spec.source,
-                field="parameters",
-            )
-        params = dict(self.spec.parameters)
-        for k, v in values.items():
-            if not math.isfinite(float(v)):
-                raise SpecError(
-                    f"parameter {k}={v} must be finite", source=self.spec.source, field="parameters"
-                )
-            value = sp.Rational(repr(float(v)))
-            lo, hi = self.spec.parameter_ranges.get(k, (-sp.oo, sp.oo))
-            if not bool(lo < value < hi):
-                raise SpecError(
-                    f"parameter {k}={v} lies outside its range ({lo}, {hi})",
-                    source=self.spec.source,
-                    field="parameters",
-                )
-            params[k] = value
-        changed = {k: v for k, v in params.items() if v != self.spec.parameters[k]}
-        if not changed:
-            return self
-        note = ", ".join(f"{k}={v}" for k, v in sorted(changed.items()))
-        text = self.spec.text.rstrip("\n") + f"\n# parameters overridden: {note}\n"
-        return derive_family(dataclasses.replace(self.spec, parameters=params, text=text))
+        spec = spec_with_parameters(self.spec, values)
+        return self if spec is None else derive_family(spec)
 
     def sample_points(self, n: int, rng: np.random.Generator, width: float = 8.0) -> np.ndarray:
         """n random points strictly inside the domain (within ``width`` of a finite end)."""
@@ -193,6 +158,55 @@ class Family:
             lo_, hi_ = -width / 2, width / 2
         margin = 1e-3 * (hi_ - lo_)
         return rng.uniform(lo_ + margin, hi_ - margin, size=n)
+
+
+def log_of_base_measure(h: sp.Expr | None) -> sp.Expr | None:
+    """``log h(y)`` with gamma functions (factorials, binomials) as ``loggamma`` so that it
+    stays finite for large ``y``, and the ``y``-free part folded into one 30-digit constant;
+    None when ``h`` is None. Serves scalar and vector families alike."""
+    if h is None:
+        return None
+    expr = sp.expand_log(sp.log(h.rewrite(sp.gamma)), force=True)
+    expr = expr.replace(
+        lambda e: isinstance(e, sp.log) and isinstance(e.args[0], sp.gamma),
+        lambda e: sp.loggamma(e.args[0].args[0]),
+    )
+    const, rest = expr.as_independent(Y, as_Add=True)
+    return rest + (sp.Float(sp.N(const, 30), 30) if const != 0 else 0)
+
+
+def spec_with_parameters(spec: Any, values: dict[str, float]) -> Any | None:
+    """``spec`` (a scalar or vector spec) with parameter ``values`` overriding its defaults,
+    or None when nothing changes.
+
+    Each value must be a declared parameter, finite, and inside its declared range (the open
+    interval of ``parameter_ranges``). The spec text used for digests gets a comment naming
+    the overrides, so a family at other parameters never shares a digest (and so a generated
+    module or custom-op name) with the spec's defaults.
+    """
+    where = {"source": spec.source, "field": "parameters"}
+    unknown = set(values) - set(spec.parameters)
+    if unknown:
+        raise SpecError(
+            f"unknown parameter(s) {sorted(unknown)}; the spec declares "
+            f"{sorted(spec.parameters) or 'none'}",
+            **where,
+        )
+    params = dict(spec.parameters)
+    for k, v in values.items():
+        if not math.isfinite(float(v)):
+            raise SpecError(f"parameter {k}={v} must be finite", **where)
+        value = sp.Rational(repr(float(v)))
+        lo, hi = spec.parameter_ranges.get(k, (-sp.oo, sp.oo))
+        if not bool(lo < value < hi):
+            raise SpecError(f"parameter {k}={v} lies outside its range ({lo}, {hi})", **where)
+        params[k] = value
+    changed = {k: v for k, v in params.items() if v != spec.parameters[k]}
+    if not changed:
+        return None
+    note = ", ".join(f"{k}={v}" for k, v in sorted(changed.items()))
+    text = spec.text.rstrip("\n") + f"\n# parameters overridden: {note}\n"
+    return dataclasses.replace(spec, parameters=params, text=text)
 
 
 def _positive_substitution(domain: tuple[sp.Expr, sp.Expr]) -> dict[sp.Symbol, sp.Expr] | None:

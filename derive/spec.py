@@ -137,20 +137,17 @@ class SpecError(ValueError):
         super().__init__(f"{where}:{what} {message}")
 
 
-class _SpecModel(BaseModel):
-    """Schema of a spec document (types and field names only; expressions parsed later)."""
+class SpecModelBase(BaseModel):
+    """The fields a scalar and a vector spec document share (types and names only;
+    expressions are parsed later). Unknown keys are refused (``extra="forbid"``)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str
     description: str = ""
     support: SupportName
-    sufficient_statistic: str = "y"
-    log_partition: str
-    base_measure: str | None = None
     parameters: dict[str, int | float] = {}
     parameter_ranges: dict[str, list[int | float | str]] = {}
-    domain: list[int | float | str]
     #: largest value y may take, an expression in the parameters (binomial: n); optional
     support_max: str | int | None = None
 
@@ -160,6 +157,15 @@ class _SpecModel(BaseModel):
         if not re.match(NAME_RE, v) or len(v) > 64:
             raise ValueError(f"must match {NAME_RE} (at most 64 characters), got {v!r}")
         return v
+
+
+class _SpecModel(SpecModelBase):
+    """Schema of a scalar spec document."""
+
+    sufficient_statistic: str = "y"
+    log_partition: str
+    base_measure: str | None = None
+    domain: list[int | float | str]
 
 
 @dataclass(frozen=True)
@@ -581,19 +587,76 @@ def _interval(values: list, fail) -> tuple[sp.Expr, sp.Expr]:
     return lo, hi
 
 
-def _pydantic_error(exc: ValidationError, source: str, lines: dict[str, int]) -> SpecError:
+def pydantic_error(
+    exc: ValidationError, source: str, lines: dict[str, int], model: type[BaseModel]
+) -> SpecError:
+    """The first schema error of ``model`` (a scalar or vector spec model) as one
+    :class:`SpecError` naming the field and its line (with a close-match hint for an unknown
+    field)."""
     err = exc.errors()[0]
     loc = [str(p) for p in err.get("loc", ())]
     fld = loc[0] if loc else None
     msg = err.get("msg", "invalid value")
     if err.get("type") == "extra_forbidden":
-        hint = difflib.get_close_matches(fld or "", list(_SpecModel.model_fields), n=1)
+        hint = difflib.get_close_matches(fld or "", list(model.model_fields), n=1)
         msg = "unknown field" + (f" (did you mean {hint[0]!r}?)" if hint else "")
     elif err.get("type") == "missing":
         msg = "required field is missing"
     elif len(loc) > 1:
         msg = f"{'.'.join(loc[1:])}: {msg}"
     return SpecError(msg, source=source, field=fld, line=lines.get(fld or ""))
+
+
+def field_failer(source: str, lines: dict[str, int]) -> Callable[[str], Callable[[str], Any]]:
+    """``failer(field)(message)`` raises :class:`SpecError` naming ``field`` and its line."""
+
+    def failer(fld: str) -> Callable[[str], Any]:
+        def fail(msg: str):
+            raise SpecError(msg, source=source, field=fld, line=lines.get(fld))
+
+        return fail
+
+    return failer
+
+
+def parse_parameters(
+    values: dict[str, int | float], fail: Callable[[str], Any]
+) -> tuple[dict[str, sp.Rational], dict[str, sp.Symbol]]:
+    """The ``parameters`` mapping as exact values and real symbols: at most MAX_PARAMETERS,
+    identifiers that are not reserved, finite, ``|value| <= MAX_NUMBER``."""
+    params: dict[str, sp.Rational] = {}
+    symbols: dict[str, sp.Symbol] = {}
+    if len(values) > MAX_PARAMETERS:
+        fail(f"at most {MAX_PARAMETERS} parameters are allowed")
+    for pname, value in values.items():
+        if not PARAM_RE.match(pname) or pname in RESERVED:
+            fail(
+                f"parameter name {_short(repr(pname))} is not an identifier or clashes with a "
+                "reserved name"
+            )
+        if isinstance(value, float) and not math.isfinite(value):
+            fail(f"parameter {pname!r} must be finite")
+        if abs(value) > MAX_NUMBER:
+            fail(f"parameter {pname!r} = {_magnitude(value)} is larger than {MAX_NUMBER:.0e}")
+        params[pname] = sp.Rational(repr(value)) if isinstance(value, float) else sp.Integer(value)
+        symbols[pname] = sp.Symbol(pname, real=True)
+    return params, symbols
+
+
+def parse_parameter_ranges(
+    values: dict[str, list], params: dict[str, sp.Rational], fail: Callable[[str], Any]
+) -> dict[str, tuple[sp.Expr, sp.Expr]]:
+    """The ``parameter_ranges`` mapping: an open interval per declared parameter, which must
+    contain the parameter's value."""
+    ranges: dict[str, tuple[sp.Expr, sp.Expr]] = {}
+    for pname, interval in values.items():
+        if pname not in params:
+            fail(f"range given for undeclared parameter {_short(repr(pname))}")
+        lo, hi = _interval(interval, fail)
+        if not bool(lo < params[pname] < hi):
+            fail(f"parameter {pname}={params[pname]} lies outside its range ({lo}, {hi})")
+        ranges[pname] = (lo, hi)
+    return ranges
 
 
 def _refuse_hidden_characters(text: str, data: dict[str, Any], source: str) -> None:
@@ -638,41 +701,10 @@ def parse_spec(text: str, source: str = "<spec>") -> FamilySpec:
     try:
         model = _SpecModel.model_validate(data)
     except ValidationError as exc:
-        raise _pydantic_error(exc, source, lines) from None
-
-    def failer(fld: str):
-        def fail(msg: str):
-            raise SpecError(msg, source=source, field=fld, line=lines.get(fld))
-
-        return fail
-
-    params: dict[str, sp.Rational] = {}
-    symbols: dict[str, sp.Symbol] = {}
-    if len(model.parameters) > MAX_PARAMETERS:
-        failer("parameters")(f"at most {MAX_PARAMETERS} parameters are allowed")
-    for pname, value in model.parameters.items():
-        fail = failer("parameters")
-        if not PARAM_RE.match(pname) or pname in RESERVED:
-            fail(
-                f"parameter name {_short(repr(pname))} is not an identifier or clashes with a "
-                "reserved name"
-            )
-        if isinstance(value, float) and not math.isfinite(value):
-            fail(f"parameter {pname!r} must be finite")
-        if abs(value) > MAX_NUMBER:
-            fail(f"parameter {pname!r} = {_magnitude(value)} is larger than {MAX_NUMBER:.0e}")
-        params[pname] = sp.Rational(repr(value)) if isinstance(value, float) else sp.Integer(value)
-        symbols[pname] = sp.Symbol(pname, real=True)
-
-    ranges: dict[str, tuple[sp.Expr, sp.Expr]] = {}
-    for pname, values in model.parameter_ranges.items():
-        fail = failer("parameter_ranges")
-        if pname not in params:
-            fail(f"range given for undeclared parameter {_short(repr(pname))}")
-        lo, hi = _interval(values, fail)
-        if not bool(lo < params[pname] < hi):
-            fail(f"parameter {pname}={params[pname]} lies outside its range ({lo}, {hi})")
-        ranges[pname] = (lo, hi)
+        raise pydantic_error(exc, source, lines, _SpecModel) from None
+    failer = field_failer(source, lines)
+    params, symbols = parse_parameters(model.parameters, failer("parameters"))
+    ranges = parse_parameter_ranges(model.parameter_ranges, params, failer("parameter_ranges"))
 
     eta_syms = {"eta": ETA, **symbols}
     y_syms = {"y": Y, **symbols}

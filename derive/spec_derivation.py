@@ -47,19 +47,33 @@ def _substitute_checked(expr: sp.Expr, values: dict[sp.Symbol, sp.Expr], guard: 
     return guard.make(expr.func, args)
 
 
-def check_parameter_values(spec: FamilySpec) -> None:
-    """Check that substituting ``spec.parameters`` into the expressions stays within the
-    limits of this module (finite, real, bounded constants; bounded powers; size)."""
+def _checked_fields(spec) -> list[tuple[str, sp.Expr | None, tuple[sp.Symbol, ...]]]:
+    """(field, expression, its variables) of every expression of a scalar or vector spec that
+    parameter values are substituted into (a vector statistic gives one entry per ``T_i``; a
+    ``categories`` spec has no log-partition before it is expanded)."""
+    if isinstance(spec, FamilySpec):
+        return [
+            ("log_partition", spec.log_partition, (ETA,)),
+            ("sufficient_statistic", spec.sufficient_statistic, (Y,)),
+            ("base_measure", spec.base_measure, (Y,)),
+        ]
+    return [
+        ("log_partition", spec.log_partition, spec.natural_parameters),
+        *(("sufficient_statistic", t, (Y,)) for t in spec.sufficient_statistic),
+        ("base_measure", spec.base_measure, (Y,)),
+    ]
+
+
+def check_parameter_values(spec) -> None:
+    """Check that substituting ``spec.parameters`` into the expressions of a scalar or vector
+    spec stays within the limits of this module (finite, real, bounded constants; bounded
+    powers; size, per variable)."""
     subs = {spec.parameter_symbols[k]: v for k, v in spec.parameters.items()}
     if not subs:
         return
     lines = _key_lines(spec.text)
     shown = ", ".join(f"{k}={v}" for k, v in spec.parameters.items())
-    for fld, expr, var in (
-        ("log_partition", spec.log_partition, ETA),
-        ("sufficient_statistic", spec.sufficient_statistic, Y),
-        ("base_measure", spec.base_measure, Y),
-    ):
+    for fld, expr, variables in _checked_fields(spec):
         if expr is None:
             continue
 
@@ -74,22 +88,33 @@ def check_parameter_values(spec: FamilySpec) -> None:
         value = _substitute_checked(expr, subs, _Guard(fail))
         if isinstance(value, sp.Expr) and value.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
             fail("the expression becomes infinite or undefined")
-        if var is ETA:
-            check_log_multipliers(value, ETA, fail)
-        check_complexity(value, var, fail)
+        for var in variables:
+            if var is not Y:
+                check_log_multipliers(value, var, fail)
+            check_complexity(value, var, fail)
 
 
 _DERIVATIVES = (("A", "A"), ("sigma", "A'"), ("dsigma", "A''"), ("d2sigma", "A'''"))
 
 
+def scalar_derivatives(family) -> list[tuple[str, sp.Basic]]:
+    """(label, expression) of A and its first three derivatives of a derived ``Family``."""
+    return [(what, getattr(family, name, None)) for name, what in _DERIVATIVES]
+
+
 def run_derivation(
-    spec: FamilySpec, derive: Callable[[FamilySpec], T_], time_limit: float | None = None
+    spec: FamilySpec,
+    derive: Callable[[FamilySpec], T_],
+    time_limit: float | None = None,
+    derived: Callable[[T_], list[tuple[str, sp.Basic]]] = scalar_derivatives,
 ) -> T_:
-    """Run ``derive(spec)`` (the SymPy derivation) behind the trust boundary.
+    """Run ``derive(spec)`` (the SymPy derivation of a scalar or vector spec) behind the
+    trust boundary.
 
     Parameter values are checked first (:func:`check_parameter_values`), the derivation gets
     ``time_limit`` seconds (default DERIVE_TIME_LIMIT), and any SymPy failure, overrun or
-    undefined derivative (``zoo``/``nan`` in A and its first three derivatives) becomes a
+    undefined derivative (``zoo``/``nan`` in an expression of ``derived(result)``, a list of
+    ``(label, expression)``: by default A and its first three derivatives) becomes a
     :class:`SpecError` naming the field ``log_partition`` and its line.
     """
     lines = _key_lines(spec.text)
@@ -103,8 +128,7 @@ def run_derivation(
     try:
         with deadline(limit):
             result = derive(spec)
-            for name, what in _DERIVATIVES:
-                expr = getattr(result, name, None)
+            for what, expr in derived(result):
                 if isinstance(expr, sp.Basic) and expr.has(sp.zoo, sp.nan):
                     raise error(f"{what} of log_partition is undefined: {_short(expr)}")
     except SpecError:

@@ -13,7 +13,8 @@ import dataclasses
 from deqfam.vocab import Outcome, Strength, Verdict
 
 from .admissibility.report import Evidence, Report
-from .admissibility.vector import VectorSpecView, check_vector
+from .admissibility.vector import VectorSpecView, build_vector_context, check_vector
+from .admissibility.vector.convexity import hessian_convexity
 from .vector_derivation import VectorFamily
 from .vector_laws import identify_vector_law
 
@@ -48,6 +49,14 @@ def _view(fam: VectorFamily) -> VectorSpecView:
     )
 
 
+def hessian_positive_definite(fam: VectorFamily, seed: int = 0) -> Evidence:
+    """Whether ``Hess A`` is positive definite on the family's box: the ``convexity`` stage's
+    finding (:func:`~deqfam.derive.admissibility.vector.convexity.hessian_convexity`: a
+    Sylvester proof, else eigenvalues on seeded box points), without the rest of the check.
+    ``details["symbolic"]`` says whether the proof went through."""
+    return hessian_convexity(build_vector_context(_view(fam), seed))
+
+
 def check_vector_family(fam: VectorFamily, time_limit: float | None = None) -> Report:
     """The k-dimensional admissibility check (:func:`check_vector`) of ``fam``, with the
     ``known_law`` finding added: a family that is provably a known law is admissible by proof
@@ -72,4 +81,4 @@ def check_vector_family(fam: VectorFamily, time_limit: float | None = None) -> R
     )
 
 
-__all__ = ["check_vector_family"]
+__all__ = ["check_vector_family", "hessian_positive_definite"]

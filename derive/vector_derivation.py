@@ -12,7 +12,8 @@ For ``p(y|eta) = h(y) exp(<eta, T(y)> - A(eta))`` with ``k`` natural parameters:
 * integer-order Bessel functions are reduced to ``I_0`` and ``I_1`` (the orders torch has);
 * the inverse mean ``(grad A)^{-1}`` where SymPy solves ``grad A = mu`` in closed form within
   the optional-step budget, checked by a round trip at an interior point;
-* positive definiteness of the Hessian on the box (:mod:`deqfam.derive.vector_pd`).
+* positive definiteness of the Hessian on the box is the admissibility stage
+  :mod:`deqfam.derive.admissibility.vector.convexity` (``vector_check.hessian_positive_definite``).
 
 Parameters are substituted by value; a ``categories`` spec is expanded to its ``K - 1``
 natural parameters first. The whole derivation runs behind the trust boundary of
@@ -29,12 +30,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
-from . import spec as spec_module
-from .budget import DeadlineExceeded, deadline
+from .family import log_of_base_measure, spec_with_parameters
 from .primitive_table import reduce_besseli
 from .primitives import StablePrimitive, to_definition
-from .spec import SpecError, Y, _key_lines, _short
-from .spec_derivation import optional_step
+from .spec import SpecError, Y, _key_lines
+from .spec_derivation import optional_step, run_derivation
 from .stable import stabilize
 from .vector_primitives import stabilize_logsumexp, to_plain
 from .vector_spec import VectorFamilySpec, check_categories, expand_categories
@@ -100,15 +100,7 @@ class VectorFamily:
     @property
     def log_base_measure(self) -> sp.Expr | None:
         """log h(y) with gamma functions as log-gamma, or None (as ``Family``)."""
-        if self.h is None:
-            return None
-        expr = sp.expand_log(sp.log(self.h.rewrite(sp.gamma)), force=True)
-        expr = expr.replace(
-            lambda e: isinstance(e, sp.log) and isinstance(e.args[0], sp.gamma),
-            lambda e: sp.loggamma(e.args[0].args[0]),
-        )
-        const, rest = expr.as_independent(Y, as_Add=True)
-        return rest + (sp.Float(sp.N(const, 30), 30) if const != 0 else 0)
+        return log_of_base_measure(self.h)
 
     def plain(self, expr: sp.Expr) -> sp.Expr:
         """``expr`` with every stable primitive replaced by its definition (for mpmath)."""
@@ -135,25 +127,8 @@ class VectorFamily:
     def with_parameters(self, **values: float) -> VectorFamily:
         """The family re-derived at other parameter values (each finite and inside its
         declared range; the digest text records the overrides, as ``Family``'s)."""
-        where = {"source": self.spec.source, "field": "parameters"}
-        unknown = set(values) - set(self.spec.parameters)
-        if unknown:
-            raise SpecError(f"unknown parameter(s) {sorted(unknown)}", **where)
-        params = dict(self.spec.parameters)
-        for key, v in values.items():
-            if not math.isfinite(float(v)):
-                raise SpecError(f"parameter {key}={v} must be finite", **where)
-            value = sp.Rational(repr(float(v)))
-            lo, hi = self.spec.parameter_ranges.get(key, (-sp.oo, sp.oo))
-            if not bool(lo < value < hi):
-                raise SpecError(f"parameter {key}={v} lies outside its range ({lo}, {hi})", **where)
-            params[key] = value
-        changed = {k: v for k, v in params.items() if v != self.spec.parameters[k]}
-        if not changed:
-            return self
-        note = ", ".join(f"{k}={v}" for k, v in sorted(changed.items()))
-        text = self.spec.text.rstrip("\n") + f"\n# parameters overridden: {note}\n"
-        return derive_vector_family(dataclasses.replace(self.spec, parameters=params, text=text))
+        spec = spec_with_parameters(self.spec, values)
+        return self if spec is None else derive_vector_family(spec)
 
 
 def _symmetric_hessian(grad: tuple[sp.Expr, ...], etas, post) -> tuple[tuple[sp.Expr, ...], ...]:
@@ -197,30 +172,25 @@ def solve_inverse_mean(fam_grad, etas, mus, point) -> tuple[sp.Expr, ...] | None
     return None
 
 
+def vector_derivatives(fam: VectorFamily) -> list[tuple[str, sp.Expr]]:
+    """(label, expression) of ``A``, every ``dA/d eta_i`` and every ``d2A/d eta_i d eta_j``
+    (what must not be undefined)."""
+    out = [("A", fam.A)]
+    out += [(f"dA/d{e}", g) for e, g in zip(fam.etas, fam.grad, strict=True)]
+    out += [
+        (f"d2A/d{fam.etas[i]}d{fam.etas[j]}", fam.hessian[i][j])
+        for i in range(fam.k)
+        for j in range(i, fam.k)
+    ]
+    return out
+
+
 def derive_vector_family(spec: VectorFamilySpec, *, time_limit: float | None = None):
-    """Derive a :class:`VectorFamily` from a parsed vector spec, within ``time_limit`` seconds
-    (default ``DERIVE_TIME_LIMIT``); SymPy failures and overruns are :class:`SpecError`."""
-    lines = _key_lines(spec.text)
-
-    def error(msg: str) -> SpecError:
-        return SpecError(
-            msg, source=spec.source, field="log_partition", line=lines.get("log_partition")
-        )
-
-    limit = spec_module.DERIVE_TIME_LIMIT if time_limit is None else time_limit
-    try:
-        with deadline(limit):
-            return _derive(spec)
-    except SpecError:
-        raise
-    except DeadlineExceeded:
-        raise error(f"deriving the family took longer than {limit:g} s") from None
-    except RecursionError:
-        raise error("the symbolic derivation exceeded the recursion limit") from None
-    except Exception as exc:  # SymPy internals: report, chained for debugging
-        raise error(
-            f"SymPy failed while deriving the family: {type(exc).__name__}: {_short(exc, 200)}"
-        ) from exc
+    """Derive a :class:`VectorFamily` from a parsed vector spec behind the trust boundary of
+    :func:`deqfam.derive.spec_derivation.run_derivation` (parameter values checked, within
+    ``time_limit`` seconds, default ``DERIVE_TIME_LIMIT``; SymPy failures, overruns and
+    undefined derivatives are :class:`SpecError`)."""
+    return run_derivation(spec, _derive, time_limit, derived=vector_derivatives)
 
 
 def _substituted(spec: VectorFamilySpec) -> VectorFamilySpec:
@@ -254,13 +224,6 @@ def _derive(spec: VectorFamilySpec) -> VectorFamily:
     A_stable = _stable(A)
     grad_stable = tuple(_stable(sp.diff(A_stable, e)) for e in etas)
     hessian_stable = _symmetric_hessian(grad_stable, etas, _stable)
-    for expr in (A, *grad, *(h for row in hessian for h in row)):
-        if expr.has(sp.zoo, sp.nan):
-            raise SpecError(
-                f"a derivative of log_partition is undefined: {_short(expr)}",
-                source=spec.source,
-                field="log_partition",
-            )
     fam = VectorFamily(
         spec=spec,
         name=spec.name,

@@ -27,29 +27,28 @@ failure is one :class:`~deqfam.derive.spec.SpecError` naming the field and its l
 from __future__ import annotations
 
 import difflib
-import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import sympy as sp
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import ValidationError
 
 from .bounds import check_log_multipliers
 from .spec import (
-    MAX_NUMBER,
-    MAX_PARAMETERS,
-    NAME_RE,
     PARAM_RE,
     RESERVED,
     SpecError,
-    SupportName,
+    SpecModelBase,
     Y,
     _interval,
-    _magnitude,
     _short,
+    _support_max,
     check_complexity,
+    field_failer,
     parse_expression,
+    parse_parameter_ranges,
+    parse_parameters,
+    pydantic_error,
 )
 
 #: most natural parameters of one vector spec (and most categories - 1)
@@ -58,30 +57,16 @@ MAX_NATURAL_PARAMETERS = 64
 VECTOR_KEYS = ("natural_parameters", "categories")
 
 
-class _VectorSpecModel(BaseModel):
-    """Schema of a vector spec document (types and names only; expressions parsed later)."""
+class _VectorSpecModel(SpecModelBase):
+    """Schema of a vector spec document: the shared fields (``name``, ``support``,
+    ``parameters``, ...) plus the vector ones (types and names only)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    name: str
-    description: str = ""
-    support: SupportName
     natural_parameters: list[str] | None = None
     sufficient_statistic: list[str] | None = None
     log_partition: str | None = None
     categories: str | int | None = None
     base_measure: str | int | None = None
-    parameters: dict[str, int | float] = {}
-    parameter_ranges: dict[str, list[int | float | str]] = {}
     domain: dict[str, list[int | float | str]] | list[int | float | str]
-    support_max: str | int | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name_is_identifier(cls, v: str) -> str:
-        if not re.match(NAME_RE, v) or len(v) > 64:
-            raise ValueError(f"must match {NAME_RE} (at most 64 characters), got {v!r}")
-        return v
 
 
 @dataclass(frozen=True)
@@ -117,21 +102,6 @@ def is_vector_document(data: dict[str, Any]) -> bool:
     return any(key in data for key in VECTOR_KEYS)
 
 
-def _pydantic_error(exc: ValidationError, source: str, lines: dict[str, int]) -> SpecError:
-    err = exc.errors()[0]
-    loc = [str(p) for p in err.get("loc", ())]
-    fld = loc[0] if loc else None
-    msg = err.get("msg", "invalid value")
-    if err.get("type") == "extra_forbidden":
-        hint = difflib.get_close_matches(fld or "", list(_VectorSpecModel.model_fields), n=1)
-        msg = "unknown field" + (f" (did you mean {hint[0]!r}?)" if hint else "")
-    elif err.get("type") == "missing":
-        msg = "required field is missing"
-    elif len(loc) > 1:
-        msg = f"{'.'.join(loc[1:])}: {msg}"
-    return SpecError(msg, source=source, field=fld, line=lines.get(fld or ""))
-
-
 class _Reader:
     """Field-by-field parsing of a validated model, failing with the field's line."""
 
@@ -142,7 +112,7 @@ class _Reader:
         raise SpecError(msg, source=self.source, field=fld, line=self.lines.get(fld))
 
     def failer(self, fld: str):
-        return lambda msg: self.fail(fld, msg)
+        return field_failer(self.source, self.lines)(fld)
 
     def expr(self, fld: str, text: str, symbols: dict[str, sp.Symbol]) -> sp.Expr:
         return parse_expression(
@@ -150,42 +120,14 @@ class _Reader:
         )
 
     def parameters(self) -> tuple[dict[str, sp.Rational], dict[str, sp.Symbol]]:
-        """The ``parameters`` mapping: identifiers, finite, at most MAX_NUMBER."""
-        params: dict[str, sp.Rational] = {}
-        symbols: dict[str, sp.Symbol] = {}
-        if len(self.model.parameters) > MAX_PARAMETERS:
-            self.fail("parameters", f"at most {MAX_PARAMETERS} parameters are allowed")
-        for pname, value in self.model.parameters.items():
-            if not PARAM_RE.match(pname) or pname in RESERVED:
-                self.fail(
-                    "parameters",
-                    f"parameter name {_short(repr(pname))} is not an identifier or clashes "
-                    "with a reserved name",
-                )
-            if isinstance(value, float) and not math.isfinite(value):
-                self.fail("parameters", f"parameter {pname!r} must be finite")
-            if abs(value) > MAX_NUMBER:
-                self.fail(
-                    "parameters",
-                    f"parameter {pname!r} = {_magnitude(value)} is larger than {MAX_NUMBER:.0e}",
-                )
-            params[pname] = (
-                sp.Rational(repr(value)) if isinstance(value, float) else sp.Integer(value)
-            )
-            symbols[pname] = sp.Symbol(pname, real=True)
-        return params, symbols
+        """The ``parameters`` mapping (:func:`deqfam.derive.spec.parse_parameters`)."""
+        return parse_parameters(self.model.parameters, self.failer("parameters"))
 
     def ranges(self, params: dict[str, sp.Rational]) -> dict[str, tuple[sp.Expr, sp.Expr]]:
-        out: dict[str, tuple[sp.Expr, sp.Expr]] = {}
-        for pname, values in self.model.parameter_ranges.items():
-            fail = self.failer("parameter_ranges")
-            if pname not in params:
-                fail(f"range given for undeclared parameter {_short(repr(pname))}")
-            lo, hi = _interval(values, fail)
-            if not bool(lo < params[pname] < hi):
-                fail(f"parameter {pname}={params[pname]} lies outside its range ({lo}, {hi})")
-            out[pname] = (lo, hi)
-        return out
+        """The ``parameter_ranges`` (:func:`deqfam.derive.spec.parse_parameter_ranges`)."""
+        return parse_parameter_ranges(
+            self.model.parameter_ranges, params, self.failer("parameter_ranges")
+        )
 
     def natural_parameters(self, params: dict[str, sp.Rational]) -> tuple[sp.Symbol, ...]:
         names = self.model.natural_parameters or []
@@ -285,7 +227,7 @@ def parse_vector_spec(
     try:
         model = _VectorSpecModel.model_validate(data)
     except ValidationError as exc:
-        raise _pydantic_error(exc, source, lines) from None
+        raise pydantic_error(exc, source, lines, _VectorSpecModel) from None
     r = _Reader(model, source, lines)
     params, symbols = r.parameters()
     ranges = r.ranges(params)
@@ -293,9 +235,9 @@ def parse_vector_spec(
     if model.categories is not None:
         K = r.categories(params, symbols)
         etas, T, A = (), (), None
-        domain = r.domain([])
-        if isinstance(model.domain, dict):
+        if isinstance(model.domain, dict):  # its eta_i are named only when K is expanded
             r.fail("domain", "a 'categories' spec takes one interval [lo, hi] for every eta_i")
+        domain = r.domain([])
     else:
         etas = r.natural_parameters(params)
         T = r.statistic(len(etas), symbols)
@@ -304,9 +246,7 @@ def parse_vector_spec(
     h = None
     if model.base_measure is not None:
         h = r.expr("base_measure", str(model.base_measure), {"y": Y, **symbols})
-    support_max = None
-    if model.support_max is not None:
-        support_max = r.expr("support_max", str(model.support_max), dict(symbols))
+    support_max = _support_max(model.support_max, symbols, source, lines.get("support_max"))
     return VectorFamilySpec(
         name=model.name,
         description=model.description,

@@ -22,6 +22,7 @@ differentiates ``F`` through ``mu`` (so ``C_j`` enters as the derivative of the 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -29,7 +30,7 @@ from torch import Tensor
 
 from .columns import ColumnFamilies
 from .solvers import Linearisation, SolverConfig, SolverStats, as_config, newton_solve, row_norm
-from .solvers.cg import batched_cg
+from .solvers.dense import DenseNewtonProblem, cholesky_factor
 from .solvers.inner import require_inside_start
 
 
@@ -80,55 +81,21 @@ class BlockInnerProblem:
         )
 
 
-class BlockNewtonProblem:
-    """``NewtonProblem`` over :class:`BlockInnerProblem`: Newton steps by batched Cholesky of
-    ``H`` (``use_cholesky``) or by CG on Hessian-vector products."""
+class BlockNewtonProblem(DenseNewtonProblem):
+    """``NewtonProblem`` over :class:`BlockInnerProblem`: the dense problem's Newton steps
+    (batched Cholesky of ``H`` when ``use_cholesky``, else CG), line search trials and
+    factor, with the block Hessian-vector product; the factor is formed for CG too, since
+    the implicit backward of :func:`block_equilibrium` needs it."""
 
-    def __init__(self, inner: BlockInnerProblem, use_cholesky: bool, cfg: SolverConfig):
-        self.inner, self.use_cholesky, self.cfg = inner, use_cholesky, cfg
-        self.name = "newton" if use_cholesky else "cg_newton"
-        self.cg_max = cfg.cg_max_iter or 2 * inner.W.shape[1] + 20
-
-    def check_start(self, z: Tensor) -> None:
-        self.inner.check_feasible_start(z)
-
-    def linearise(self, z: Tensor) -> Linearisation:
-        eta = self.inner.eta(z)
-        grad, _, scale = self.inner.gradient(z, eta)
-        return Linearisation(z, grad, row_norm(grad)[None], scale[None], cache=eta)
-
-    def direction(self, lin: Linearisation, active: Tensor) -> Tensor:
-        """``-H^{-1} g`` (steepest descent where the factorisation fails: non-finite ``C``)."""
-        eta, grad = lin.cache, lin.grad
-        if self.use_cholesky:
-            chol, info = torch.linalg.cholesky_ex(self.inner.hessian(eta))
-            step = -torch.cholesky_solve(grad[..., None], chol)[..., 0]
-            return torch.where((info == 0)[:, None], step, -grad)
+    def hvp_operator(self, eta: Tensor) -> Callable[[Tensor], Tensor]:
+        """``v -> H v = lam v + W^T blockdiag(C_j(eta_j)) W v``."""
         cols, W, lam = self.inner.columns, self.inner.W, self.inner.lam
         blocks = cols.covariance_blocks(eta)
-        forcing = torch.clamp(torch.sqrt(lin.residual[0]), max=0.5).clamp_min(self.cfg.cg_rtol)
-
-        def hvp(v: Tensor) -> Tensor:
-            return lam * v + cols.hvp(W, blocks, v)
-
-        sol, _, _ = batched_cg(hvp, grad, forcing, self.cg_max)
-        return -sol
-
-    def trial_values(
-        self, lin: Linearisation, direction: Tensor, steps: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        z, eta = lin.z, lin.cache
-        d_eta = direction @ self.inner.W.T
-        z_trial = z[None] + steps[..., None] * direction[None]
-        eta_trial = eta[None] + steps[..., None] * d_eta[None]
-        j_trial, _ = self.inner.value(z_trial, eta_trial)
-        j0, scale0 = self.inner.value(z, eta)
-        return j_trial, j0, scale0
+        return lambda v: lam * v + cols.hvp(W, blocks, v)
 
     def factor(self, lin: Linearisation) -> tuple[Tensor, Tensor]:
         """Cholesky factor of ``H(z*)`` (for the backward and Laplace), and where it failed."""
-        chol, info = torch.linalg.cholesky_ex(self.inner.hessian(lin.cache))
-        return chol, info != 0
+        return cholesky_factor(self.inner.hessian(lin.cache))
 
 
 def block_equilibrium(

@@ -161,35 +161,15 @@ class TorchFamily:
     kernel_namespace: str | None = None
 
     def __post_init__(self) -> None:
-        lo, hi = (_parse_bound(self.domain[0]), _parse_bound(self.domain[1]))
-        if not lo < hi:
-            raise ValueError(
-                f"family {self.name!r}: domain must be an interval lo < hi, got {self.domain!r}"
-            )
         # Normalise to floats so comparisons with tensors are cheap and uniform.
-        object.__setattr__(self, "domain", (lo, hi))
-        for fn_name in _FUNCTION_NAMES:
-            if not callable(getattr(self, fn_name)):
-                raise TypeError(f"family {self.name!r}: {fn_name} must be callable")
-        try:
-            object.__setattr__(self, "support", Support(str(self.support)))
-        except ValueError:
-            raise ValueError(
-                f"family {self.name!r}: unknown support {self.support!r}; choose from "
-                f"{', '.join(s.value for s in Support)}"
-            ) from None
+        object.__setattr__(self, "domain", parse_interval(self.name, self.domain, "domain"))
+        normalise_family_fields(
+            self, _FUNCTION_NAMES, ("log_base_measure", "activation_plain", "activation_grad2")
+        )
         if self.activation_grad2 is None:
             object.__setattr__(self, "activation_grad2", autograd_derivative(self.activation_grad))
-        if self.log_base_measure is not None and not callable(self.log_base_measure):
-            raise TypeError(f"family {self.name!r}: log_base_measure must be callable or None")
-        params = FrozenParameters(self.parameters)
-        object.__setattr__(self, "parameters", params)
         if self.sup_activation_grad is not None:
             object.__setattr__(self, "sup_activation_grad", _parse_bound(self.sup_activation_grad))
-        if self.admissibility is not None:
-            object.__setattr__(self, "admissibility", _parse_verdict(self.name, self.admissibility))
-        if self.activation_plain is not None and not callable(self.activation_plain):
-            raise TypeError(f"family {self.name!r}: activation_plain must be callable or None")
 
     @property
     def plain_activation(self) -> ElementwiseFn:
@@ -226,6 +206,47 @@ def interior_point(domain: tuple[float, float]) -> float:
     if math.isinf(hi):
         return lo + 1.0
     return 0.5 * (lo + hi)
+
+
+def parse_interval(name: str, bounds: Any, what: str) -> tuple[float, float]:
+    """The open interval ``bounds = (lo, hi)`` as floats (ends may be ``'oo'``/``'-oo'``);
+    ``ValueError`` naming family ``name`` and ``what`` unless it is a pair with lo < hi."""
+    try:
+        lo, hi = (_parse_bound(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"family {name!r}: {what} must be an interval lo < hi, got {bounds!r}"
+        ) from None
+    if not lo < hi:
+        raise ValueError(f"family {name!r}: {what} must be an interval lo < hi, got {bounds!r}")
+    return lo, hi
+
+
+def normalise_family_fields(family: Any, required: tuple[str, ...], optional: tuple[str, ...]):
+    """The post-init checks every family contract (scalar ``TorchFamily``, vector
+    ``VectorTorchFamily``) shares, on a frozen dataclass ``family``: the ``required`` fields
+    are callables and the ``optional`` ones callables or None (``TypeError``); ``support``
+    becomes a :class:`Support`, ``parameters`` a read-only :class:`FrozenParameters` and
+    ``admissibility`` a :class:`Verdict` or None (``ValueError`` for an unknown name)."""
+    name = family.name
+    for fn_name in required:
+        if not callable(getattr(family, fn_name)):
+            raise TypeError(f"family {name!r}: {fn_name} must be callable")
+    for fn_name in optional:
+        value = getattr(family, fn_name)
+        if value is not None and not callable(value):
+            raise TypeError(f"family {name!r}: {fn_name} must be callable or None")
+    try:
+        support = Support(str(family.support))
+    except ValueError:
+        raise ValueError(
+            f"family {name!r}: unknown support {family.support!r}; choose from "
+            f"{', '.join(s.value for s in Support)}"
+        ) from None
+    object.__setattr__(family, "support", support)
+    object.__setattr__(family, "parameters", FrozenParameters(family.parameters))
+    if family.admissibility is not None:
+        object.__setattr__(family, "admissibility", _parse_verdict(name, family.admissibility))
 
 
 def _parse_verdict(name: str, value: Any) -> Verdict:

@@ -31,10 +31,9 @@ from torch import Tensor
 
 from deqfam.runtime.family import (
     ExactSampler,
-    FrozenParameters,
-    _parse_bound,
-    _parse_verdict,
     interior_point,
+    normalise_family_fields,
+    parse_interval,
 )
 from deqfam.vocab import Support, Verdict
 
@@ -97,32 +96,12 @@ class VectorTorchFamily:
                 f"family {self.name!r}: {len(names)} natural parameters but "
                 f"{len(self.domain)} domain intervals"
             )
-        box = []
-        for pname, (lo, hi) in zip(names, self.domain, strict=True):
-            lo, hi = _parse_bound(lo), _parse_bound(hi)
-            if not lo < hi:
-                raise ValueError(
-                    f"family {self.name!r}: domain of {pname} must be lo < hi, got ({lo}, {hi})"
-                )
-            box.append((lo, hi))
-        object.__setattr__(self, "domain", tuple(box))
-        for fn_name in _FUNCTION_NAMES:
-            if not callable(getattr(self, fn_name)):
-                raise TypeError(f"family {self.name!r}: {fn_name} must be callable")
-        for fn_name in ("log_base_measure", "inverse_mean"):
-            value = getattr(self, fn_name)
-            if value is not None and not callable(value):
-                raise TypeError(f"family {self.name!r}: {fn_name} must be callable or None")
-        try:
-            object.__setattr__(self, "support", Support(str(self.support)))
-        except ValueError:
-            raise ValueError(
-                f"family {self.name!r}: unknown support {self.support!r}; choose from "
-                f"{', '.join(s.value for s in Support)}"
-            ) from None
-        object.__setattr__(self, "parameters", FrozenParameters(self.parameters))
-        if self.admissibility is not None:
-            object.__setattr__(self, "admissibility", _parse_verdict(self.name, self.admissibility))
+        box = tuple(
+            parse_interval(self.name, iv, f"domain of {pname}")
+            for pname, iv in zip(names, self.domain, strict=True)
+        )
+        object.__setattr__(self, "domain", box)
+        normalise_family_fields(self, _FUNCTION_NAMES, ("log_base_measure", "inverse_mean"))
 
     @property
     def k(self) -> int:

@@ -16,9 +16,9 @@ import torch
 from deqfam.derive.family import load_family
 from deqfam.derive.spec import SpecError, parse_spec
 from deqfam.derive.vector_builtins import vector_builtin_names, vector_builtin_spec_text
+from deqfam.derive.vector_check import hessian_positive_definite
 from deqfam.derive.vector_codegen import render_vector
 from deqfam.derive.vector_laws import identify_vector_law
-from deqfam.derive.vector_pd import hessian_positive_definite
 
 VECTOR = ["beta", "categorical", "gamma_shape", "inverse_gaussian", "normal_unknown_variance"]
 #: interior points of each family's box
@@ -176,9 +176,20 @@ def test_laws_are_identified(name):
 
 def test_hessian_pd_proof_and_evidence():
     proof = hessian_positive_definite(load_family("normal_unknown_variance"))
-    assert proof.proven and proof.positive
+    assert proof.outcome == "pass" and proof.strength == "proven"
+    assert proof.details["symbolic"] == "proven"
     evidence = hessian_positive_definite(load_family("beta"))
-    assert not evidence.proven and evidence.positive and evidence.grid_points > 0
+    assert evidence.outcome == "pass" and evidence.strength == "numerical"
+    assert evidence.details["symbolic"] == "unproven" and evidence.details["points"] > 0
+
+
+def test_derive_command_reports_the_convexity_stage(capsys):
+    """``deqfam derive`` of a vector spec prints the convexity stage's finding."""
+    from deqfam.cli import main
+
+    assert main(["derive", "normal_unknown_variance"]) == 0
+    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("Hess A"))
+    assert line.split()[4] == "proven" and "Sylvester" in line
 
 
 BAD = "name: v\nsupport: real\nnatural_parameters: [a, b]\n"

@@ -36,7 +36,8 @@ def vector_derivation_rows(fam: VectorFamily) -> list[tuple[str, object]]:
 
 
 def cmd_derive_vector(fam: VectorFamily, args: argparse.Namespace) -> int:
-    from deqfam.derive.vector_pd import hessian_positive_definite
+    from deqfam.derive.admissibility.vector.verdict import vector_convexity_summary
+    from deqfam.derive.vector_check import hessian_positive_definite
 
     params = ", ".join(f"{k}={v}" for k, v in fam.parameters.items()) or "none"
     box = " x ".join(
@@ -47,10 +48,8 @@ def cmd_derive_vector(fam: VectorFamily, args: argparse.Namespace) -> int:
     for label, expr in vector_derivation_rows(fam):
         text = "(not given in the spec)" if label == "h(y)" and expr is None else None
         print(f"{label:26s} {text or _fmt(expr, args.latex)}")
-    pd = hessian_positive_definite(fam)
-    print(
-        f"{'Hess A positive definite':26s} {'proven' if pd.proven else 'numerical'} ({pd.method})"
-    )
+    pd = vector_convexity_summary([hessian_positive_definite(fam)])
+    print(f"{'Hess A positive definite':26s} {pd['status']} ({pd['method']})")
     return EXIT_OK
 
 

@@ -74,6 +74,13 @@ def mp_real_at(f, t: float | mpmath.mpf) -> mpmath.mpf | None:
         v = f(mpmath.mpf(t))
     except (ArithmeticError, ValueError, TypeError, NameError):  # NameError: no mpmath version
         return None
+    return real_finite(v)
+
+
+def real_finite(v) -> mpmath.mpf | None:
+    """An mpmath value as a real number when it is finite and its imaginary part is rounding
+    noise (below ``10^(8 - dps)`` relative to the real part at the current precision), else
+    None."""
     if isinstance(v, mpmath.mpc):
         if abs(v.imag) > mpmath.mpf(10) ** (-mpmath.mp.dps + 8) * max(1, abs(v.real)):
             return None

@@ -131,14 +131,19 @@ class Report:
             f"  reason: {self.reason}",
             f"  convexity: {self.convexity.get('status')} — {self.convexity.get('method')}",
             f"  tilts theta0: {', '.join(f'{t:g}' for t in self.tilts)}",
-            "  evidence:",
         ]
+        return "\n".join(lines + self.evidence_lines(13))
+
+    def evidence_lines(self, stage_width: int) -> list[str]:
+        """The text report's evidence block (one line per item, ``*`` marking a proof, stage
+        names padded to ``stage_width``) and its closing lines: legend and time taken."""
+        lines = ["  evidence:"]
         for e in self.evidence:
             tag = e.outcome + ("*" if e.strength == Strength.PROVEN else "")
-            lines.append(f"    [{tag:<13}] {e.stage:<13} {e.summary}")
+            lines.append(f"    [{tag:<13}] {e.stage:<{stage_width}} {e.summary}")
         lines.append("  (* = proof; other outcomes are numerical evidence)")
         lines.append(f"  checked in {self.elapsed_s:.2f} s")
-        return "\n".join(lines)
+        return lines
 
 
 def jsonable(obj: Any) -> Any:

@@ -8,6 +8,7 @@ gradient norm ``|F(z)|_2``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -23,7 +24,9 @@ from .result import Solution, row_norm
 class DenseNewtonProblem:
     """``NewtonProblem`` view of an ``InnerProblem``: the Newton system ``H d = -g`` is solved
     by a batched Cholesky factorisation (``use_cholesky``) or by conjugate gradients on
-    Hessian-vector products (no ``l x l`` matrix is formed)."""
+    Hessian-vector products (no ``l x l`` matrix is formed). ``inner`` may be any object with
+    the ``InnerProblem`` methods used here (``runtime.block_inner`` subclasses this for the
+    block Hessian and overrides :meth:`hvp_operator`)."""
 
     def __init__(self, inner: InnerProblem, use_cholesky: bool, cfg: SolverConfig) -> None:
         self.inner, self.use_cholesky, self.cfg = inner, use_cholesky, cfg
@@ -42,18 +45,18 @@ class DenseNewtonProblem:
         """``-H^{-1} g`` (Cholesky, or CG to the inexact-Newton forcing tolerance)."""
         eta, grad = lin.cache, lin.grad
         if self.use_cholesky:
-            chol, info = torch.linalg.cholesky_ex(self.inner.hessian(eta))
-            newton_dir = -torch.cholesky_solve(grad[..., None], chol)[..., 0]
-            # A failed factorisation (only possible with non-finite sigma') falls back to
-            # steepest descent, which the line search still makes globally convergent.
-            return torch.where((info == 0)[:, None], newton_dir, -grad)
-        sp = self.inner.family.activation_grad(eta)
+            return cholesky_direction(self.inner.hessian(eta), grad)
         # Inexact Newton forcing term min(0.5, sqrt|g|) |g| gives superlinear convergence;
         # cg_rtol caps it so the final steps are accurate.
         gnorm = lin.residual[0]
         forcing = torch.clamp(torch.sqrt(gnorm), max=0.5).clamp_min(self.cfg.cg_rtol)
-        sol, _, _ = batched_cg(lambda v: self.inner.hvp(v, sp), grad, forcing, self.cg_max)
+        sol, _, _ = batched_cg(self.hvp_operator(eta), grad, forcing, self.cg_max)
         return -sol
+
+    def hvp_operator(self, eta: Tensor) -> Callable[[Tensor], Tensor]:
+        """``v -> H v = lam v + W^T (sigma'(eta) * (W v))`` (the CG operator at ``eta``)."""
+        sp = self.inner.family.activation_grad(eta)
+        return lambda v: self.inner.hvp(v, sp)
 
     def trial_values(
         self, lin: Linearisation, direction: Tensor, steps: Tensor
@@ -73,8 +76,23 @@ class DenseNewtonProblem:
         so it must not count as converged (the caller's policy then reports it)."""
         if not self.use_cholesky:
             return None, None
-        chol, info = torch.linalg.cholesky_ex(self.inner.hessian(lin.cache))
-        return chol, info != 0
+        return cholesky_factor(self.inner.hessian(lin.cache))
+
+
+def cholesky_direction(H: Tensor, grad: Tensor) -> Tensor:
+    """The Newton direction ``-H^{-1} g`` per sample by a batched Cholesky factorisation.
+
+    A failed factorisation (only possible with a non-finite Hessian) falls back to steepest
+    descent ``-g``, which the line search still makes globally convergent."""
+    chol, info = torch.linalg.cholesky_ex(H)
+    newton_dir = -torch.cholesky_solve(grad[..., None], chol)[..., 0]
+    return torch.where((info == 0)[:, None], newton_dir, -grad)
+
+
+def cholesky_factor(H: Tensor) -> tuple[Tensor, Tensor]:
+    """``(L, failed)``: the batched Cholesky factor ``H = L L^T`` and where it failed."""
+    chol, info = torch.linalg.cholesky_ex(H)
+    return chol, info != 0
 
 
 def _objective_solve(

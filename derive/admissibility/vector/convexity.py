@@ -164,11 +164,19 @@ class VectorConvexityStage(VectorStage):
         self.symbolic_s = symbolic_s
 
     def run(self, ctx: VectorContext) -> StageResult:
-        try:
-            with deadline(self.symbolic_s):
-                proven, how = sylvester_proof(ctx)
-        except DeadlineExceeded:
-            proven, how = False, f"Sylvester proof not found within {self.symbolic_s:g} s"
-        except (TypeError, ValueError, RecursionError, NotImplementedError) as exc:
-            proven, how = False, f"Sylvester proof failed ({type(exc).__name__})"
-        return StageResult.of(numerical_evidence(ctx, proven, how))
+        return StageResult.of(hessian_convexity(ctx, self.symbolic_s))
+
+
+def hessian_convexity(ctx: VectorContext, symbolic_s: float = SYMBOLIC_S) -> Evidence:
+    """The convexity finding: the Sylvester proof (:func:`sylvester_proof`) within
+    ``symbolic_s`` seconds, then the eigenvalues on the box (:func:`numerical_evidence`).
+    The one implementation of "Hess A positive definite on the box" (``deqfam derive`` of a
+    vector spec reads it through :func:`deqfam.derive.vector_check.hessian_positive_definite`)."""
+    try:
+        with deadline(symbolic_s):
+            proven, how = sylvester_proof(ctx)
+    except DeadlineExceeded:
+        proven, how = False, f"Sylvester proof not found within {symbolic_s:g} s"
+    except (TypeError, ValueError, RecursionError, NotImplementedError) as exc:
+        proven, how = False, f"Sylvester proof failed ({type(exc).__name__})"
+    return numerical_evidence(ctx, proven, how)

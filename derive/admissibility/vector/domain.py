@@ -14,6 +14,7 @@ import numpy as np
 
 from deqfam.vocab import Outcome, Strength
 
+from ..grids import real_finite
 from ..report import Evidence
 from ..stage import StageResult
 from .context import VectorContext, VectorStage
@@ -26,12 +27,7 @@ def mp_real_value(f, point) -> mpmath.mpf | None:
         v = f(*[mpmath.mpf(float(x)) for x in point])
     except (ArithmeticError, ValueError, TypeError):
         return None
-    if isinstance(v, mpmath.mpc):
-        if abs(v.imag) > mpmath.mpf(10) ** (-mpmath.mp.dps + 8) * max(1, abs(v.real)):
-            return None
-        v = v.real
-    v = mpmath.mpf(v)
-    return v if mpmath.isfinite(v) else None
+    return real_finite(v)
 
 
 def domain_evidence(ctx: VectorContext) -> Evidence:

@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from deqfam.vocab import Strength
-
 from ..report import Report
 
 
@@ -43,11 +41,5 @@ class VectorReport(Report):
             f"  A = {self.log_partition} on {box}, support {self.support}",
             f"  reason: {self.reason}",
             f"  convexity: {self.convexity.get('status')} — {self.convexity.get('method')}",
-            "  evidence:",
         ]
-        for e in self.evidence:
-            tag = e.outcome + ("*" if e.strength == Strength.PROVEN else "")
-            lines.append(f"    [{tag:<13}] {e.stage:<14} {e.summary}")
-        lines.append("  (* = proof; other outcomes are numerical evidence)")
-        lines.append(f"  checked in {self.elapsed_s:.2f} s")
-        return "\n".join(lines)
+        return "\n".join(lines + self.evidence_lines(14))

@@ -18,6 +18,7 @@ from __future__ import annotations
 from deqfam.vocab import Outcome, Strength, Verdict
 
 from ..report import Evidence
+from ..verdict import convexity_summary, decide_by_proofs
 
 PROOF_STAGES = ("structure", "closure")
 LINE_STAGES = ("bound", "line_convexity", "line_structure", "line_measure")
@@ -25,23 +26,11 @@ LINE_STAGES = ("bound", "line_convexity", "line_structure", "line_measure")
 
 def decide_vector(evidence: list[Evidence]) -> tuple[Verdict, Strength | None, str]:
     """(verdict, strength, reason) from the evidence of all vector stages."""
+    by_proof = decide_by_proofs(evidence, PROOF_STAGES)
+    if by_proof is not None:
+        return by_proof
     fails = [e for e in evidence if e.outcome == Outcome.FAIL]
-    proven_fail = [e for e in fails if e.strength == Strength.PROVEN]
     passes = [e for e in evidence if e.outcome == Outcome.PASS and e.stage in PROOF_STAGES]
-    proven_pass = [e for e in passes if e.strength == Strength.PROVEN]
-    if proven_fail and proven_pass:
-        return (
-            Verdict.INCONCLUSIVE,
-            None,
-            "contradiction between a proof of admissibility ("
-            f"{proven_pass[0].summary}) and a proven rejection ({proven_fail[0].summary})",
-        )
-    if proven_fail:
-        e = proven_fail[0]
-        return Verdict.NOT_ADMISSIBLE, Strength.PROVEN, f"{e.stage}: {e.summary}"
-    if proven_pass:
-        e = proven_pass[0]
-        return Verdict.ADMISSIBLE, Strength.PROVEN, f"{e.stage}: {e.summary}"
     if fails:
         e = fails[0]
         return Verdict.NOT_ADMISSIBLE, Strength.NUMERICAL, f"{e.stage}: {e.summary}"
@@ -76,10 +65,5 @@ def decide_vector(evidence: list[Evidence]) -> tuple[Verdict, Strength | None, s
     return Verdict.INCONCLUSIVE, None, why
 
 
-def vector_convexity_summary(evidence: list[Evidence]) -> dict:
-    """The report's ``convexity`` entry (status proven/numerical/violated/unknown, method)."""
-    conv = next((e for e in evidence if e.stage == "convexity"), None)
-    if conv is None:
-        return {"status": "unknown", "method": "convexity stage did not run"}
-    status = {Outcome.PASS: conv.strength, Outcome.FAIL: "violated"}.get(conv.outcome, "unknown")
-    return {"status": status, "method": conv.summary, **conv.details}
+#: the report's ``convexity`` entry: the scalar check's summary serves (one convexity stage)
+vector_convexity_summary = convexity_summary
