@@ -125,13 +125,14 @@ def read_header(path: str | Path) -> list[str]:
 
 def mapped_families(
     text: str, path: str | Path, data: torch.Tensor, allow_inadmissible: bool = False
-) -> str | list[Any]:
+) -> Any:
     """The family argument of a fit for the column map ``text`` on the CSV file ``path``
-    (already read into ``data``): the one SPEC when every column gets the same one (the
-    single-family fit, unchanged), else the runtime family of every column (columns with
-    the same SPEC share one object, so they are evaluated together). Each column's values
+    (already read into ``data``): the one SPEC when every column gets the same scalar one
+    (the single-family fit, unchanged), else a ``deqfam.column_specs.ColumnSpecs`` with the
+    SPEC and runtime family of every column (columns with the same SPEC share one object, so
+    they are evaluated together; vector SPECs are allowed). Each column's values
     are checked against its family's support first."""
-    from deqfam.api import torch_family
+    from deqfam.column_specs import is_vector_spec, resolve_column_specs
 
     header = read_header(path)
     if len(header) != data.shape[1]:
@@ -139,10 +140,10 @@ def mapped_families(
             f"{path}: the header names {len(header)} columns but the rows have {data.shape[1]}"
         )
     specs = parse_column_map(text).specs_for(header)
-    resolved = {spec: torch_family(spec, allow_inadmissible=allow_inadmissible) for spec in specs}
-    families = [resolved[spec] for spec in specs]
-    check_column_supports(data, header, families)
-    return specs[0] if len(resolved) == 1 else families
+    columns = resolve_column_specs(specs, header, allow_inadmissible)
+    check_column_supports(data, header, columns.families)
+    one_scalar = len(set(specs)) == 1 and not is_vector_spec(specs[0])
+    return specs[0] if one_scalar else columns
 
 
 def check_column_supports(data: torch.Tensor, header: list[str], families: list[Any]) -> None:

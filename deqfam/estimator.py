@@ -17,6 +17,7 @@ estimator without it raises an ImportError that says what to install.
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,10 +32,12 @@ except ImportError as exc:  # pragma: no cover - exercised by a subprocess test
         "deqfam.ExponentialFamilyPCA needs scikit-learn >= 1.6: pip install 'deqfam[sklearn]'"
     ) from exc
 
+from deqfam.runtime.columns import ColumnFamilies
 from deqfam.runtime.fitting import NewtonFitConfig, fit_newton
 from deqfam.runtime.models import ExpFamPCA
 from deqfam.runtime.threads import batched_hessian_work, choose_threads, thread_scope
 from deqfam.runtime.validation import validate_observations
+from deqfam.runtime.vector_family import VectorTorchFamily
 
 
 def resolve_family(family: Any, allow_inadmissible: bool = False) -> Any:
@@ -42,12 +45,17 @@ def resolve_family(family: Any, allow_inadmissible: bool = False) -> Any:
     a generated module or a ``TorchFamily`` (``deqfam.api.torch_family``, which applies
     ``deqfam check``'s verdict); a list of those, one per column, gives their
     ``ColumnFamilies`` (columns given the same built-in name or object share one family)."""
-    from deqfam.api import torch_family
-    from deqfam.runtime.columns import ColumnFamilies
+    from deqfam.column_specs import column_family
+    from deqfam.runtime.columns import ColumnFamilies, as_any_family
 
     if isinstance(family, list | tuple):  # one family per column (runtime/columns.py)
         return ColumnFamilies([resolve_family(f, allow_inadmissible) for f in family])
-    return torch_family(family, allow_inadmissible=allow_inadmissible)
+    if isinstance(family, str | Path):
+        return column_family(family, allow_inadmissible)  # scalar or vector SPEC
+    try:
+        return as_any_family(family)  # a TorchFamily, VectorTorchFamily or generated module
+    except TypeError:
+        return column_family(family, allow_inadmissible)  # a derived Family
 
 
 def _as_rows(X: np.ndarray) -> torch.Tensor:
@@ -61,9 +69,9 @@ class ExponentialFamilyPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
     Args:
         family: a built-in family name (``deqfam list``), a path to a YAML spec, a derived
             ``deqfam.Family``, a generated module or a ``TorchFamily``; or a list with one of
-            those per column (mixed columns, ``runtime/columns.py``), fitted with Adam through
-            the implicit layer for at most ``max_iter`` epochs (the second-order fit takes one
-            scalar family; ``tol`` and ``gtol`` then do not apply).
+            those per column (mixed columns, ``runtime/columns.py``); a vector family (e.g.
+            ``"gamma_shape"``) applies to every column. All are fitted by the second-order
+            alternation (per column group for mixed or vector columns).
         n_components: latent dimension ``l`` (1 <= l <= n_features).
         lam: prior precision of the latents, ``z ~ N(0, lam^-1 I)`` (``deqfam fit --lam``).
         weight_decay: precision of the Gaussian prior on ``(W, B)``; ``None`` takes
@@ -162,6 +170,8 @@ class ExponentialFamilyPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         self._check_hyperparameters(Y.shape[1])
         decay = DEFAULT_WEIGHT_DECAY if self.weight_decay is None else float(self.weight_decay)
         seed = 0 if self.random_state is None else int(self.random_state)
+        if isinstance(family, VectorTorchFamily):  # a vector family for every column
+            family = ColumnFamilies.repeat(family, Y.shape[1])
         if hasattr(family, "groups"):
             return self._fit_columns(Y, family, decay, seed)
         model = ExpFamPCA(
@@ -181,23 +191,23 @@ class ExponentialFamilyPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         return self._store(model, history, history.iterations)
 
     def _fit_columns(self, Y: torch.Tensor, columns: Any, decay: float, seed: int) -> Any:
-        """One family per column: the per-column ExpFamPCA trained with Adam through the
-        implicit layer (``deqfam.mixed_fit``; the second-order fit takes one scalar family),
-        for at most ``max_iter`` epochs under ``deqfam fit``'s Adam convergence test."""
+        """One family per column (or vector columns): the per-column ExpFamPCA fitted by the
+        same second-order alternation per column group (``deqfam.mixed_fit``)."""
         from deqfam.mixed_fit import fit_mixed
 
+        cfg = NewtonFitConfig(max_iter=int(self.max_iter), rtol=self.tol, gtol=self.gtol)
         res = fit_mixed(
             Y,
             list(columns.families),
             int(self.n_components),
             lam=float(self.lam),
-            epochs=int(self.max_iter),
             seed=seed,
             weight_decay=decay,
             progress=self.verbose,
             threads=self.threads,
+            newton_config=cfg,
         )
-        return self._store(res.model, res.history, len(res.history.loss))
+        return self._store(res.model, res.history, res.history.iterations)
 
     def _store(self, model: Any, history: Any, n_iter: int) -> ExponentialFamilyPCA:
         """The fitted attributes of ``model`` and its fit's ``history``."""

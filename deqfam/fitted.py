@@ -23,6 +23,7 @@ from deqfam.runtime.laplace import posterior_from_latents
 from deqfam.runtime.models import ExpFamPCA
 from deqfam.runtime.validation import DataError, validate_observations
 
+COLUMNS_NAME = "columns.json"  # deqfam.column_specs.COLUMNS_NAME (no import: lazy)
 PARAMS_NAME = "params.pt"
 SPEC_NAME = "spec.yaml"
 
@@ -94,6 +95,8 @@ def load_fit(directory: str | Path) -> FittedModel:
     folder = Path(directory)
     if not folder.is_dir():
         raise FitDirError(f"fit folder {folder} does not exist or is not a folder")
+    if (folder / COLUMNS_NAME).is_file():  # one family per column (deqfam/mixed_fit.py)
+        return _load_column_fit(folder)
     params_path, spec_path = folder / PARAMS_NAME, folder / SPEC_NAME
     for path in (params_path, spec_path):
         if not path.is_file():
@@ -115,6 +118,32 @@ def load_fit(directory: str | Path) -> FittedModel:
     return FittedModel(model, folder, digest)
 
 
+def _load_column_fit(folder: Path) -> FittedModel:
+    """A per-column fit: ``columns.json`` (``deqfam.column_specs``) and ``params.pt``."""
+    from deqfam.column_specs import load_columns
+
+    params_path = folder / PARAMS_NAME
+    if not params_path.is_file():
+        raise FitDirError(f"{folder} is not a complete fit folder: {PARAMS_NAME} is missing")
+    W, B, lam = _checked_weights(_read_params(params_path), params_path)
+    record = folder / COLUMNS_NAME
+    try:
+        columns = load_columns(record)
+    except ValueError as exc:
+        raise FitDirError(str(exc)) from None
+    if columns.natural_dim != W.shape[0]:
+        raise FitDirError(
+            f"{record} gives {columns.natural_dim} natural parameters, W has "
+            f"{W.shape[0]} rows: the fit folder was altered"
+        )
+    model = ExpFamPCA(columns, columns.data_dim, W.shape[1], lam=lam, dtype=torch.float64)
+    with torch.no_grad():
+        model.W.copy_(W)
+        model.B.copy_(B)
+    digest = hashlib.sha256(record.read_bytes()).hexdigest()
+    return FittedModel(model, folder, digest)
+
+
 def transform(fitted: FittedModel, data: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """MAP latents (N x l) and Laplace covariances (N x l x l) of the rows of ``data``
     under the fitted W, B and lam. A DataError names a wrong column count or a value
@@ -128,7 +157,12 @@ def transform(fitted: FittedModel, data: torch.Tensor) -> tuple[np.ndarray, np.n
             f"{model.data_dim}"
         )
     fam = model.family
-    data = validate_observations(data.to(torch.float64), fam.support, support_max=fam.support_max)
+    if hasattr(model, "columns"):  # per-column supports: the model's own validation
+        data = model._validate_data(data.to(torch.float64))
+    else:
+        data = validate_observations(
+            data.to(torch.float64), fam.support, support_max=fam.support_max
+        )
     with torch.no_grad():
         z = model(data)
         cov = posterior_from_latents(fam, model.W, model.B, model.lam, z).covariance()

@@ -216,7 +216,7 @@ def test_one_family_per_column():
             (rng.random(30) < 1 / (1 + np.exp(-2 * z))).astype(float),
         ]
     )
-    with pytest.warns(ConvergenceWarning, match="maximum of 3 epochs"):
+    with pytest.warns(ConvergenceWarning, match="max_iterations after 3 iterations"):
         est = ExponentialFamilyPCA(["gaussian", "poisson", "bernoulli"], 1, max_iter=3).fit(X)
     W, B, lam = est.components_[0], est.offsets_, est.lam
 

@@ -50,10 +50,23 @@ def fit_family(args: argparse.Namespace, data: Any) -> Any:
     from deqfam.column_map import ColumnMapError, is_column_map, mapped_families
 
     if not is_column_map(args.family):
-        return spec_or_family(args.family, args)
+        return vector_columns(args, data) or spec_or_family(args.family, args)
     if getattr(args, "param", None):
         raise ColumnMapError("--param applies to one SPEC, not to a column map (--family A:B,...)")
     return mapped_families(args.family, args.data, data, args.allow_inadmissible)
+
+
+def vector_columns(args: argparse.Namespace, data: Any) -> Any:
+    """``--family VECTOR_SPEC``: that vector family for every column (a ``ColumnSpecs``),
+    or None for a scalar SPEC."""
+    from deqfam.column_map import ColumnMapError
+    from deqfam.column_specs import is_vector_spec, resolve_column_specs
+
+    if getattr(data, "ndim", 0) != 2 or not is_vector_spec(args.family):
+        return None
+    if getattr(args, "param", None):
+        raise ColumnMapError("--param does not apply to a vector family")
+    return resolve_column_specs([args.family] * data.shape[1], None, args.allow_inadmissible)
 
 
 #: ``deqfam fit`` options that :func:`deqfam.mixed_fit.fit_mixed` takes under the same name
@@ -68,20 +81,15 @@ MIXED_FIT_OPTIONS = (
     "resume",
     "overwrite",
     "threads",
+    "optimizer",
 )
 
 
-def fit_mixed_columns(args: argparse.Namespace, data: Any, families: list[Any]) -> Any:
-    """The per-column fit of a column map (``deqfam/mixed_fit.py``): Adam through the
-    implicit layer, as the second-order fit does not take per-column families yet."""
+def fit_mixed_columns(args: argparse.Namespace, data: Any, families: Any) -> Any:
+    """The per-column fit of a column map or a vector family (``deqfam/mixed_fit.py``):
+    second-order by default, Adam with ``--optimizer adam``."""
     from deqfam.mixed_fit import fit_mixed
 
-    if args.optimizer == "newton":
-        print(
-            "deqfam: the second-order fit takes one family; fitting the mixed columns with "
-            "Adam (--optimizer adam)",
-            file=sys.stderr,
-        )
     return fit_mixed(
         data,
         families,
@@ -93,6 +101,7 @@ def fit_mixed_columns(args: argparse.Namespace, data: Any, families: list[Any]) 
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    from deqfam.column_specs import ColumnSpecs
     from deqfam.data import load_data
     from deqfam.fitting import fit
     from deqfam.runtime.train import (
@@ -114,7 +123,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
         with removed_if_failed(args.out, keep_on=(TrainingDiverged,)):
-            if isinstance(family, list):  # one family per column (a column map)
+            if isinstance(family, ColumnSpecs):  # one family per column, or vector columns
                 res = fit_mixed_columns(args, data, family)
             else:
                 res = fit(

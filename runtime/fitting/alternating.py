@@ -249,10 +249,17 @@ def fit_newton(
     """Fit an ``ExpFamPCA`` ``model`` (its ``W``, ``B`` in place) to ``data`` by alternating
     second-order steps (module docstring); returns the history with its stop reason.
 
+    A per-column model (``BlockExpFamPCA``: vector or mixed columns) is fitted by
+    ``block_alternating.fit_newton_block``, the same alternation per column group.
+
     Without ``resume`` the start is ``initial_parameters`` (offsets at the link of the column
     means, loadings from the SVD of the Pearson residuals). Raises ``TrainingDiverged`` on a
     non-finite objective and ``CheckpointError`` for a checkpoint of another run.
     """
+    if getattr(model, "columns", None) is not None:  # one family per column (block_pca)
+        from .block_alternating import fit_newton_block
+
+        return fit_newton_block(model, data, config, resume=resume, run_info=run_info)
     cfg = config or NewtonFitConfig()
     family = model.family
     Y = model._validate_data(data)
