@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.resources
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import sympy as sp
 
 from . import primitive_table
+from .builtin_specs import builtin_names, builtin_spec_text
 from .primitives import StablePrimitive, to_definition
 from .spec import ETA, FamilySpec, SpecError, Y, parse_spec, read_spec
 from .spec_derivation import optional_step, run_derivation
@@ -295,16 +295,6 @@ def _derive(spec: FamilySpec) -> Family:
         inverse_link=optional_step(lambda: _inverse_link(sigma, domain))[0],
         convexity=_convexity_or_unproven(dsigma_stable, dsigma, domain),
     )
-
-
-def builtin_names() -> list[str]:
-    """Names of the built-in families (``specs/*.yaml``)."""
-    root = importlib.resources.files("deqfam.specs")
-    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
-
-
-def builtin_spec_text(name: str) -> str:
-    return (importlib.resources.files("deqfam.specs") / f"{name}.yaml").read_text("utf-8")
 
 
 def load_family(spec: Any, **parameters: float) -> Family:
