@@ -4,8 +4,6 @@ Procrustes alignment, and the StandardScaler + PCA baseline of Appendix C."""
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg import orthogonal_procrustes
-from scipy.spatial import procrustes
 
 
 def orthogonal_basis(z: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -24,6 +22,9 @@ def align_to(truth: np.ndarray, emb: np.ndarray) -> tuple[np.ndarray, float, np.
     squared differences after both are centred and scaled to unit norm), the rotation and the
     scale applied to the centred embedding.
     """
+    from scipy.linalg import orthogonal_procrustes  # SciPy: only where an embedding is aligned
+    from scipy.spatial import procrustes
+
     _, _, disparity = procrustes(truth, emb)
     t0, e0 = truth - truth.mean(0), emb - emb.mean(0)
     rot, _ = orthogonal_procrustes(e0, t0)

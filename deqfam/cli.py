@@ -21,7 +21,7 @@ from deqfam.commands.derive_check import cmd_check, cmd_derive, cmd_list
 from deqfam.commands.fit_demo import cmd_demo, cmd_fit, cmd_transform
 from deqfam.commands.generate_export import cmd_export, cmd_generate
 from deqfam.derive.budget import BudgetExceeded
-from deqfam.derive.spec import SpecError
+from deqfam.derive.spec_error import SpecError
 
 __all__ = [
     "EXIT_BAD_INPUT",

@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import argparse
 import json
-
-import sympy as sp
+from typing import TYPE_CHECKING
 
 from deqfam.commands.common import (
     EXIT_OK,
     removed_if_failed,
     spec_family,
 )
-from deqfam.derive.family import Family, builtin_names, load_family
+from deqfam.derive.builtin_specs import builtin_names
+
+if TYPE_CHECKING:  # SymPy is imported by the commands that print expressions
+    import sympy as sp
+
+    from deqfam.derive.family import Family
 
 
 def _fmt(expr: sp.Expr | None, latex: bool, missing: str = "(no closed form found)") -> str:
+    import sympy as sp
+
     if expr is None:
         return missing
     return sp.latex(expr) if latex else sp.sstr(expr)
@@ -40,6 +46,8 @@ def derivation_rows(fam: Family) -> list[tuple[str, sp.Expr | None]]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from deqfam.derive.family import load_family
+
     for name in builtin_names():
         fam = load_family(name)
         print(f"{name:22s} {fam.description}")
