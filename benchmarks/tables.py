@@ -148,9 +148,48 @@ def full_scale_lines(fig: Figures) -> list[str]:
     ]
 
 
+FULL_SCALE_HEADER = (
+    "family",
+    "rows x cols",
+    "optimizer (weight decay)",
+    "iter.",
+    "stop",
+    "fit s",
+    "Procrustes DEQ",
+    "Procrustes PCA",
+)
+
+
+def full_scale_cells(row: Figures) -> list[str]:
+    """One family's full-scale fit as table cells (``FULL_SCALE_HEADER``)."""
+    return [
+        row["family"],
+        f"{row['n']} x {row['d']}",
+        f"{row['optimizer']} ({row['weight_decay']:g})",
+        str(row["iterations"]),
+        str(row["stop_reason"]),
+        f"{row['fit_s']:.1f}",
+        f"{row['procrustes_deq']:.4f}",
+        f"{row['procrustes_pca']:.4f}",
+    ]
+
+
+def full_scale_row(row: Figures) -> str:
+    """The line ``full_scale`` prints for one family (the table's cells)."""
+    return "  ".join(
+        f"{h}: {c}" for h, c in zip(FULL_SCALE_HEADER, full_scale_cells(row), strict=True)
+    )
+
+
 def full_scale(fig: Figures) -> str:
-    """The full-scale training run's console summary."""
-    return code_block(full_scale_lines(fig))
+    """The full-scale fits, one row per family (an earlier single Adam run as console text)."""
+    if "cases" not in fig:
+        return code_block(full_scale_lines(fig))
+    return markdown(
+        FULL_SCALE_HEADER,
+        "lllrlrrr",
+        [full_scale_cells(r) for r in fig["cases"]],
+    )
 
 
 SCHEME_TITLES = {
