@@ -313,6 +313,30 @@ def glmpca_compare(fig: Figures) -> str:
     return markdown(header, "lrrrrrrl", rows)
 
 
+def prior_sweep(fig: Figures) -> str:
+    """One row per (data set, family, weight decay): time, iterations and stop, then the
+    deviances (digits) or the Procrustes errors (the paper's data)."""
+    digits = "train_deviance" in fig["rows"][0]
+    tail = ("train dev", "held-out dev") if digits else ("Procrustes DEQ", "Procrustes PCA")
+    header = ("data", "family", "weight decay", "fit s", "iter. (stop)", *tail)
+    keys = (
+        ("train_deviance", "heldout_deviance") if digits else ("procrustes_deq", "procrustes_pca")
+    )
+    fmt = ".2f" if digits else ".4f"
+    rows = [
+        [
+            r["data"],
+            r["family"],
+            f"{r['weight_decay']:g}",
+            f"{r['seconds']:.1f}",
+            f"{r['iterations']} ({r['stop_reason']})",
+            *(format(r[k], fmt) for k in keys),
+        ]
+        for r in fig["rows"]
+    ]
+    return markdown(header, "llrrlrr", rows)
+
+
 TABLES: dict[str, Callable[[Figures], str]] = {
     "special_accuracy": special_accuracy,
     "check_time": check_time,
@@ -324,4 +348,6 @@ TABLES: dict[str, Callable[[Figures], str]] = {
     "ck_ntk": ck_ntk,
     "paper_fig3": paper_fig3,
     "glmpca_compare": glmpca_compare,
+    "prior_sweep_digits": prior_sweep,
+    "prior_sweep_paper": prior_sweep,
 }
