@@ -290,7 +290,8 @@ def glmpca_compare(fig: Figures) -> str:
         t = c["seconds"]
         rows.append(
             [
-                f"{c['family']} {c['shape'][0]}x{c['shape'][1]}, l={c['latent_dim']}",
+                f"{c['family']} {c['shape'][0]}x{c['shape'][1]}, l={c['latent_dim']}"
+                + (f", w={c['weight_decay']:g}" if "weight_decay" in c else ""),
                 f"{t['deq_proc']:.1f} / {t['deq_inproc']:.1f}",
                 f"{t['glm_proc']:.1f} / {t['glm_inner']:.1f}",
                 f"{c['deq_train_deviance']:.2f}",
