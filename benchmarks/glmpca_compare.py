@@ -6,7 +6,7 @@ dimensions 10 and 2. One thread. For each case, median over ``--repeats`` runs o
 
 * ``deqfam fit`` as a whole process (``python -m deqfam fit ... --quiet``), and
   ``deqfam.fitting.fit`` in this process (defaults: optimizer newton, lam 0.1, weight
-  decay 500);
+  decay 0.125 x rows; ``--weight-decay W`` passes another to both);
 * glmpca 0.1.0 as a whole process (``fam=poi|bern``, default penalty 1 and stopping rule,
   ``sz = 1``: no per-image size factor, so it fits the same model family as deqfam), and its
   own time inside that process.
@@ -18,6 +18,7 @@ penalty 1 for glmpca).
 
     python -m benchmarks.glmpca_compare            # full run, appends results/glmpca_compare.json
     python -m benchmarks.glmpca_compare --quick    # one small case, end to end
+    python -m benchmarks.glmpca_compare --cases poisson:10,bernoulli:10 --weight-decay 1
 """
 
 from __future__ import annotations
@@ -82,9 +83,13 @@ def heldout_deviance(family: str, y: np.ndarray, W: np.ndarray, B: np.ndarray, l
     return deviance(family, y, (z @ Wt.T + Bt).numpy())
 
 
-def run_deqfam_process(family: str, data: Path, l: int, out: Path) -> tuple[float, dict]:
+def run_deqfam_process(
+    family: str, data: Path, l: int, out: Path, weight_decay: float | None = None
+) -> tuple[float, dict]:
     cmd = [sys.executable, "-m", "deqfam", "fit", str(data), "--family", family]
     cmd += ["--latent-dim", str(l), "--out", str(out), "--quiet", "--overwrite"]
+    if weight_decay is not None:
+        cmd += ["--weight-decay", str(weight_decay)]
     t = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     seconds = time.perf_counter() - t
@@ -106,7 +111,9 @@ def run_glmpca_process(family: str, data: Path, l: int, seed: int, out: Path):
     return seconds, inner, {k: arrays[k] for k in ("W", "B", "Z")}
 
 
-def one_case(family: str, l: int, repeats: int, seed: int, tmp: Path) -> dict:
+def one_case(
+    family: str, l: int, repeats: int, seed: int, tmp: Path, weight_decay: float | None = None
+) -> dict:
     """Medians over ``repeats`` of the times, and the deviances (module docstring)."""
     from deqfam.fitting import fit
 
@@ -115,10 +122,10 @@ def one_case(family: str, l: int, repeats: int, seed: int, tmp: Path) -> dict:
     np.save(data, train)
     rows: dict[str, list] = {k: [] for k in ("deq_proc", "deq_inproc", "glm_proc", "glm_inner")}
     for r in range(repeats):
-        seconds, deq = run_deqfam_process(family, data, l, tmp / "fit")
+        seconds, deq = run_deqfam_process(family, data, l, tmp / "fit", weight_decay)
         rows["deq_proc"].append(seconds)
         t = time.perf_counter()
-        res = fit(torch.as_tensor(train), family, l, progress=False)
+        res = fit(torch.as_tensor(train), family, l, progress=False, weight_decay=weight_decay)
         rows["deq_inproc"].append(time.perf_counter() - t)
         seconds, inner, glm = run_glmpca_process(family, data, l, seed + r, tmp / "glm.npz")
         rows["glm_proc"].append(seconds)
@@ -129,6 +136,7 @@ def one_case(family: str, l: int, repeats: int, seed: int, tmp: Path) -> dict:
         "family": family,
         "latent_dim": l,
         "shape": list(train.shape),
+        "weight_decay": float(res.model.weight_decay),
         "seconds": {k: statistics.median(v) for k, v in rows.items()},
         "deq_iterations": deq["history"]["iterations"],
         "deq_stop_reason": deq["history"]["stop_reason"],
@@ -142,15 +150,17 @@ def one_case(family: str, l: int, repeats: int, seed: int, tmp: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser(__doc__, repeats=3)
-    args = apply_quick(parser.parse_args(argv), repeats=1)
+    parser.add_argument(
+        "--cases", default="poisson:10,poisson:2,bernoulli:10,bernoulli:2", help="family:l,..."
+    )
+    parser.add_argument("--weight-decay", type=float, default=None, help="default: fit's")
+    args = apply_quick(parser.parse_args(argv), repeats=1, cases="poisson:2")
     set_threads(args.threads)
-    cases = [("poisson", 10), ("poisson", 2), ("bernoulli", 10), ("bernoulli", 2)]
-    if args.quick:
-        cases = [("poisson", 2)]
+    cases = [(c.split(":")[0], int(c.split(":")[1])) for c in args.cases.split(",")]
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for family, l in cases:
-            row = one_case(family, l, args.repeats, args.seed, Path(tmp))
+            row = one_case(family, l, args.repeats, args.seed, Path(tmp), args.weight_decay)
             print(json.dumps(row))
             results.append(row)
     write_result("glmpca_compare", args, {"cases": results}, argv=argv)

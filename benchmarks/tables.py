@@ -148,9 +148,48 @@ def full_scale_lines(fig: Figures) -> list[str]:
     ]
 
 
+FULL_SCALE_HEADER = (
+    "family",
+    "rows x cols",
+    "optimizer (weight decay)",
+    "iter.",
+    "stop",
+    "fit s",
+    "Procrustes DEQ",
+    "Procrustes PCA",
+)
+
+
+def full_scale_cells(row: Figures) -> list[str]:
+    """One family's full-scale fit as table cells (``FULL_SCALE_HEADER``)."""
+    return [
+        row["family"],
+        f"{row['n']} x {row['d']}",
+        f"{row['optimizer']} ({row['weight_decay']:g})",
+        str(row["iterations"]),
+        str(row["stop_reason"]),
+        f"{row['fit_s']:.1f}",
+        f"{row['procrustes_deq']:.4f}",
+        f"{row['procrustes_pca']:.4f}",
+    ]
+
+
+def full_scale_row(row: Figures) -> str:
+    """The line ``full_scale`` prints for one family (the table's cells)."""
+    return "  ".join(
+        f"{h}: {c}" for h, c in zip(FULL_SCALE_HEADER, full_scale_cells(row), strict=True)
+    )
+
+
 def full_scale(fig: Figures) -> str:
-    """The full-scale training run's console summary."""
-    return code_block(full_scale_lines(fig))
+    """The full-scale fits, one row per family (an earlier single Adam run as console text)."""
+    if "cases" not in fig:
+        return code_block(full_scale_lines(fig))
+    return markdown(
+        FULL_SCALE_HEADER,
+        "lllrlrrr",
+        [full_scale_cells(r) for r in fig["cases"]],
+    )
 
 
 SCHEME_TITLES = {
@@ -251,7 +290,8 @@ def glmpca_compare(fig: Figures) -> str:
         t = c["seconds"]
         rows.append(
             [
-                f"{c['family']} {c['shape'][0]}x{c['shape'][1]}, l={c['latent_dim']}",
+                f"{c['family']} {c['shape'][0]}x{c['shape'][1]}, l={c['latent_dim']}"
+                + (f", w={c['weight_decay']:g}" if "weight_decay" in c else ""),
                 f"{t['deq_proc']:.1f} / {t['deq_inproc']:.1f}",
                 f"{t['glm_proc']:.1f} / {t['glm_inner']:.1f}",
                 f"{c['deq_train_deviance']:.2f}",
@@ -297,6 +337,30 @@ def digits_expfam(fig: Figures) -> str:
     return markdown(header, "lrrrrl", rows)
 
 
+def prior_sweep(fig: Figures) -> str:
+    """One row per (data set, family, weight decay): time, iterations and stop, then the
+    deviances (digits) or the Procrustes errors (the paper's data)."""
+    digits = "train_deviance" in fig["rows"][0]
+    tail = ("train dev", "held-out dev") if digits else ("Procrustes DEQ", "Procrustes PCA")
+    header = ("data", "family", "weight decay", "fit s", "iter. (stop)", *tail)
+    keys = (
+        ("train_deviance", "heldout_deviance") if digits else ("procrustes_deq", "procrustes_pca")
+    )
+    fmt = ".2f" if digits else ".4f"
+    rows = [
+        [
+            r["data"],
+            r["family"],
+            f"{r['weight_decay']:g}",
+            f"{r['seconds']:.1f}",
+            f"{r['iterations']} ({r['stop_reason']})",
+            *(format(r[k], fmt) for k in keys),
+        ]
+        for r in fig["rows"]
+    ]
+    return markdown(header, "llrrlrr", rows)
+
+
 TABLES: dict[str, Callable[[Figures], str]] = {
     "special_accuracy": special_accuracy,
     "check_time": check_time,
@@ -309,4 +373,6 @@ TABLES: dict[str, Callable[[Figures], str]] = {
     "paper_fig3": paper_fig3,
     "glmpca_compare": glmpca_compare,
     "digits_expfam": digits_expfam,
+    "prior_sweep_digits": prior_sweep,
+    "prior_sweep_paper": prior_sweep,
 }

@@ -16,12 +16,18 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from deqfam.derive.budget import time_budget
-from deqfam.derive.codegen import GENERATOR_VERSION, spec_digest, write_generated
-from deqfam.derive.family import Family, builtin_names, load_family
+from deqfam.derive.generator_version import GENERATOR_VERSION
+from deqfam.family_lookup import folder_key, known_module
 from deqfam.vocab import Verdict
+
+if TYPE_CHECKING:
+    from deqfam.derive.family import Family
+
+# derive.codegen and derive.family (SymPy, Jinja2) are imported where a family is derived,
+# not here: the fit path of a built-in or cached family never needs them (family_lookup).
 
 
 class InadmissibleFamilyError(ValueError):
@@ -33,6 +39,7 @@ def check(family: Any, *, time_limit: float | None = None):
     budget of ``time_limit`` seconds (default: ``derive.budget.resolve_time_limit``); raises
     ``derive.budget.BudgetExceeded`` when it runs out, in any thread."""
     from deqfam.derive.admissibility import check as _check
+    from deqfam.derive.family import load_family
 
     with time_budget(time_limit, "deqfam check"):
         return _check(load_family(family))
@@ -118,6 +125,8 @@ class AdmissibilityNote:
 
 def cached_check(fam: Family):
     """``check(fam)``, cached per spec digest (which covers the parameter values)."""
+    from deqfam.derive.codegen import spec_digest
+
     key = spec_digest(fam)
     if key not in _REPORTS:
         _REPORTS[key] = check(fam)
@@ -194,6 +203,9 @@ def generate(
     inconclusive verdict proceeds with a warning (carried too). Loading, checking and writing
     run within ``time_limit`` seconds (see :func:`check`).
     """
+    from deqfam.derive.codegen import write_generated
+    from deqfam.derive.family import load_family
+
     with time_budget(time_limit, "deqfam generate"):
         fam = load_family(family)
         note = admissibility_note(fam, allow_inadmissible) if check_admissibility else None
@@ -220,32 +232,26 @@ def _cache_folder(fam: Family, note: AdmissibilityNote | None) -> Path:
     the spec digest, and the verdict the module was generated under (a module generated on
     request must never be served to a run that did not ask, nor a warning-free one to a run
     that did; one generated without the check is kept apart from both)."""
-    key = f"g{GENERATOR_VERSION}-{spec_digest(fam)[:16]}"
-    if note is None:
-        key += "-unchecked"
-    elif note.verdict is Verdict.NOT_ADMISSIBLE:
-        key += "-inadmissible-allowed"
-    elif note.verdict is Verdict.INCONCLUSIVE:
-        key += "-inconclusive"
-    return cache_dir() / key
+    from deqfam.derive.codegen import spec_digest
+
+    verdict = None if note is None else note.verdict
+    return cache_dir() / folder_key(GENERATOR_VERSION, spec_digest(fam), verdict)
 
 
 def family_module(family: Any, *, allow_inadmissible: bool = False) -> ModuleType:
-    """The generated module of any family, reusing the committed one for built-ins.
+    """The generated module of any family, reusing the committed one for built-ins and the
+    cached one for a spec file generated before (found by spec digest without SymPy,
+    ``deqfam.family_lookup``); otherwise derived, checked and generated (into the cache).
 
     A family that ``check`` rejects is refused unless ``allow_inadmissible`` (see
-    :func:`admissibility_note`); a module passed in is judged by the verdict its ``FAMILY``
-    recorded (:func:`check_module_admissibility`).
+    :func:`admissibility_note`); a module passed in, or found, is judged by the verdict its
+    ``FAMILY`` recorded (:func:`check_module_admissibility`).
     """
     if isinstance(family, ModuleType):
         return check_module_admissibility(family, allow_inadmissible)
-    if isinstance(family, str) and family in builtin_names():
-        try:
-            module = builtin_module(family)
-        except ModuleNotFoundError:
-            module = None
-        if module is not None and module.FAMILY.spec_sha256 == spec_digest(load_family(family)):
-            return check_module_admissibility(module, allow_inadmissible)
+    module = known_module(family, cache_dir(), GENERATOR_VERSION, allow_inadmissible)
+    if module is not None:
+        return check_module_admissibility(module, allow_inadmissible)
     return generate(family, allow_inadmissible=allow_inadmissible)
 
 
@@ -270,8 +276,14 @@ def register_fused_source(family: Any, module: Any) -> Path | None:
 
     fam = as_torch_family(module)
     found = fused_source(fam)
-    if found is not None or not isinstance(family, str | Path | Family):
+    if found is not None:
         return found
+    # only now SymPy: the spec is derived to write the fused source
+    from deqfam.derive.codegen import spec_digest, write_generated
+    from deqfam.derive.family import Family, load_family
+
+    if not isinstance(family, str | Path | Family):
+        return None
     spec = load_family(family)
     folder = getattr(module, "__file__", None)
     if folder is None or spec_digest(spec) != fam.spec_sha256:

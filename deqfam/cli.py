@@ -21,7 +21,7 @@ from deqfam.commands.derive_check import cmd_check, cmd_derive, cmd_list
 from deqfam.commands.fit_demo import cmd_demo, cmd_fit, cmd_transform
 from deqfam.commands.generate_export import cmd_export, cmd_generate
 from deqfam.derive.budget import BudgetExceeded
-from deqfam.derive.spec import SpecError
+from deqfam.derive.spec_error import SpecError
 
 __all__ = [
     "EXIT_BAD_INPUT",
@@ -183,10 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--weight-decay",
         type=opt.nonnegative_finite_float,
-        default=500.0,
-        help="precision >= 0 of the Gaussian prior on the loadings W and offsets B, a weight "
-        "decay on the per-sample objective (the paper's 10 x 50; with 0 the joint objective "
-        "has no minimiser)",
+        default=None,
+        help="precision >= 0 of the Gaussian prior on the loadings W and offsets B (default: "
+        "0.125 x the number of rows, a weight decay of 0.125 on the per-sample objective; "
+        "smaller fits the training data more closely, e.g. 1 to match glmpca's deviance; "
+        "with 0 the joint objective has no minimiser)",
     )
     p.add_argument("--seed", type=opt.seed_int, default=0, help="random seed (init, shuffling)")
     _add_output_dir(

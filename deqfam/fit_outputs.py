@@ -16,7 +16,6 @@ import torch
 
 from deqfam.alignment import orthogonal_basis
 from deqfam.fitted import PARAMS_NAME, SPEC_NAME
-from deqfam.runtime.plots import save_embedding_png, save_history_png
 from deqfam.runtime.train import TrainConfig
 
 if TYPE_CHECKING:
@@ -29,6 +28,8 @@ def write_fit_outputs(
     """Write every output into a staging folder inside ``out`` first, then move the files into
     place (each ``os.replace`` is atomic): a failure while writing (a plot, a full disk)
     leaves the previous outputs, never a mix of half-written new ones."""
+    from deqfam.runtime.plots import save_embedding_png, save_history_png  # matplotlib: here only
+
     out = res.out_dir
     assert out is not None
     out.mkdir(parents=True, exist_ok=True)

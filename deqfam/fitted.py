@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 import pickle
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,11 +48,18 @@ class FittedModel:
 
 def spec_text_of(family: Any) -> str | None:
     """The spec text behind ``family`` (a built-in name, a spec path or a derived Family),
-    or None for a generated module or a hand-built TorchFamily (no text to save)."""
-    from deqfam.derive.family import Family, load_family
+    or None for a generated module or a hand-built TorchFamily (no text to save). A name or
+    a path is read as text (what ``load_family`` parses), without deriving anything."""
+    from deqfam.derive.builtin_specs import builtin_names, builtin_spec_text
 
-    if isinstance(family, str | Path | Family):
-        return load_family(family).spec.text
+    if isinstance(family, str) and family in builtin_names():
+        return builtin_spec_text(family)
+    if isinstance(family, str | Path) and Path(family).is_file():
+        return Path(family).read_text(encoding="utf-8")
+    # a Family exists only if derive.family (SymPy) was imported: never import it to ask
+    derived = sys.modules.get("deqfam.derive.family")
+    if derived is not None and isinstance(family, derived.Family):
+        return family.spec.text
     return None
 
 

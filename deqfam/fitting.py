@@ -18,6 +18,7 @@ from deqfam.fit_outputs import write_fit_outputs
 from deqfam.fitted import spec_text_of
 from deqfam.runtime.family import TorchFamily, as_torch_family
 from deqfam.runtime.fitting import NewtonFitConfig, fit_newton
+from deqfam.runtime.fitting.prior import default_weight_decay
 from deqfam.runtime.initialisation import bias_at_column_means
 from deqfam.runtime.laplace import posterior_from_latents
 from deqfam.runtime.models import ExpFamPCA
@@ -37,12 +38,12 @@ DEFAULT_LR_DECAY = 0.1
 DEFAULT_MAX_DECAYS = 2
 #: ``fit``'s optimizers: second-order alternation (default) or Adam through the implicit layer
 OPTIMIZERS = ("newton", "adam")
-#: default precision of the Gaussian prior on (W, B), a weight decay on the per-sample
-#: objective. With none the joint objective has no minimiser (W -> c W, Z -> Z / c lowers
-#: lam/2 |Z|^2 for ever). The paper (Appendix C) uses 10 x 50 with lam = 0.1; 500 was kept
-#: after measuring on its three data sets (BENCHMARKS.md, "Default training"), where 1 to
-#: 300 leave the converged Bernoulli embedding no better than PCA's at the paper's scale.
-DEFAULT_WEIGHT_DECAY = 500.0
+#: default precision of the Gaussian prior on (W, B): None, the rule ``w = c N`` of
+#: ``runtime.fitting.prior`` (c = 0.125 per sample; 500 at the paper's 4097 rows). With no
+#: prior the joint objective has no minimiser (W -> c W, Z -> Z / c lowers lam/2 |Z|^2 for
+#: ever). How it was chosen, and what it costs in training deviance: BENCHMARKS.md, "The
+#: default prior".
+DEFAULT_WEIGHT_DECAY = None
 
 
 @dataclass
@@ -72,7 +73,7 @@ def fit(
     batch_size: int = 500,
     lr: float = DEFAULT_LR,
     seed: int = 0,
-    weight_decay: float = DEFAULT_WEIGHT_DECAY,
+    weight_decay: float | None = DEFAULT_WEIGHT_DECAY,
     out_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
@@ -108,6 +109,10 @@ def fit(
     ``runtime/threads.py`` (``threads``: a positive integer, or ``"auto"`` for the policy),
     recorded in ``FitResult.threads`` and ``history.json``.
 
+    ``weight_decay`` is the precision ``w`` of the Gaussian prior on ``(W, B)``; ``None``
+    (default) takes ``w = 0.125 N`` for ``N`` rows (``runtime.fitting.prior``), recorded in
+    the run's settings and ``FitResult.model.weight_decay``.
+
     ``optimizer="newton"`` (default) minimises the joint MAP objective by alternating the
     latent Newton solve with Newton / Fisher scoring per column (``runtime.fitting``) until
     its convergence test; ``epochs``, ``batch_size`` and ``lr`` then do not apply.
@@ -131,6 +136,8 @@ def fit(
     if isinstance(data, torch.Tensor) and not data.is_complex():
         data = data.to(torch.float64)  # counts may come as integers
     data = validate_observations(data, fam_torch.support, support_max=fam_torch.support_max)
+    if weight_decay is None:  # the default prior, scaled with the number of rows
+        weight_decay = default_weight_decay(data.shape[0])
     run_info = {**run_settings(module, data, latent_dim, lam, weight_decay), "optimizer": optimizer}
     model = ExpFamPCA(
         fam_torch,

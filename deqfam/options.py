@@ -161,8 +161,8 @@ def _existing_kind(path: Path) -> str | None:
 def spec_source(text: str) -> str:
     """SPEC: a built-in family name, or a path that is a regular file (a directory, FIFO,
     device or dangling link is named as such, not reported as an unknown family)."""
-    from deqfam.derive.family import builtin_names
-    from deqfam.derive.vector_builtins import vector_builtin_names
+    # no SymPy: SPEC is only named here
+    from deqfam.derive.builtin_specs import builtin_names, vector_builtin_names
 
     if text in builtin_names() or text in vector_builtin_names():
         return text

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.resources
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import numpy as np
 import sympy as sp
 
 from . import primitive_table
+from .builtin_specs import builtin_names, builtin_spec_text
 from .primitives import StablePrimitive, to_definition
 from .spec import ETA, FamilySpec, SpecError, Y, parse_spec, read_spec
 from .spec_derivation import optional_step, run_derivation
@@ -315,21 +315,11 @@ def _derive(spec: FamilySpec) -> Family:
     )
 
 
-def builtin_names() -> list[str]:
-    """Names of the built-in families (``specs/*.yaml``)."""
-    root = importlib.resources.files("deqfam.specs")
-    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
-
-
 def _vector_builtins():
     """The vector built-ins (``specs/vector/``; a lazy import: they import this module)."""
     from . import vector_builtins
 
     return vector_builtins
-
-
-def builtin_spec_text(name: str) -> str:
-    return (importlib.resources.files("deqfam.specs") / f"{name}.yaml").read_text("utf-8")
 
 
 def load_family(spec: Any, **parameters: float) -> Family:

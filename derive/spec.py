@@ -45,6 +45,7 @@ from deqfam.vocab import Support
 
 from . import spec_text
 from .primitive_table import SPEC_FUNCTIONS
+from .spec_error import SpecError
 
 #: The support names (one definition, shared with runtime/: ``deqfam.vocab.Support``).
 SUPPORTS = tuple(str(s) for s in Support)
@@ -118,23 +119,6 @@ PARAM_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 ETA = sp.Symbol("eta", real=True)
 Y = sp.Symbol("y", real=True)
-
-
-class SpecError(ValueError):
-    """A malformed family spec. ``str()`` names the file, the field and the line."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        source: str = "<spec>",
-        field: str | None = None,
-        line: int | None = None,
-    ) -> None:
-        self.source, self.field, self.line, self.message = source, field, line, message
-        where = source if line is None else f"{source}:{line}"
-        what = f" field '{field}'" if field else ""
-        super().__init__(f"{where}:{what} {message}")
 
 
 class SpecModelBase(BaseModel):

@@ -7,27 +7,12 @@ catalogue, which models, samplers and the scalar golden files iterate) is unchan
 
 from __future__ import annotations
 
-import importlib.resources
 from typing import Any
 
+from .builtin_specs import vector_builtin_names, vector_builtin_spec_text
 from .spec import parse_spec
 from .vector_derivation import VectorFamily, derive_vector_family
 from .vector_spec import VectorFamilySpec
-
-_FOLDER = "vector"
-
-
-def _root():
-    return importlib.resources.files("deqfam.specs") / _FOLDER
-
-
-def vector_builtin_names() -> list[str]:
-    """Names of the built-in vector families, sorted."""
-    return sorted(p.name[:-5] for p in _root().iterdir() if p.name.endswith(".yaml"))
-
-
-def vector_builtin_spec_text(name: str) -> str:
-    return (_root() / f"{name}.yaml").read_text("utf-8")
 
 
 def load_vector_builtin(name: str) -> VectorFamily:

@@ -9,9 +9,12 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deqfam import options as opt
-from deqfam.derive.family import Family, load_family
+
+if TYPE_CHECKING:  # SymPy: imported only when a family is derived (spec_family)
+    from deqfam.derive.family import Family
 
 EXIT_OK, EXIT_NEGATIVE, EXIT_BAD_INPUT, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 
@@ -19,6 +22,8 @@ EXIT_OK, EXIT_NEGATIVE, EXIT_BAD_INPUT, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 def spec_family(spec: str | Path, args: argparse.Namespace) -> Family:
     """The family of ``spec`` at the ``--param`` overrides (checked against the spec's
     declared parameters and ranges: a SpecError naming the parameter otherwise)."""
+    from deqfam.derive.family import load_family
+
     return load_family(spec, **opt.param_overrides(getattr(args, "param", None)))
 
 

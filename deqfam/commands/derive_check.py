@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import argparse
 import json
-
-import sympy as sp
+from typing import TYPE_CHECKING
 
 from deqfam.commands.common import (
     EXIT_OK,
     removed_if_failed,
     spec_family,
 )
-from deqfam.derive.family import Family, builtin_names, load_family
+from deqfam.derive.builtin_specs import builtin_names
+
+if TYPE_CHECKING:  # SymPy is imported by the commands that print expressions
+    import sympy as sp
+
+    from deqfam.derive.family import Family
 
 
 def _fmt(expr: sp.Expr | None, latex: bool, missing: str = "(no closed form found)") -> str:
+    import sympy as sp
+
     if expr is None:
         return missing
     return sp.latex(expr) if latex else sp.sstr(expr)
@@ -40,7 +46,8 @@ def derivation_rows(fam: Family) -> list[tuple[str, sp.Expr | None]]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from deqfam.derive.vector_builtins import vector_builtin_names
+    from deqfam.derive.builtin_specs import vector_builtin_names
+    from deqfam.derive.family import load_family
 
     for name in builtin_names():
         fam = load_family(name)
@@ -52,7 +59,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _vector_description(name: str) -> str:
     from deqfam.derive.spec import parse_spec
-    from deqfam.derive.vector_builtins import vector_builtin_spec_text
+    from deqfam.derive.builtin_specs import vector_builtin_spec_text
 
     return parse_spec(vector_builtin_spec_text(name), source=f"builtin:{name}").description
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from deqfam import options as opt
-from deqfam.accuracy import captured_numeric_warnings
 from deqfam.commands.common import (
     EXIT_BAD_INPUT,
     EXIT_NEGATIVE,
@@ -17,10 +17,17 @@ from deqfam.commands.common import (
     spec_family,
     spec_or_family,
 )
-from deqfam.derive.family import Family, builtin_names
+from deqfam.derive.builtin_specs import builtin_names
+
+if TYPE_CHECKING:
+    from deqfam.derive.family import Family
+
+# torch (deqfam.accuracy) and SymPy are imported by the commands that use them, so that
+# importing the CLI for another command (fit of a built-in family) stays cheap
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
+    from deqfam.accuracy import captured_numeric_warnings
     from deqfam.api import InadmissibleFamilyError, admissibility_note
     from deqfam.derive.codegen import TARGETS, write_generated
 
