@@ -75,7 +75,7 @@ class ExponentialFamilyPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         n_components: latent dimension ``l`` (1 <= l <= n_features).
         lam: prior precision of the latents, ``z ~ N(0, lam^-1 I)`` (``deqfam fit --lam``).
         weight_decay: precision of the Gaussian prior on ``(W, B)``; ``None`` takes
-            ``deqfam fit``'s default (``deqfam.fitting.DEFAULT_WEIGHT_DECAY``) at fit time.
+            ``deqfam fit``'s per-sample rule (``runtime.fitting.prior``: 0.125 per row).
         max_iter: most outer (loadings) iterations of the fit.
         tol: relative change of the objective below which the fit may stop (``rtol`` of
             ``NewtonFitConfig``; it also needs the loadings gradient below ``gtol``).
@@ -163,12 +163,17 @@ class ExponentialFamilyPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         """Fit ``W`` and ``B`` to the rows of ``X`` (``y`` is ignored): the joint MAP
         objective ``F = sum_s [1^T A(W z_s + B) - T(x_s)^T (W z_s + B) + lam/2 |z_s|^2]
         + weight_decay/2 (|W|^2 + |B|^2)``, minimised by ``runtime.fitting.fit_newton``."""
-        from deqfam.fitting import DEFAULT_WEIGHT_DECAY
+        from deqfam.runtime.fitting.prior import default_weight_decay
 
         family = resolve_family(self.family, self.allow_inadmissible)
         Y = self._checked_rows(X, family, reset=True)
         self._check_hyperparameters(Y.shape[1])
-        decay = DEFAULT_WEIGHT_DECAY if self.weight_decay is None else float(self.weight_decay)
+        # None: ``deqfam fit``'s per-sample default prior, resolved for these rows
+        decay = (
+            default_weight_decay(Y.shape[0])
+            if self.weight_decay is None
+            else float(self.weight_decay)
+        )
         seed = 0 if self.random_state is None else int(self.random_state)
         if isinstance(family, VectorTorchFamily):  # a vector family for every column
             family = ColumnFamilies.repeat(family, Y.shape[1])

@@ -30,6 +30,7 @@ from deqfam.fit_outputs import write_fit_outputs
 from deqfam.fitting import FitResult, OutputExistsError
 from deqfam.fsutil import atomic_write_bytes
 from deqfam.runtime.fitting import NewtonFitConfig, fit_newton
+from deqfam.runtime.fitting.prior import default_weight_decay
 from deqfam.runtime.laplace import posterior_from_latents
 from deqfam.runtime.models import ExpFamPCA
 from deqfam.runtime.threads import batched_hessian_work, choose_threads, thread_scope
@@ -48,7 +49,7 @@ def fit_mixed(
     lr: float = defaults.DEFAULT_LR,
     tol: float = defaults.DEFAULT_TOL,
     seed: int = 0,
-    weight_decay: float = defaults.DEFAULT_WEIGHT_DECAY,
+    weight_decay: float | None = defaults.DEFAULT_WEIGHT_DECAY,
     out_dir: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
@@ -67,6 +68,8 @@ def fit_mixed(
     specs = families if isinstance(families, ColumnSpecs) else None
     families = specs.families if specs is not None else families
     data = data.to(torch.float64)
+    if weight_decay is None:  # the per-sample rule of ``deqfam fit``
+        weight_decay = default_weight_decay(data.shape[0])
     model = ExpFamPCA(
         families=list(families),
         data_dim=data.shape[1],

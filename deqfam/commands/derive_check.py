@@ -58,8 +58,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _vector_description(name: str) -> str:
-    from deqfam.derive.spec import parse_spec
     from deqfam.derive.builtin_specs import vector_builtin_spec_text
+    from deqfam.derive.spec import parse_spec
 
     return parse_spec(vector_builtin_spec_text(name), source=f"builtin:{name}").description
 
