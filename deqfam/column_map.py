@@ -63,7 +63,7 @@ class ColumnMap:
 def is_column_map(text: str) -> bool:
     """Whether a ``--family`` value is a column map rather than one SPEC: it has a ``:`` and
     is neither a built-in family name nor an existing file."""
-    from deqfam.derive.family import builtin_names
+    from deqfam.derive.builtin_specs import builtin_names  # no SymPy on the fit path
 
     return ":" in text and text not in builtin_names() and not Path(text).is_file()
 

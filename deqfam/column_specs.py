@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,35 +32,43 @@ class ColumnSpecs:
     names: list[str] | None = None
 
 
-def _vector_builtins() -> list[str]:
-    from deqfam.derive.vector_builtins import vector_builtin_names
-
-    return vector_builtin_names()
-
-
 def spec_text(spec: str | Path) -> str:
     """The YAML text of a built-in (scalar or vector) or of a spec file."""
-    from deqfam.derive.family import builtin_names, builtin_spec_text
-    from deqfam.derive.vector_builtins import vector_builtin_spec_text
+    from deqfam.derive.builtin_specs import (
+        builtin_names,
+        builtin_spec_text,
+        vector_builtin_names,
+        vector_builtin_spec_text,
+    )
 
     text = str(spec)
     if isinstance(spec, str) and text in builtin_names():
         return builtin_spec_text(text)
-    if isinstance(spec, str) and text in _vector_builtins():
+    if isinstance(spec, str) and text in vector_builtin_names():
         return vector_builtin_spec_text(text)
     return Path(text).read_text("utf-8")
 
 
+#: a top-level key only a vector spec has (``derive/vector_spec.py``)
+_VECTOR_KEY = re.compile(r"^(natural_parameters|categories)[ \t]*:", re.MULTILINE)
+
+
 def is_vector_spec(spec: Any) -> bool:
-    """Whether a SPEC (a built-in name or a spec file) is a vector family."""
-    from deqfam.derive.family import builtin_names, load_family
-    from deqfam.derive.vector_derivation import VectorFamily
+    """Whether a SPEC (a built-in name or a spec file) is a vector family: a vector built-in,
+    or a file with a top-level ``natural_parameters`` or ``categories`` key. Read as text, not
+    derived, so the fit path of a scalar family imports no SymPy; the spec itself is parsed
+    and validated later by whichever reader it goes to."""
+    from deqfam.derive.builtin_specs import builtin_names, vector_builtin_names
 
     if not isinstance(spec, str | Path) or str(spec) in builtin_names():
         return False
-    if str(spec) in _vector_builtins():
+    if str(spec) in vector_builtin_names():
         return True
-    return Path(spec).is_file() and isinstance(load_family(Path(spec)), VectorFamily)
+    path = Path(spec)
+    try:
+        return path.is_file() and _VECTOR_KEY.search(path.read_text("utf-8")) is not None
+    except (OSError, UnicodeDecodeError):
+        return False  # the scalar reader reports the unreadable file
 
 
 def vector_torch_family(spec: Any, allow_inadmissible: bool = False) -> Any:
@@ -69,6 +78,7 @@ def vector_torch_family(spec: Any, allow_inadmissible: bool = False) -> Any:
     import importlib
 
     from deqfam.api import InadmissibleFamilyError, cache_dir, import_generated
+    from deqfam.derive.builtin_specs import vector_builtin_names
     from deqfam.derive.codegen import GENERATOR_VERSION
     from deqfam.derive.family import load_family
     from deqfam.derive.vector_check import check_vector_family
@@ -76,7 +86,7 @@ def vector_torch_family(spec: Any, allow_inadmissible: bool = False) -> Any:
     from deqfam.vocab import Verdict
 
     fam = load_family(spec)
-    if str(spec) in _vector_builtins():
+    if str(spec) in vector_builtin_names():
         module = importlib.import_module(f"deqfam.generated.{fam.name}")
         if module.FAMILY.spec_sha256 == fam.spec_sha256:
             return module.FAMILY
@@ -126,9 +136,9 @@ def columns_digests(columns: ColumnSpecs) -> list[str | None]:
 
 def _builtin_with_text(text: str) -> str | None:
     """The built-in whose spec text is ``text`` (its committed module is then reused)."""
-    from deqfam.derive.family import builtin_names
+    from deqfam.derive.builtin_specs import builtin_names, vector_builtin_names
 
-    for name in [*builtin_names(), *_vector_builtins()]:
+    for name in [*builtin_names(), *vector_builtin_names()]:
         if spec_text(name) == text:
             return name
     return None
