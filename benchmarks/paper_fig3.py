@@ -50,6 +50,7 @@ from benchmarks.common import (
     write_result,
 )
 from benchmarks.tables import paper_fig3_lines
+from deqfam.runtime.fitting.prior import DEFAULT_WEIGHT_DECAY_PER_SAMPLE
 
 FAMILIES = ("gaussian", "bernoulli", "poisson")
 #: the paper's Figure 3 (100 trials): times DEQ gave the lowest test MSE, per family
@@ -225,6 +226,9 @@ def main(argv: list[str] | None = None) -> None:
         args.umap = False
     set_threads(args.threads)
     config = {k: getattr(args, k) for k in CONFIG_KEYS}
+    # the fit's default prior is part of the configuration: trials fitted under another
+    # default are not reused on resume
+    config["prior_per_row"] = DEFAULT_WEIGHT_DECAY_PER_SAMPLE
     families = args.families.split(",")
     print(f"config {config}, trials {args.trials}, torch {torch.__version__}")
     done = load_trials(args.trials_file, config) if not args.quick else {}
