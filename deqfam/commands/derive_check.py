@@ -65,6 +65,8 @@ def _vector_description(name: str) -> str:
 
 
 def _vector(fam) -> bool:
+    from deqfam.derive.family import Family  # the command derives already: SymPy is loaded
+
     return not isinstance(fam, Family)
 
 

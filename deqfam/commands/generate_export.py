@@ -55,6 +55,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         print("deqfam: error: generate needs SPEC (or --builtins)", file=sys.stderr)
         return EXIT_BAD_INPUT
     fam = spec_family(args.spec, args)
+    from deqfam.derive.family import Family  # spec_family derived it: SymPy is loaded
+
     if not isinstance(fam, Family):  # a vector family (k natural parameters)
         from deqfam.commands.vector_commands import cmd_generate_vector
 
