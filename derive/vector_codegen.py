@@ -118,6 +118,9 @@ def vector_torch_context(
         "warning_literal": escape.python_string_literal(warning or ""),
         "admissibility_literal": _verdict_literal(verdict),
         "support_literal": escape.python_string_literal(fam.support),
+        "support_max": "None" if fam.support_max is None else float_literal(fam.support_max),
+        "op_name": f"{escape.identifier(fam.name, 'family name')}_{digest[:12]}",
+        "k": k,
         "natural_parameters": [escape.python_string_literal(n) for n in names],
         "domain": [(_domain_literal(lo), _domain_literal(hi)) for lo, hi in fam.domain],
         "parameters": [
