@@ -68,16 +68,50 @@ def _covariance_forward(eta: torch.Tensor) -> torch.Tensor:
     eta2 = eta[..., 1]
     eta3 = eta[..., 2]
     _t0 = torch.softmax(torch.stack([torch.zeros_like(eta1), eta1, eta2, eta3], -1), -1)[..., 1]
-    _t1 = torch.softmax(torch.stack([torch.zeros_like(eta1), eta1, eta2, eta3], -1), -1)[..., 2]
-    _t2 = -_t0 * _t1
-    _t3 = torch.softmax(torch.stack([torch.zeros_like(eta1), eta1, eta2, eta3], -1), -1)[..., 3]
-    _t4 = -_t0 * _t3
-    _t5 = -_t1 * _t3
+    _t1 = -torch.logsumexp(torch.stack([torch.zeros_like(eta1), eta1, eta2, eta3], -1), -1)
+    _t2 = torch.softmax(torch.stack([torch.zeros_like(eta1), eta1, eta2, eta3], -1), -1)[..., 2]
+    _t3 = -_t0 * _t2
+    _t4 = torch.softmax(torch.stack([torch.zeros_like(eta1), eta1, eta2, eta3], -1), -1)[..., 3]
+    _t5 = -_t0 * _t4
+    _t6 = -_t2 * _t4
     return torch.stack(
         [
-            torch.stack([_t0 * (1.0 - _t0), _t2, _t4], -1),
-            torch.stack([_t2, _t1 * (1.0 - _t1), _t5], -1),
-            torch.stack([_t4, _t5, _t3 * (1.0 - _t3)], -1),
+            torch.stack(
+                [
+                    _t0
+                    * torch.exp(
+                        _t1
+                        + torch.logsumexp(torch.stack([torch.zeros_like(eta2), eta2, eta3], -1), -1)
+                    ),
+                    _t3,
+                    _t5,
+                ],
+                -1,
+            ),
+            torch.stack(
+                [
+                    _t3,
+                    _t2
+                    * torch.exp(
+                        _t1
+                        + torch.logsumexp(torch.stack([torch.zeros_like(eta1), eta1, eta3], -1), -1)
+                    ),
+                    _t6,
+                ],
+                -1,
+            ),
+            torch.stack(
+                [
+                    _t5,
+                    _t6,
+                    _t4
+                    * torch.exp(
+                        _t1
+                        + torch.logsumexp(torch.stack([torch.zeros_like(eta1), eta1, eta2], -1), -1)
+                    ),
+                ],
+                -1,
+            ),
         ],
         -2,
     )

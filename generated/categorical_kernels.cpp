@@ -80,18 +80,30 @@ DEQFAM_FN void deqfam_categorical_mean_cov(const double* eta, double* mean, doub
   double p0[3];
   const double lse0 = deqfam_softmax0(a0, 3, p0);
   (void)lse0;
+  const double a1[2] = { e1, e2 };
+  double p1[2];
+  const double lse1 = deqfam_softmax0(a1, 2, p1);
+  (void)lse1;
+  const double a2[2] = { e0, e2 };
+  double p2[2];
+  const double lse2 = deqfam_softmax0(a2, 2, p2);
+  (void)lse2;
+  const double a3[2] = { e0, e1 };
+  double p3[2];
+  const double lse3 = deqfam_softmax0(a3, 2, p3);
+  (void)lse3;
   mean[0] = p0[0];
   mean[1] = p0[1];
   mean[2] = p0[2];
-  cov[0] = p0[0]*((1.0) - p0[0]);
+  cov[0] = p0[0]*exp(-lse0 + lse1);
   cov[1] = -p0[0]*p0[1];
   cov[3] = cov[1];
   cov[2] = -p0[0]*p0[2];
   cov[6] = cov[2];
-  cov[4] = p0[1]*((1.0) - p0[1]);
+  cov[4] = p0[1]*exp(-lse0 + lse2);
   cov[5] = -p0[1]*p0[2];
   cov[7] = cov[5];
-  cov[8] = p0[2]*((1.0) - p0[2]);
+  cov[8] = p0[2]*exp(-lse0 + lse3);
 }
 
 }  // namespace deqfam_categorical_vector_kernels
