@@ -13,6 +13,7 @@ loops.
 
 from __future__ import annotations
 
+import keyword
 from pathlib import Path
 
 import sympy as sp
@@ -33,9 +34,11 @@ from .codegen import (
 from .vector_derivation import VectorFamily
 from .vector_laws import exact_sampler_literal
 from .vector_primitives import logsumexp0, softmax0
+from .vector_spec import GENERATED_CODE_NAMES
 
-#: Python names a natural parameter may not take in a generated module
-_TAKEN = {"torch", "math", "eta", "mu", "y", "special"}
+#: Python names a natural parameter may not take in a generated module (refused when the
+#: spec is read, derive/vector_spec.py; checked again here for families built otherwise)
+_TAKEN = GENERATED_CODE_NAMES
 
 
 class VectorTorchPrinter(TorchLayerPrinter):
@@ -76,7 +79,7 @@ def _names(fam: VectorFamily) -> list[str]:
     names = []
     for e in fam.etas:
         name = escape.identifier(e.name, "natural parameter")
-        if name in _TAKEN or name.startswith("_t"):
+        if name in _TAKEN or keyword.iskeyword(name) or name.startswith("_t"):
             raise ValueError(f"natural parameter name {name!r} is reserved in generated code")
         names.append(name)
     return names

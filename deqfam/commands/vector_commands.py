@@ -7,7 +7,7 @@ import json
 
 import sympy as sp
 
-from deqfam.commands.common import EXIT_NEGATIVE, EXIT_OK, removed_if_failed
+from deqfam.commands.common import EXIT_BAD_INPUT, EXIT_NEGATIVE, EXIT_OK, removed_if_failed
 from deqfam.derive.vector_derivation import VectorFamily
 from deqfam.vocab import Verdict
 
@@ -88,6 +88,10 @@ def cmd_generate_vector(fam: VectorFamily, args: argparse.Namespace) -> int:
         warning = f"deqfam check: not admissible ({report.reason})"
     elif verdict is Verdict.INCONCLUSIVE:
         warning = f"deqfam check: inconclusive ({report.reason})"
+    from deqfam.vector_accuracy import vector_accuracy_gate
+
+    if not vector_accuracy_gate(fam, bool(getattr(args, "require_accurate", False))):
+        return EXIT_BAD_INPUT
     kernels = {"all": ("cpp", "cuda"), "cpp": ("cpp",), "cuda": ("cuda",)}.get(args.target, ())
     with removed_if_failed(args.output):
         written = write_vector_generated(fam, args.output, warning=warning, verdict=verdict.value)
