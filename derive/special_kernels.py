@@ -12,7 +12,8 @@ computed by mpmath at generation time (round-trip literals):
   until x >= z_n, then psi^(n)(z) ~ (-1)^(n+1) z^-n [(n-1)! + n!/(2z)
   + sum_{k=1}^{10} B_2k (2k+n-1)!/(2k)! z^-2k]; z_n (>= 10) is the smallest integer at which
   the first omitted term (k = 11) is below 1e-17 of the leading one (:func:`polygamma_switch`).
-* ``besseli`` (I_0, I_1 and the scaled e^-|x| I_0, e^-|x| I_1, any real x): the power series
+* ``besseli`` (I_0, I_1 and the scaled e^-|x| I_0, e^-|x| I_1, any real x; the stable form
+  of larger arguments is the primitive ``besselie``, ``derive/bessel_stable.py``): the power series
   sum_k (x/2)^(2k+nu) / (k! (k+nu)!) (positive terms, no cancellation) for |x| <= 30, the
   asymptotic expansion e^|x| / sqrt(2 pi |x|) sum_k (-1)^k a_k(nu) / |x|^k above (its
   smallest term at |x| = 30 is ~e^-60, far below double rounding).
@@ -25,7 +26,8 @@ import math
 import mpmath
 import sympy as sp
 
-from .kernel_constants import CPrimitive
+from .kernel_constants import BESSEL_SWITCH, CPrimitive
+from .primitive_table import special_call
 
 #: Bernoulli terms of the digamma asymptotic series (B_2 .. B_16)
 DIGAMMA_TERMS = 8
@@ -33,17 +35,6 @@ DIGAMMA_TERMS = 8
 DIGAMMA_SWITCH = 10
 #: Bernoulli terms of the polygamma asymptotic series (B_2 .. B_20)
 POLYGAMMA_TERMS = 10
-#: where the Bessel power series hands over to the asymptotic expansion
-BESSEL_SWITCH = 30.0
-
-#: the C names printed for the special rows (as in primitive_table.SPECIAL_CALLS), and the
-#: extra scaled Bessel functions of the stable form log I_n(x) = |x| + log(e^-|x| I_n(x))
-BESSEL_C_CALLS = {
-    ("besseli", 0): "deqfam_besseli0",
-    ("besseli", 1): "deqfam_besseli1",
-    ("besselie", 0): "deqfam_besseli0e",
-    ("besselie", 1): "deqfam_besseli1e",
-}
 
 
 def _lit(value) -> str:
@@ -122,22 +113,6 @@ def bessel_constants() -> CPrimitive:
     )
 
 
-def c_call(kind: str, order: int, needed: set[tuple[str, int]]) -> str:
-    """The C function of ``kind`` at ``order``; records the block it needs in ``needed``."""
-    if kind == "polygamma" and order == 0:
-        kind = "digamma"
-    if kind == "digamma":
-        needed.add(("digamma", 0))
-        return "deqfam_digamma"
-    if kind == "polygamma":
-        needed.add(("polygamma", order))
-        return f"deqfam_polygamma_{order}"
-    if (kind, order) in BESSEL_C_CALLS:
-        needed.add(("besseli", 0))
-        return BESSEL_C_CALLS[(kind, order)]
-    raise ValueError(f"no C function for {kind} of order {order}")
-
-
 def special_primitives(needed: set[tuple[str, int]]) -> list[CPrimitive]:
     """The blocks for the recorded (kind, order) pairs, in a fixed order (deterministic)."""
     blocks = []
@@ -152,18 +127,23 @@ def special_primitives(needed: set[tuple[str, int]]) -> list[CPrimitive]:
 
 
 def print_special(printer, expr: sp.Expr, needed: set[tuple[str, int]]) -> str:
-    """C text of ``polygamma(n, x)`` / ``besseli(n, x)`` / ``besselie(n, x)``."""
+    """C text of ``polygamma(n, x)`` / ``besseli(n, x)`` through its row of
+    ``primitive_table.SPECIAL_CALLS`` (``c_call``, suffixed ``_<n>`` for a row of any order);
+    records the template block (``c_kind``, order) it needs in ``needed``."""
+    row = special_call(expr)
+    if row is None or not row.c_kind:
+        raise ValueError(f"no C function for {expr} (orders: see SPECIAL_CALLS)")
     n, x = expr.args
-    if not n.is_Integer:
-        raise ValueError(f"no C function for {expr}: the order must be an integer")
-    kind = type(expr).__name__
-    return f"{c_call(kind, int(n), needed)}({printer._print(x)})"
+    if row.order is None:
+        needed.add((row.c_kind, int(n)))
+        return f"{row.c_call}_{int(n)}({printer._print(x)})"
+    needed.add((row.c_kind, 0))
+    return f"{row.c_call}({printer._print(x)})"
 
 
 __all__ = [
     "BESSEL_SWITCH",
     "DIGAMMA_SWITCH",
-    "c_call",
     "print_special",
     "special_primitives",
 ]
