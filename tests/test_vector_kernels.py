@@ -150,6 +150,24 @@ def test_mean_and_covariance_script_and_export(name):
     torch.testing.assert_close(got_cov, mod.covariance(eta), rtol=0, atol=0)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("name", VECTOR)
+def test_every_module_function_is_scriptable(name):
+    """log_partition, T, log h and the inverse mean script too; scripted equals eager."""
+    mod = _module(name)
+    eta = _eta(name)
+    y = {"beta": [0.2, 0.7], "categorical": [0.0, 2.0, 3.0]}.get(name, [0.5, 2.0])
+    y = torch.tensor(y, dtype=torch.float64)
+    cases = [("log_partition", eta), ("sufficient_statistic", y)]
+    if mod.LOG_BASE_MEASURE is not None:
+        cases.append(("log_base_measure", y))
+    if mod.INVERSE_MEAN is not None:
+        cases.append(("inverse_mean", mod.mean(eta)))
+    for fn_name, arg in cases:
+        fn = getattr(mod, fn_name)
+        torch.testing.assert_close(torch.jit.script(fn)(arg), fn(arg), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("name", VECTOR)
 @pytest.mark.parametrize("target", ["cpp", "cuda"])
 def test_golden_vector_kernels_are_current(name, target):
