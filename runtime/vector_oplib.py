@@ -11,7 +11,8 @@ A generated vector module calls :func:`define_vector_ops` once at import; it def
   A), on the graph when a higher derivative is asked for (``create_graph``).
 
 Both have fake (meta) kernels, so ``torch.compile`` and ``torch.export`` trace them without
-running them, and TorchScript calls them as ``torch.ops.deqfam_gen.<name>``.
+running them, TorchScript calls them as ``torch.ops.deqfam_gen.<name>``, and ``torch.vmap``
+maps them (a vmapped dimension is one more leading batch dimension).
 """
 
 from __future__ import annotations
@@ -33,6 +34,19 @@ def _vjp(fn: VectorFn, eta: Tensor, grad_out: Tensor) -> Tensor:
     with torch.enable_grad():
         x = eta.detach().requires_grad_(True)
         return torch.autograd.grad(fn(x), x, grad_out)[0]
+
+
+def _leading_batch(op):
+    """vmap rule of an op that maps (..., k) row by row: move the vmapped dimension to the
+    front, where the op treats it as one more leading batch dimension."""
+
+    def rule(info, in_dims, eta: Tensor):
+        (dim,) = in_dims
+        if dim is None:
+            return op(eta), None
+        return op(eta.movedim(dim, 0)), 0
+
+    return rule
 
 
 def define_vector_ops(op_name: str, k: int, mean: VectorFn, covariance: VectorFn):
@@ -70,6 +84,8 @@ def define_vector_ops(op_name: str, k: int, mean: VectorFn, covariance: VectorFn
 
     mean_op.register_autograd(mean_backward, setup_context=save_input)
     cov_op.register_autograd(cov_backward, setup_context=save_input)
+    mean_op.register_vmap(_leading_batch(mean_op))
+    cov_op.register_vmap(_leading_batch(cov_op))
     _DEFINED[op_name] = (mean_op, cov_op)
     return _DEFINED[op_name]
 

@@ -121,6 +121,16 @@ def test_mean_and_covariance_ops_have_correct_backward(name):
     assert torch.autograd.gradgradcheck(mod.mean, (eta,))
 
 
+def test_ops_map_under_vmap():
+    """torch.vmap over a leading or a middle dimension equals the batched call."""
+    mod = _module("gamma_shape")
+    eta = torch.stack([_eta("gamma_shape"), _eta("gamma_shape") * 0.5], 1)  # (3, 2, k)
+    torch.testing.assert_close(torch.vmap(mod.mean)(eta), mod.mean(eta), rtol=0, atol=0)
+    torch.testing.assert_close(
+        torch.vmap(mod.covariance, in_dims=1, out_dims=1)(eta), mod.covariance(eta), rtol=0, atol=0
+    )
+
+
 @pytest.mark.parametrize("name", ["beta", "categorical"])
 def test_custom_ops_pass_opcheck(name):
     mod = _module(name)
