@@ -21,9 +21,9 @@ import math
 import torch
 from torch import Tensor
 
-#: where the power series hands over to the recurrence
+#: where the power series hands over to the recurrence (written as a literal in the
+#: functions below, which TorchScript compiles: it cannot read module-level floats)
 BESSEL_SWITCH = 30.0
-_SERIES_TERMS = 80
 
 
 def _series_scaled(a: Tensor, n: int) -> Tensor:
@@ -31,7 +31,7 @@ def _series_scaled(a: Tensor, n: int) -> Tensor:
     q = 0.25 * a * a
     term = torch.pow(0.5 * a, n) / math.factorial(n)
     total = term
-    for k in range(1, _SERIES_TERMS):
+    for k in range(1, 80):
         term = term * q / (k * (k + n))
         total = total + term
     return torch.exp(-a) * total
@@ -53,10 +53,10 @@ def besselie(x: Tensor, n: int) -> Tensor:
     if n == 1:
         return torch.special.i1e(x)
     a = torch.abs(x)
-    far = a > BESSEL_SWITCH
+    far = a > 30.0
     # each branch sees safe inputs only, so the unselected one cannot put NaN into gradients
     near_value = _series_scaled(torch.where(far, torch.zeros_like(a), a), n)
-    far_value = _recurrence_scaled(torch.where(far, a, torch.full_like(a, 2 * BESSEL_SWITCH)), n)
+    far_value = _recurrence_scaled(torch.where(far, a, torch.full_like(a, 60.0)), n)
     value = torch.where(far, far_value, near_value)
     if n % 2 == 1:
         value = torch.where(x < 0, -value, value)

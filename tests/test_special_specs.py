@@ -219,3 +219,14 @@ def test_full_cpp_kernels_build_as_torch_ops_and_match(families, modules, tmp_pa
         torch.testing.assert_close(sig, mod.activation(x), rtol=1e-12, atol=1e-300)
         for got, want in zip(dsig.tolist(), mod.activation_grad(x).tolist(), strict=True):
             assert _slope_close(name, got, want), (name, got, want)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("name", list(SPECS))
+def test_module_functions_script_and_equal_eager(modules, name):
+    """digamma/polygamma and besselie compile with TorchScript (the scalar contract)."""
+    mod = modules[name]
+    x = torch.tensor(POINTS[name], dtype=torch.float64)
+    for fn_name in ("log_partition", "activation", "activation_grad", "activation_grad2"):
+        fn = getattr(mod, fn_name)
+        torch.testing.assert_close(torch.jit.script(fn)(x), fn(x), rtol=0, atol=0)
