@@ -50,8 +50,9 @@ class VectorTorchPrinter(TorchLayerPrinter):
         return f"torch.stack([{inner}], -1)"
 
     def _print_Function(self, expr):
-        if isinstance(expr, logsumexp0):
-            return f"torch.logsumexp({self._stack0(expr.args)}, -1)"
+        if isinstance(expr, logsumexp0):  # log1p-accurate when tiny (runtime/special_logsumexp)
+            inner = ", ".join(self._print(a) for a in expr.args)
+            return f"special.logsumexp0(torch.stack([{inner}], -1))"
         if isinstance(expr, softmax0):
             return f"torch.softmax({self._stack0(expr.args[1:])}, -1)[..., {int(expr.args[0])}]"
         return super()._print_Function(expr)

@@ -44,7 +44,7 @@ def log_partition(eta: torch.Tensor) -> torch.Tensor:
     eta1 = eta[..., 0]
     eta2 = eta[..., 1]
     eta3 = eta[..., 2]
-    return torch.logsumexp(torch.stack([torch.zeros_like(eta1), eta1, eta2, eta3], -1), -1)
+    return special.logsumexp0(torch.stack([eta1, eta2, eta3], -1))
 
 
 def _mean_forward(eta: torch.Tensor) -> torch.Tensor:
@@ -68,7 +68,7 @@ def _covariance_forward(eta: torch.Tensor) -> torch.Tensor:
     eta2 = eta[..., 1]
     eta3 = eta[..., 2]
     _t0 = torch.softmax(torch.stack([torch.zeros_like(eta1), eta1, eta2, eta3], -1), -1)[..., 1]
-    _t1 = -torch.logsumexp(torch.stack([torch.zeros_like(eta1), eta1, eta2, eta3], -1), -1)
+    _t1 = -special.logsumexp0(torch.stack([eta1, eta2, eta3], -1))
     _t2 = torch.softmax(torch.stack([torch.zeros_like(eta1), eta1, eta2, eta3], -1), -1)[..., 2]
     _t3 = -_t0 * _t2
     _t4 = torch.softmax(torch.stack([torch.zeros_like(eta1), eta1, eta2, eta3], -1), -1)[..., 3]
@@ -78,11 +78,7 @@ def _covariance_forward(eta: torch.Tensor) -> torch.Tensor:
         [
             torch.stack(
                 [
-                    _t0
-                    * torch.exp(
-                        _t1
-                        + torch.logsumexp(torch.stack([torch.zeros_like(eta2), eta2, eta3], -1), -1)
-                    ),
+                    _t0 * torch.exp(_t1 + special.logsumexp0(torch.stack([eta2, eta3], -1))),
                     _t3,
                     _t5,
                 ],
@@ -91,11 +87,7 @@ def _covariance_forward(eta: torch.Tensor) -> torch.Tensor:
             torch.stack(
                 [
                     _t3,
-                    _t2
-                    * torch.exp(
-                        _t1
-                        + torch.logsumexp(torch.stack([torch.zeros_like(eta1), eta1, eta3], -1), -1)
-                    ),
+                    _t2 * torch.exp(_t1 + special.logsumexp0(torch.stack([eta1, eta3], -1))),
                     _t6,
                 ],
                 -1,
@@ -104,11 +96,7 @@ def _covariance_forward(eta: torch.Tensor) -> torch.Tensor:
                 [
                     _t5,
                     _t6,
-                    _t4
-                    * torch.exp(
-                        _t1
-                        + torch.logsumexp(torch.stack([torch.zeros_like(eta1), eta1, eta2], -1), -1)
-                    ),
+                    _t4 * torch.exp(_t1 + special.logsumexp0(torch.stack([eta1, eta2], -1))),
                 ],
                 -1,
             ),

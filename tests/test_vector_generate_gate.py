@@ -57,6 +57,19 @@ def test_categorical_covariance_is_accurate_when_saturated():
     assert ref > 0 and abs(cov[2, 2].item() / ref - 1) < 1e-12
 
 
+def test_categorical_log_partition_is_relatively_accurate_when_tiny():
+    """A = log(1 + sum e^eta) at eta = (-50, -50, -50) is 5.8e-22 (torch.logsumexp gives 0);
+    ties for the maximum and huge values stay exact; reference: mpmath at 50 digits."""
+    pts = [[-50.0, -50.0, -50.0], [0.0, 0.0, 0.0], [800.0, 800.0, -3.0], [5.0, -40.0, 1.0]]
+    got = _module("categorical").log_partition(torch.tensor(pts, dtype=torch.float64))
+    with mpmath.workdps(50):
+        for p, g in zip(pts, got.tolist(), strict=True):
+            ref = float(mpmath.log(1 + sum(mpmath.exp(a) for a in p)))
+            assert abs(g / ref - 1) < 1e-15, (p, g, ref)
+    x = torch.tensor(pts[:2] + pts[3:], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_module("categorical").log_partition, (x,))
+
+
 def test_clashing_natural_parameter_names_are_refused_at_read_time(tmp_spec):
     path = tmp_spec(
         "name: clash\nsupport: real\nnatural_parameters: [torch, b]\n"
