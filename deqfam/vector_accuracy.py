@@ -1,9 +1,9 @@
 """Measure a vector family's generated mean and covariance against mpmath (the vector
 counterpart of :mod:`deqfam.accuracy`, which ``deqfam generate`` runs for a scalar family).
 
-The generated torch module's ``mean`` and ``covariance`` (what ships: stable forms, custom
-ops) are evaluated in float64 at points of the domain box, and compared with the ORIGINAL
-derivatives grad A and Hess A (plain SymPy, no stable rewriting) evaluated by mpmath at 60
+The generated torch module's ``log_partition``, ``mean`` and ``covariance`` (what ships:
+stable forms, custom ops) are evaluated in float64 at points of the domain box, and compared
+with the ORIGINAL A, grad A and Hess A (plain SymPy, no stable rewriting) evaluated by mpmath at 60
 digits and again at 120; a point where the two precisions disagree beyond 1e-25 relative
 has no reference and is skipped (counted).
 
@@ -12,7 +12,7 @@ from a finite end, out to 100 units from a finite end with the other end infinit
 the whole line), combined as a product grid, at most :data:`MAX_POINTS` of them (a fixed,
 seeded subsample beyond that).
 
-Tolerance, as for scalar families (``deqfam.accuracy.RTOL``, ``ATOL``): a mean entry is
+Tolerance, as for scalar families (``deqfam.accuracy.RTOL``, ``ATOL``): A and a mean entry are
 accurate when |got - ref| <= RTOL |ref| + ATOL; a covariance entry (i, j) when
 |got - ref| <= RTOL sqrt(C_ii C_jj) + ATOL, i.e. relative to the matrix's own scale (an
 off-diagonal entry can be zero where the diagonal is not).
@@ -90,12 +90,14 @@ class VectorAccuracyReport:
 
 
 def _references(fam: VectorFamily):
-    """point -> (grad A, Hess A) as mpf lists at the highest precision, or None when the two
-    precisions disagree."""
+    """point -> (A, grad A, Hess A) as floats from the highest precision, or None when the
+    two precisions disagree."""
     k = fam.k
-    exprs = [fam.plain(g) for g in fam.grad] + [
-        fam.plain(fam.hessian[i][j]) for i in range(k) for j in range(k)
-    ]
+    exprs = (
+        [fam.plain(fam.A)]
+        + [fam.plain(g) for g in fam.grad]
+        + [fam.plain(fam.hessian[i][j]) for i in range(k) for j in range(k)]
+    )
     fn = sp.lambdify(fam.etas, exprs, modules="mpmath")
 
     def at(point):
@@ -110,7 +112,7 @@ def _references(fam: VectorFamily):
         for a, b in zip(lo, hi, strict=True):
             if abs(a - b) > _REF_AGREE * abs(b) + mpmath.mpf(10) ** -300:
                 return None
-        return [float(v) for v in hi[:k]], [float(v) for v in hi[k:]]
+        return float(hi[0]), [float(v) for v in hi[1 : k + 1]], [float(v) for v in hi[k + 1 :]]
 
     return at
 
@@ -121,18 +123,21 @@ def measure_vector(fam: VectorFamily, module) -> VectorAccuracyReport:
     points = box_points(fam)
     eta = torch.tensor(points, dtype=torch.float64)
     with torch.no_grad():
+        got_a = module.log_partition(eta).numpy()
         got_mean = module.mean(eta).numpy()
         got_cov = module.covariance(eta).reshape(len(points), k * k).numpy()
     reference = _references(fam)
-    report = VectorAccuracyReport(fam.name, len(points), {"mean": 0.0, "covariance": 0.0})
+    worst = {"A": 0.0, "mean": 0.0, "covariance": 0.0}
+    report = VectorAccuracyReport(fam.name, len(points), worst)
     for p, point in enumerate(points):
         ref = reference(point)
         if ref is None:
             report.unreferenced += 1
             continue
-        ref_mean, ref_cov = ref
+        ref_a, ref_mean, ref_cov = ref
         diag = [abs(ref_cov[i * k + i]) for i in range(k)]
-        checks = [("mean", got_mean[p][i], ref_mean[i], abs(ref_mean[i])) for i in range(k)]
+        checks = [("A", got_a[p], ref_a, abs(ref_a))]
+        checks += [("mean", got_mean[p][i], ref_mean[i], abs(ref_mean[i])) for i in range(k)]
         checks += [
             ("covariance", got_cov[p][i * k + j], ref_cov[i * k + j], math.sqrt(diag[i] * diag[j]))
             for i in range(k)
