@@ -45,6 +45,7 @@ from .kernel_constants import KERNEL_NEAR0_TERMS, KERNEL_SERIES_TERMS, CPrimitiv
 from .laws import identify_law
 from .primitive_table import spec_named, spec_of, special_call
 from .primitives import LOGEXPM1X_SERIES_ORDER, StablePrimitive
+from .special_kernels import print_special, special_primitives
 
 TARGETS = ("torch", "cpp", "cuda", "fused_cpp", "fused_cuda")
 
@@ -203,6 +204,14 @@ class KernelPrinter(C99CodePrinter):
     def __init__(self, settings=None):
         super().__init__(settings or {})
         self.needed: dict[tuple[str, float], sp.Expr] = {}
+        #: (kind, order) of the special functions printed (derive/special_kernels.py)
+        self.needed_special: set[tuple[str, int]] = set()
+
+    def _print_polygamma(self, expr):
+        return print_special(self, expr, self.needed_special)
+
+    def _print_besseli(self, expr):
+        return print_special(self, expr, self.needed_special)
 
     def _print(self, expr, **kwargs):
         if (isinstance(expr, sp.Expr) and expr.is_number and not expr.is_Atom) or (
@@ -251,7 +260,7 @@ def kernel_primitives(printer: KernelPrinter) -> list[CPrimitive]:
     """Device functions for every (primitive, order) the printer emitted, sorted."""
     return [
         spec_named(name).c_constants(order) for (name, _), order in sorted(printer.needed.items())
-    ]
+    ] + special_primitives(printer.needed_special)
 
 
 def _cse_kernel(family: Family) -> tuple[list[tuple[str, str]], str, str, KernelPrinter]:

@@ -151,3 +151,26 @@ def logli1exp_constants(k: int) -> CPrimitive:
             ),
         )
     return CPrimitive("logli1exp", float(k), order_tag(sp.Integer(k)), True, coeffs, far, ())
+
+
+#: where the C Bessel power series hands over to the asymptotic expansion (as the torch
+#: runtime's runtime/special_bessel.py BESSEL_SWITCH)
+BESSEL_SWITCH = 30.0
+
+
+def besselie_constants(n: int) -> CPrimitive:
+    """e^-|x| I_n(x): singular = (switch, 1/sqrt(2 pi), 1/n!) for the power series
+    (x/2)^n/n! sum_k ... below the switch and the asymptotic expansion above."""
+    return CPrimitive(
+        kind="besselie",
+        order=float(n),
+        tag=order_tag(n),
+        integer=True,
+        near0=(),
+        singular=(
+            repr(BESSEL_SWITCH),
+            repr(1.0 / math.sqrt(2.0 * math.pi)),
+            repr(1.0 / math.factorial(n)),
+        ),
+        poly=(),
+    )

@@ -28,6 +28,7 @@ import numpy as np
 import sympy as sp
 
 from . import kernel_constants as kc
+from .bessel_stable import besselie, cancel_signs, log_of_scaled, scaled_besseli
 from .primitives import (
     StablePrimitive,
     fermi_dirac,
@@ -131,6 +132,19 @@ TABLE: tuple[PrimitiveSpec, ...] = (
         "deqfam_logli1exp",
         _int_constants(kc.logli1exp_constants),
         rules=((sp.log, _log_of_li1),),
+    ),
+    PrimitiveSpec(
+        besselie,
+        "special.besselie",
+        "int",
+        "deqfam_besselie",
+        _int_constants(kc.besselie_constants),
+        rules=(
+            (sp.besseli, scaled_besseli),
+            (sp.log, log_of_scaled),
+            (sp.Add, cancel_signs),
+            (sp.Mul, cancel_signs),
+        ),
     ),
 )
 

@@ -13,6 +13,7 @@ loops.
 
 from __future__ import annotations
 
+import keyword
 from pathlib import Path
 
 import sympy as sp
@@ -33,9 +34,11 @@ from .codegen import (
 from .vector_derivation import VectorFamily
 from .vector_laws import exact_sampler_literal
 from .vector_primitives import logsumexp0, softmax0
+from .vector_spec import GENERATED_CODE_NAMES
 
-#: Python names a natural parameter may not take in a generated module
-_TAKEN = {"torch", "math", "eta", "mu", "y", "special"}
+#: Python names a natural parameter may not take in a generated module (refused when the
+#: spec is read, derive/vector_spec.py; checked again here for families built otherwise)
+_TAKEN = GENERATED_CODE_NAMES
 
 
 class VectorTorchPrinter(TorchLayerPrinter):
@@ -47,8 +50,9 @@ class VectorTorchPrinter(TorchLayerPrinter):
         return f"torch.stack([{inner}], -1)"
 
     def _print_Function(self, expr):
-        if isinstance(expr, logsumexp0):
-            return f"torch.logsumexp({self._stack0(expr.args)}, -1)"
+        if isinstance(expr, logsumexp0):  # log1p-accurate when tiny (runtime/special_logsumexp)
+            inner = ", ".join(self._print(a) for a in expr.args)
+            return f"special.logsumexp0(torch.stack([{inner}], -1))"
         if isinstance(expr, softmax0):
             return f"torch.softmax({self._stack0(expr.args[1:])}, -1)[..., {int(expr.args[0])}]"
         return super()._print_Function(expr)
@@ -76,7 +80,7 @@ def _names(fam: VectorFamily) -> list[str]:
     names = []
     for e in fam.etas:
         name = escape.identifier(e.name, "natural parameter")
-        if name in _TAKEN or name.startswith("_t"):
+        if name in _TAKEN or keyword.iskeyword(name) or name.startswith("_t"):
             raise ValueError(f"natural parameter name {name!r} is reserved in generated code")
         names.append(name)
     return names
@@ -118,6 +122,9 @@ def vector_torch_context(
         "warning_literal": escape.python_string_literal(warning or ""),
         "admissibility_literal": _verdict_literal(verdict),
         "support_literal": escape.python_string_literal(fam.support),
+        "support_max": "None" if fam.support_max is None else float_literal(fam.support_max),
+        "op_name": f"{escape.identifier(fam.name, 'family name')}_{digest[:12]}",
+        "k": k,
         "natural_parameters": [escape.python_string_literal(n) for n in names],
         "domain": [(_domain_literal(lo), _domain_literal(hi)) for lo, hi in fam.domain],
         "parameters": [

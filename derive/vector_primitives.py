@@ -44,8 +44,9 @@ class softmax0(sp.Function):
             raise ArgumentIndexError(self, argindex)
         i, rest = self.args[0], self.args[1:]
         j = sp.Integer(argindex - 1)
-        p_j = softmax0(j, *rest)
-        return self * ((1 if i == j else 0) - p_j)
+        if i == j:
+            return self * softmax0_complement(int(i), rest)
+        return -self * softmax0(j, *rest)
 
     def definition(self) -> sp.Expr:
         i, rest = int(self.args[0]), self.args[1:]
@@ -53,6 +54,23 @@ class softmax0(sp.Function):
 
     def _eval_evalf(self, prec):
         return self.definition()._eval_evalf(prec)
+
+
+def _logsumexp0_of(args) -> sp.Expr:
+    """log(1 + sum_j exp(a_j)) for any number of arguments (0: zero; 1: softplus)."""
+    from .primitives import softplus
+
+    if not args:
+        return sp.S.Zero
+    return softplus(args[0]) if len(args) == 1 else logsumexp0(*args)
+
+
+def softmax0_complement(i: int, rest) -> sp.Expr:
+    """1 - softmax0(i, rest) = (1 + sum_{j != i} e^{a_j}) / (1 + sum_j e^{a_j}), written as
+    exp(logsumexp0(others) - logsumexp0(all)): the difference 1 - p_i cancels to nothing
+    once p_i rounds to 1 (a_i >> 0), the logarithms do not."""
+    others = [a for n, a in enumerate(rest, start=1) if n != i]
+    return sp.exp(_logsumexp0_of(others) - _logsumexp0_of(rest))
 
 
 def stabilize_logsumexp(expr: sp.Expr) -> sp.Expr:

@@ -27,6 +27,7 @@ failure is one :class:`~deqfam.derive.spec.SpecError` naming the field and its l
 from __future__ import annotations
 
 import difflib
+import keyword
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +56,10 @@ from .spec import (
 MAX_NATURAL_PARAMETERS = 64
 #: keys whose presence makes a spec a vector spec
 VECTOR_KEYS = ("natural_parameters", "categories")
+#: names the generated torch module binds where the natural parameters become local
+#: variables (modules, the function arguments, the inverse mean's ``mu``); with Python's
+#: keywords, a natural parameter may not take them (``derive/vector_codegen.py``)
+GENERATED_CODE_NAMES = frozenset({"torch", "math", "special", "eta", "mu", "y"})
 
 
 class _VectorSpecModel(SpecModelBase):
@@ -144,6 +149,13 @@ class _Reader:
                 )
         if len(set(names)) != len(names):
             fail("natural parameter names must be distinct")
+        clash = sorted(n for n in names if n in GENERATED_CODE_NAMES or keyword.iskeyword(n))
+        if clash:
+            fail(
+                f"natural parameter name(s) {', '.join(map(repr, clash))} clash with names of "
+                "the generated code (Python keywords and "
+                f"{', '.join(sorted(GENERATED_CODE_NAMES))}); rename them"
+            )
         return tuple(sp.Symbol(n, real=True) for n in names)
 
     def statistic(self, k: int, symbols: dict[str, sp.Symbol]) -> tuple[sp.Expr, ...]:

@@ -15,9 +15,11 @@ import torch
 from deqfam.runtime import special  # noqa: F401 - digamma, polygamma
 from deqfam.runtime.family import ExactSampler
 from deqfam.runtime.vector_family import VectorTorchFamily
+from deqfam.runtime.vector_oplib import define_vector_ops
 
 NAME = "beta"
 SUPPORT = "unit_interval"
+SUPPORT_MAX = None
 NATURAL_PARAMETERS = (
     "eta1",
     "eta2",
@@ -40,8 +42,8 @@ def log_partition(eta: torch.Tensor) -> torch.Tensor:
     return torch.lgamma(eta1 + 1.0) + torch.lgamma(eta2 + 1.0) - torch.lgamma(eta1 + eta2 + 2.0)
 
 
-def mean(eta: torch.Tensor) -> torch.Tensor:
-    """mu(eta) = grad A(eta) = E[T(y)] (the activation): (..., k) -> (..., k)."""
+def _mean_forward(eta: torch.Tensor) -> torch.Tensor:
+    """mu(eta) = grad A(eta) in plain torch (the body of the custom op ``mean``)."""
     eta1 = eta[..., 0]
     eta2 = eta[..., 1]
     _t0 = -special.digamma(eta1 + eta2 + 2.0)
@@ -54,8 +56,8 @@ def mean(eta: torch.Tensor) -> torch.Tensor:
     )
 
 
-def covariance(eta: torch.Tensor) -> torch.Tensor:
-    """C(eta) = Hess A(eta) = Cov[T(y)]: (..., k) -> (..., k, k)."""
+def _covariance_forward(eta: torch.Tensor) -> torch.Tensor:
+    """C(eta) = Hess A(eta) in plain torch (the body of the custom op ``covariance``)."""
     eta1 = eta[..., 0]
     eta2 = eta[..., 1]
     _t0 = -special.polygamma(1, eta1 + eta2 + 2.0)
@@ -66,6 +68,21 @@ def covariance(eta: torch.Tensor) -> torch.Tensor:
         ],
         -2,
     )
+
+
+define_vector_ops("beta_32203dbebffb", 2, _mean_forward, _covariance_forward)
+
+
+def mean(eta: torch.Tensor) -> torch.Tensor:
+    """mu(eta) = grad A(eta) = E[T(y)] (the activation): (..., k) -> (..., k); its backward
+    is the covariance-vector product C(eta) g."""
+    return torch.ops.deqfam_gen.beta_32203dbebffb_mean(eta)
+
+
+def covariance(eta: torch.Tensor) -> torch.Tensor:
+    """C(eta) = Hess A(eta) = Cov[T(y)]: (..., k) -> (..., k, k); its backward is autograd
+    through the plain expressions."""
+    return torch.ops.deqfam_gen.beta_32203dbebffb_covariance(eta)
 
 
 def sufficient_statistic(y: torch.Tensor) -> torch.Tensor:
@@ -101,6 +118,7 @@ FAMILY = VectorTorchFamily(
     covariance=covariance,
     sufficient_statistic=sufficient_statistic,
     support=SUPPORT,
+    support_max=SUPPORT_MAX,
     log_base_measure=LOG_BASE_MEASURE,
     inverse_mean=INVERSE_MEAN,
     parameters=PARAMETERS,

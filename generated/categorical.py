@@ -15,9 +15,11 @@ import torch
 from deqfam.runtime import special  # noqa: F401 - digamma, polygamma
 from deqfam.runtime.family import ExactSampler
 from deqfam.runtime.vector_family import VectorTorchFamily
+from deqfam.runtime.vector_oplib import define_vector_ops
 
 NAME = "categorical"
 SUPPORT = "nonnegative_integers"
+SUPPORT_MAX = 3.0
 NATURAL_PARAMETERS = (
     "eta1",
     "eta2",
@@ -42,11 +44,11 @@ def log_partition(eta: torch.Tensor) -> torch.Tensor:
     eta1 = eta[..., 0]
     eta2 = eta[..., 1]
     eta3 = eta[..., 2]
-    return torch.logsumexp(torch.stack([torch.zeros_like(eta1), eta1, eta2, eta3], -1), -1)
+    return special.logsumexp0(torch.stack([eta1, eta2, eta3], -1))
 
 
-def mean(eta: torch.Tensor) -> torch.Tensor:
-    """mu(eta) = grad A(eta) = E[T(y)] (the activation): (..., k) -> (..., k)."""
+def _mean_forward(eta: torch.Tensor) -> torch.Tensor:
+    """mu(eta) = grad A(eta) in plain torch (the body of the custom op ``mean``)."""
     eta1 = eta[..., 0]
     eta2 = eta[..., 1]
     eta3 = eta[..., 2]
@@ -60,25 +62,62 @@ def mean(eta: torch.Tensor) -> torch.Tensor:
     )
 
 
-def covariance(eta: torch.Tensor) -> torch.Tensor:
-    """C(eta) = Hess A(eta) = Cov[T(y)]: (..., k) -> (..., k, k)."""
+def _covariance_forward(eta: torch.Tensor) -> torch.Tensor:
+    """C(eta) = Hess A(eta) in plain torch (the body of the custom op ``covariance``)."""
     eta1 = eta[..., 0]
     eta2 = eta[..., 1]
     eta3 = eta[..., 2]
     _t0 = torch.softmax(torch.stack([torch.zeros_like(eta1), eta1, eta2, eta3], -1), -1)[..., 1]
-    _t1 = torch.softmax(torch.stack([torch.zeros_like(eta1), eta1, eta2, eta3], -1), -1)[..., 2]
-    _t2 = -_t0 * _t1
-    _t3 = torch.softmax(torch.stack([torch.zeros_like(eta1), eta1, eta2, eta3], -1), -1)[..., 3]
-    _t4 = -_t0 * _t3
-    _t5 = -_t1 * _t3
+    _t1 = -special.logsumexp0(torch.stack([eta1, eta2, eta3], -1))
+    _t2 = torch.softmax(torch.stack([torch.zeros_like(eta1), eta1, eta2, eta3], -1), -1)[..., 2]
+    _t3 = -_t0 * _t2
+    _t4 = torch.softmax(torch.stack([torch.zeros_like(eta1), eta1, eta2, eta3], -1), -1)[..., 3]
+    _t5 = -_t0 * _t4
+    _t6 = -_t2 * _t4
     return torch.stack(
         [
-            torch.stack([_t0 * (1.0 - _t0), _t2, _t4], -1),
-            torch.stack([_t2, _t1 * (1.0 - _t1), _t5], -1),
-            torch.stack([_t4, _t5, _t3 * (1.0 - _t3)], -1),
+            torch.stack(
+                [
+                    _t0 * torch.exp(_t1 + special.logsumexp0(torch.stack([eta2, eta3], -1))),
+                    _t3,
+                    _t5,
+                ],
+                -1,
+            ),
+            torch.stack(
+                [
+                    _t3,
+                    _t2 * torch.exp(_t1 + special.logsumexp0(torch.stack([eta1, eta3], -1))),
+                    _t6,
+                ],
+                -1,
+            ),
+            torch.stack(
+                [
+                    _t5,
+                    _t6,
+                    _t4 * torch.exp(_t1 + special.logsumexp0(torch.stack([eta1, eta2], -1))),
+                ],
+                -1,
+            ),
         ],
         -2,
     )
+
+
+define_vector_ops("categorical_cdda86b83609", 3, _mean_forward, _covariance_forward)
+
+
+def mean(eta: torch.Tensor) -> torch.Tensor:
+    """mu(eta) = grad A(eta) = E[T(y)] (the activation): (..., k) -> (..., k); its backward
+    is the covariance-vector product C(eta) g."""
+    return torch.ops.deqfam_gen.categorical_cdda86b83609_mean(eta)
+
+
+def covariance(eta: torch.Tensor) -> torch.Tensor:
+    """C(eta) = Hess A(eta) = Cov[T(y)]: (..., k) -> (..., k, k); its backward is autograd
+    through the plain expressions."""
+    return torch.ops.deqfam_gen.categorical_cdda86b83609_covariance(eta)
 
 
 def sufficient_statistic(y: torch.Tensor) -> torch.Tensor:
@@ -132,6 +171,7 @@ FAMILY = VectorTorchFamily(
     covariance=covariance,
     sufficient_statistic=sufficient_statistic,
     support=SUPPORT,
+    support_max=SUPPORT_MAX,
     log_base_measure=LOG_BASE_MEASURE,
     inverse_mean=INVERSE_MEAN,
     parameters=PARAMETERS,

@@ -15,9 +15,11 @@ import torch
 from deqfam.runtime import special  # noqa: F401 - digamma, polygamma
 from deqfam.runtime.family import ExactSampler
 from deqfam.runtime.vector_family import VectorTorchFamily
+from deqfam.runtime.vector_oplib import define_vector_ops
 
 NAME = "normal_unknown_variance"
 SUPPORT = "real"
+SUPPORT_MAX = None
 NATURAL_PARAMETERS = (
     "eta1",
     "eta2",
@@ -40,8 +42,8 @@ def log_partition(eta: torch.Tensor) -> torch.Tensor:
     return -0.25 * torch.square(eta1) / eta2 - 0.5 * torch.log(-2.0 * eta2)
 
 
-def mean(eta: torch.Tensor) -> torch.Tensor:
-    """mu(eta) = grad A(eta) = E[T(y)] (the activation): (..., k) -> (..., k)."""
+def _mean_forward(eta: torch.Tensor) -> torch.Tensor:
+    """mu(eta) = grad A(eta) in plain torch (the body of the custom op ``mean``)."""
     eta1 = eta[..., 0]
     eta2 = eta[..., 1]
     _t0 = (0.5) / eta2
@@ -54,8 +56,8 @@ def mean(eta: torch.Tensor) -> torch.Tensor:
     )
 
 
-def covariance(eta: torch.Tensor) -> torch.Tensor:
-    """C(eta) = Hess A(eta) = Cov[T(y)]: (..., k) -> (..., k, k)."""
+def _covariance_forward(eta: torch.Tensor) -> torch.Tensor:
+    """C(eta) = Hess A(eta) in plain torch (the body of the custom op ``covariance``)."""
     eta1 = eta[..., 0]
     eta2 = eta[..., 1]
     _t0 = torch.pow(eta2, -2)
@@ -67,6 +69,21 @@ def covariance(eta: torch.Tensor) -> torch.Tensor:
         ],
         -2,
     )
+
+
+define_vector_ops("normal_unknown_variance_619216cd8752", 2, _mean_forward, _covariance_forward)
+
+
+def mean(eta: torch.Tensor) -> torch.Tensor:
+    """mu(eta) = grad A(eta) = E[T(y)] (the activation): (..., k) -> (..., k); its backward
+    is the covariance-vector product C(eta) g."""
+    return torch.ops.deqfam_gen.normal_unknown_variance_619216cd8752_mean(eta)
+
+
+def covariance(eta: torch.Tensor) -> torch.Tensor:
+    """C(eta) = Hess A(eta) = Cov[T(y)]: (..., k) -> (..., k, k); its backward is autograd
+    through the plain expressions."""
+    return torch.ops.deqfam_gen.normal_unknown_variance_619216cd8752_covariance(eta)
 
 
 def sufficient_statistic(y: torch.Tensor) -> torch.Tensor:
@@ -117,6 +134,7 @@ FAMILY = VectorTorchFamily(
     covariance=covariance,
     sufficient_statistic=sufficient_statistic,
     support=SUPPORT,
+    support_max=SUPPORT_MAX,
     log_base_measure=LOG_BASE_MEASURE,
     inverse_mean=INVERSE_MEAN,
     parameters=PARAMETERS,

@@ -653,8 +653,10 @@ def logexpm1x(x: torch.Tensor, k: int = 0) -> torch.Tensor:
 # log(e^x - 1), the nested log(e^{e^x} - 1) (zero-truncated Poisson) and log Li_1(e^x)
 # (logarithmic series) live in their own modules; importing them here registers
 # torch.ops.deqfam.logexpm1exp and torch.ops.deqfam.logli1exp with the other operators.
+from .special_bessel import besselie  # noqa: E402, F401 - the stable form of besseli
 from .special_expm1 import _logexpm1exp_f64, logexpm1, logexpm1exp  # noqa: E402
 from .special_li1 import logli1exp, logli1exp_impl  # noqa: E402
+from .special_logsumexp import logsumexp0  # noqa: E402, F401 - categorical A
 from .special_polygamma import digamma, polygamma  # noqa: E402, F401 - generated modules call these
 
 OP_IMPLEMENTATIONS["deqfam::logexpm1exp"] = lambda x, k: _via_f64(
@@ -675,4 +677,5 @@ PRIMITIVE_CALLS: tuple[str, ...] = (
     "torch.ops.deqfam.logexpm1x",
     "torch.ops.deqfam.logexpm1exp",
     "torch.ops.deqfam.logli1exp",
+    "special.besselie",
 )

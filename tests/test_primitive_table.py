@@ -30,6 +30,7 @@ SAMPLES = {
     "logexpm1x": (sp.Integer(1), [-30.0, -0.2, 0.3, 4.0]),
     "logexpm1exp": (sp.Integer(2), [-30.0, -0.2, 0.3, 4.0]),
     "logli1exp": (sp.Integer(2), [-30.0, -2.0, -0.5, -1e-3]),
+    "besselie": (sp.Integer(2), [-40.0, -3.0, 1e-3, 0.5, 35.0]),
 }
 
 

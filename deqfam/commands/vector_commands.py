@@ -7,7 +7,7 @@ import json
 
 import sympy as sp
 
-from deqfam.commands.common import EXIT_NEGATIVE, EXIT_OK, removed_if_failed
+from deqfam.commands.common import EXIT_BAD_INPUT, EXIT_NEGATIVE, EXIT_OK, removed_if_failed
 from deqfam.derive.vector_derivation import VectorFamily
 from deqfam.vocab import Verdict
 
@@ -67,12 +67,13 @@ def cmd_check_vector(fam: VectorFamily, args: argparse.Namespace) -> int:
 
 
 def cmd_generate_vector(fam: VectorFamily, args: argparse.Namespace) -> int:
-    """Write ``<name>.py``; a family the check rejects is refused (exit 1) unless
-    ``--allow-inadmissible``. C++/CUDA kernels are not generated for vector families yet."""
+    """Write ``<name>.py`` and, for ``--target cpp|cuda|all``, ``<name>_kernels.cpp`` /
+    ``.cu``; a family the check rejects is refused (exit 1) unless ``--allow-inadmissible``."""
     import sys
 
     from deqfam.derive.vector_check import check_vector_family
     from deqfam.derive.vector_codegen import write_vector_generated
+    from deqfam.derive.vector_kernels import write_vector_kernels
 
     report = check_vector_family(fam)
     verdict = Verdict(report.verdict)
@@ -86,10 +87,14 @@ def cmd_generate_vector(fam: VectorFamily, args: argparse.Namespace) -> int:
         warning = f"deqfam check: not admissible ({report.reason})"
     elif verdict is Verdict.INCONCLUSIVE:
         warning = f"deqfam check: inconclusive ({report.reason})"
+    from deqfam.vector_accuracy import vector_accuracy_gate
+
+    if not vector_accuracy_gate(fam, bool(getattr(args, "require_accurate", False))):
+        return EXIT_BAD_INPUT
+    kernels = {"all": ("cpp", "cuda"), "cpp": ("cpp",), "cuda": ("cuda",)}.get(args.target, ())
     with removed_if_failed(args.output):
         written = write_vector_generated(fam, args.output, warning=warning, verdict=verdict.value)
+        written.update(write_vector_kernels(fam, args.output, kernels, warning=warning))
     for target, path in written.items():
         print(f"{target:6s} {path}")
-    if args.target != "torch":
-        print(f"note   no C++/CUDA kernels for the vector family {fam.name} (torch module only)")
     return EXIT_OK
