@@ -50,10 +50,7 @@ from benchmarks.common import (
     write_result,
 )
 from benchmarks.tables import paper_fig3_lines
-from deqfam.runtime.fitting.prior import (
-    DEFAULT_WEIGHT_DECAY_FLOOR,
-    DEFAULT_WEIGHT_DECAY_PER_SAMPLE,
-)
+from deqfam.runtime.fitting.prior import DEFAULT_WEIGHT_DECAY_PER_SAMPLE
 
 FAMILIES = ("gaussian", "bernoulli", "poisson")
 #: the paper's Figure 3 (100 trials): times DEQ gave the lowest test MSE, per family
@@ -232,7 +229,6 @@ def main(argv: list[str] | None = None) -> None:
     # the fit's default prior is part of the configuration: trials fitted under another
     # default are not reused on resume
     config["prior_per_row"] = DEFAULT_WEIGHT_DECAY_PER_SAMPLE
-    config["prior_floor"] = DEFAULT_WEIGHT_DECAY_FLOOR
     families = args.families.split(",")
     print(f"config {config}, trials {args.trials}, torch {torch.__version__}")
     done = load_trials(args.trials_file, config) if not args.quick else {}

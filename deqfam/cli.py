@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=opt.nonnegative_finite_float,
         default=None,
         help="precision >= 0 of the Gaussian prior on the loadings W and offsets B (default: "
-        "max(500, 0.125 x the number of rows): the paper's 500, then 0.125 per row; "
+        "0.125 x the number of rows, a weight decay of 0.125 on the per-sample objective; "
         "smaller fits the training data more closely, e.g. 1 to match glmpca's deviance; "
         "with 0 the joint objective has no minimiser)",
     )

@@ -75,7 +75,7 @@ class ExponentialFamilyPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         n_components: latent dimension ``l`` (1 <= l <= n_features).
         lam: prior precision of the latents, ``z ~ N(0, lam^-1 I)`` (``deqfam fit --lam``).
         weight_decay: precision of the Gaussian prior on ``(W, B)``; ``None`` takes
-            ``deqfam fit``'s per-sample rule (``runtime.fitting.prior``: ``max(500, 0.125 N)``).
+            ``deqfam fit``'s per-sample rule (``runtime.fitting.prior``: 0.125 per row).
         max_iter: most outer (loadings) iterations of the fit.
         tol: relative change of the objective below which the fit may stop (``rtol`` of
             ``NewtonFitConfig``; it also needs the loadings gradient below ``gtol``).

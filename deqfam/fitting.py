@@ -38,8 +38,8 @@ DEFAULT_LR_DECAY = 0.1
 DEFAULT_MAX_DECAYS = 2
 #: ``fit``'s optimizers: second-order alternation (default) or Adam through the implicit layer
 OPTIMIZERS = ("newton", "adam")
-#: default precision of the Gaussian prior on (W, B): None, the rule ``w = max(500, c N)`` of
-#: ``runtime.fitting.prior`` (c = 0.125 per sample; 512 at the paper's 4097 rows). With no
+#: default precision of the Gaussian prior on (W, B): None, the rule ``w = c N`` of
+#: ``runtime.fitting.prior`` (c = 0.125 per sample; 500 at the paper's 4097 rows). With no
 #: prior the joint objective has no minimiser (W -> c W, Z -> Z / c lowers lam/2 |Z|^2 for
 #: ever). How it was chosen, and what it costs in training deviance: BENCHMARKS.md, "The
 #: default prior".
@@ -110,8 +110,8 @@ def fit(
     recorded in ``FitResult.threads`` and ``history.json``.
 
     ``weight_decay`` is the precision ``w`` of the Gaussian prior on ``(W, B)``; ``None``
-    (default) takes ``w = max(500, 0.125 N)`` for ``N`` rows (``runtime.fitting.prior``),
-    recorded in the run's settings and ``FitResult.model.weight_decay``.
+    (default) takes ``w = 0.125 N`` for ``N`` rows (``runtime.fitting.prior``), recorded in
+    the run's settings and ``FitResult.model.weight_decay``.
 
     ``optimizer="newton"`` (default) minimises the joint MAP objective by alternating the
     latent Newton solve with Newton / Fisher scoring per column (``runtime.fitting``) until

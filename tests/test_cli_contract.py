@@ -167,7 +167,7 @@ def fitted(tmp_path):
         (["--lam", "0.5"], "lam=0.1"),
         (["--latent-dim", "3"], "latent_dim=2"),
         (["--family", "negative_binomial"], "family='poisson'"),
-        (["--weight-decay", "0.1"], "weight_decay=500"),  # the default max(500, 0.125 x 20 rows)
+        (["--weight-decay", "0.1"], "weight_decay=2.5"),  # the default 0.125 x 20 rows
     ],
 )
 def test_resume_with_other_settings_is_refused(fitted, capsys, change, setting):

@@ -27,27 +27,25 @@ def _eta(res) -> torch.Tensor:
 def test_rule_is_a_weight_decay_per_sample():
     assert DEFAULT_WEIGHT_DECAY is None  # fit resolves it from the data
     assert default_weight_decay(4097) == pytest.approx(512.125)
-    assert default_weight_decay(40) == 500.0  # the paper's constant while the data are few
-    assert default_weight_decay(42560) == pytest.approx(5320.0)
-    assert default_weight_decay(8, per_sample=0.5, floor=0.0) == 4.0
+    assert default_weight_decay(8, per_sample=0.5) == 4.0
     with pytest.raises(ValueError, match="at least one sample"):
         default_weight_decay(0)
 
 
-def test_default_prior_is_recorded():
+def test_default_prior_is_recorded_as_c_times_rows():
     y = _counts(40, 6, seed=1)
     res = fit(y, "poisson", 2, progress=False)
-    assert res.model.weight_decay == max(500.0, DEFAULT_WEIGHT_DECAY_PER_SAMPLE * 40)
+    assert res.model.weight_decay == DEFAULT_WEIGHT_DECAY_PER_SAMPLE * 40
 
 
-def test_replicated_data_gives_the_same_fit_under_the_per_row_rule():
+def test_replicated_data_gives_the_same_fit_under_the_default_prior():
     """Each row twice: F(Z, W, B) = mean over rows + w/(2N) |(W, B)|^2 is unchanged when
-    w = c N (the default above its floor), so the fitted natural parameters are the same;
-    with w held fixed the prior weighs half as much and the fit moves."""
+    w = c N, so the fitted natural parameters are the same; with w held fixed the prior
+    weighs half as much and the fit moves."""
     y = _counts(40, 6, seed=2)
     twice = torch.cat([y, y])
-    once = _eta(fit(y, "poisson", 2, progress=False, weight_decay=0.125 * 40))
-    rule = _eta(fit(twice, "poisson", 2, progress=False, weight_decay=0.125 * 80))
+    once = _eta(fit(y, "poisson", 2, progress=False))
+    rule = _eta(fit(twice, "poisson", 2, progress=False))
     fixed = _eta(fit(twice, "poisson", 2, progress=False, weight_decay=0.125 * 40))
     scale = once.abs().max()
     assert (rule[:40] - once).abs().max() <= 1e-3 * scale
