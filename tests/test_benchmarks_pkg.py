@@ -20,7 +20,7 @@ if str(ROOT) not in sys.path:  # benchmarks/ is a top-level package of the check
 
 from benchmarks import common, render  # noqa: E402
 
-HELPERS = {"common", "render", "tables"}
+HELPERS = {"common", "fused_figures", "render", "tables"}
 SCRIPTS = sorted(
     m.name for m in pkgutil.iter_modules([str(ROOT / "benchmarks")]) if m.name not in HELPERS
 )
