@@ -22,7 +22,7 @@ import pytest
 
 from deqfam.api import import_generated
 from deqfam.derive import escape
-from deqfam.derive.codegen import output_paths, render, write_generated
+from deqfam.derive.codegen import TARGETS, output_paths, render, write_generated  # every target
 from deqfam.derive.family import load_family
 
 #: The payload of issue 17: creates PWNED in the current folder if it ever runs as code.
@@ -40,7 +40,6 @@ HOSTILE = {
     "bidi_and_invisible": "abc\u202eevil\u2066x\u200b\ufeff\x00\x1b[31m",
     "non_ascii": "Poisson \u2014 \u03bb, caf\u00e9, \U0001f600",
 }
-TARGETS = ("torch", "cpp", "cuda")
 FIELDS = ("source", "description", "warning")
 HAVE_GXX = shutil.which("g++") is not None
 
