@@ -127,7 +127,8 @@ static constexpr int MAX_LATENT = 64;
 
 /* ---- the per-sample solver: the same text runs on the host (gcc) and the device (nvcc) ---- */
 
-/* Options and shared inputs of one batched solve (W is d x l row-major). */
+/* Options and shared inputs of one batched solve (W is d x l row-major: every pass over the
+ * d coordinates reads W row by row, contiguously). */
 template <typename scalar_t>
 struct Problem {
   const scalar_t* W;
@@ -137,63 +138,124 @@ struct Problem {
   int64_t max_iter, ls_steps;
 };
 
-/* J(z) = lam/2 |z|^2 - z.wtt + sum_j A(eta_j) (+inf when eta leaves the domain) and the
- * magnitude quad + |lin| + sum_j |A(eta_j)| of its terms (the Armijo slack's scale). */
+/* Scratch scalars per observed coordinate of one sample: T(y), W d, and two sets of
+ * (eta, sigma, sigma'), at the iterate and at the line search's trial point. */
+static constexpr int64_t SOLVE_WORK_PER_COORD = 8;
+/* ... and of the backward: (eta, sigma, sigma') at z*. */
+static constexpr int64_t BACKWARD_WORK_PER_COORD = 3;
+
+/* eta, sigma and sigma' at one point (d scalars each). */
 template <typename scalar_t>
-DEQFAM_HD void objective(const Problem<scalar_t>& p, const scalar_t* z, const scalar_t* eta,
-                         const scalar_t* wtt, scalar_t* value, scalar_t* scale) {
+struct Point {
+  scalar_t* eta;
+  scalar_t* sigma;
+  scalar_t* dsigma;
+};
+
+/* eta = W z + B. */
+template <typename scalar_t>
+DEQFAM_HD void natural_parameters(const Problem<scalar_t>& p, const scalar_t* z, scalar_t* eta) {
+  for (int64_t j = 0; j < p.d; ++j) {
+    const scalar_t* w = p.W + j * p.l;
+    scalar_t e = 0;
+    for (int64_t a = 0; a < p.l; ++a) {
+      e += z[a] * w[a];
+    }
+    eta[j] = e + p.B[j];
+  }
+}
+
+/* At the point (z, eta): J(z) = lam/2 |z|^2 - z.wtt + sum_j A(eta_j), the magnitude
+ * quad + |lin| + sum_j |A(eta_j)| of its terms (the Armijo slack's scale), and sigma, sigma'
+ * at every coordinate, all from one evaluation of the family per coordinate (so that the
+ * next linearisation, at an accepted trial point, costs no transcendental call). False, with
+ * J = +inf, as soon as an eta_j leaves the domain (the check also rejects NaN and +-inf on
+ * the whole line when check_all is set, as the start check of the torch path does). */
+template <typename scalar_t>
+DEQFAM_HD bool evaluate(const Problem<scalar_t>& p, const scalar_t* z, const Point<scalar_t>& pt,
+                        const scalar_t* wtt, bool check_all, scalar_t* value, scalar_t* scale) {
   scalar_t quad = 0, lin = 0, a_sum = 0, a_abs = 0;
-  bool inside = true;
   for (int64_t a = 0; a < p.l; ++a) {
     quad += z[a] * z[a];
     lin += z[a] * wtt[a];
   }
   quad *= static_cast<scalar_t>(0.5 * p.lam);
   for (int64_t j = 0; j < p.d; ++j) {
-    const double e = static_cast<double>(eta[j]);
-    if (!FAM_WHOLE_LINE && !(e > FAM_LO && e < FAM_HI)) {
-      inside = false;
-      continue;
+    const double e = static_cast<double>(pt.eta[j]);
+    if ((check_all || !FAM_WHOLE_LINE) && !(e > FAM_LO && e < FAM_HI)) {
+      *value = static_cast<scalar_t>(INFINITY);
+      *scale = static_cast<scalar_t>(INFINITY);
+      return false;
     }
+    double s, ds;
+    deqfam_continuous_bernoulli_eval(e, &s, &ds);
+    pt.sigma[j] = static_cast<scalar_t>(s);
+    pt.dsigma[j] = static_cast<scalar_t>(ds);
     const scalar_t aj = static_cast<scalar_t>(fam_log_partition(e));
     a_sum += aj;
     a_abs += aj < 0 ? -aj : aj;
   }
-  *value = inside ? quad - lin + a_sum : static_cast<scalar_t>(INFINITY);
+  *value = quad - lin + a_sum;
   *scale = quad + (lin < 0 ? -lin : lin) + a_abs;
+  return true;
 }
 
-/* eta = W z + B, then (sigma, sigma') at every coordinate. */
+/* g = lam z - W^T (T - sigma), its norm (the residual) and the stopping threshold
+ * tol + rtol (lam |z| + | |W|^T (|T| + |sigma|) |), in one pass over the coordinates. */
 template <typename scalar_t>
-DEQFAM_HD void linearise(const Problem<scalar_t>& p, const scalar_t* z, scalar_t* eta,
-                         scalar_t* sigma, scalar_t* dsigma) {
-  for (int64_t j = 0; j < p.d; ++j) {
-    scalar_t e = 0;
-    for (int64_t a = 0; a < p.l; ++a) {
-      e += z[a] * p.W[j * p.l + a];
-    }
-    eta[j] = e + p.B[j];
-    double s, ds;
-    deqfam_continuous_bernoulli_eval(static_cast<double>(eta[j]), &s, &ds);
-    sigma[j] = static_cast<scalar_t>(s);
-    dsigma[j] = static_cast<scalar_t>(ds);
+DEQFAM_HD void gradient(const Problem<scalar_t>& p, const scalar_t* t, const scalar_t* sigma,
+                        const scalar_t* z, scalar_t* grad, scalar_t* residual,
+                        scalar_t* threshold) {
+  const int64_t l = p.l;
+  scalar_t mag[MAX_LATENT];
+  for (int64_t a = 0; a < l; ++a) {
+    grad[a] = 0;
+    mag[a] = 0;
   }
+  for (int64_t j = 0; j < p.d; ++j) {
+    const scalar_t* w = p.W + j * l;
+    const scalar_t r = t[j] - sigma[j];
+    const scalar_t m = (t[j] < 0 ? -t[j] : t[j]) + (sigma[j] < 0 ? -sigma[j] : sigma[j]);
+    for (int64_t a = 0; a < l; ++a) {
+      grad[a] += r * w[a];
+      mag[a] += m * (w[a] < 0 ? -w[a] : w[a]);
+    }
+  }
+  scalar_t g2 = 0, z2 = 0, v2 = 0;
+  for (int64_t a = 0; a < l; ++a) {
+    grad[a] = static_cast<scalar_t>(p.lam) * z[a] - grad[a];
+    g2 += grad[a] * grad[a];
+    z2 += z[a] * z[a];
+    v2 += mag[a] * mag[a];
+  }
+  *residual = sqrt(g2);
+  *threshold = static_cast<scalar_t>(p.tol + p.rtol * (p.lam * sqrt(static_cast<double>(z2)) +
+                                                       sqrt(static_cast<double>(v2))));
 }
 
-/* Lower Cholesky factor of H = lam I + W^T diag(sigma') W in place; false when H is not
- * numerically positive definite (only possible with a non-finite sigma'). */
+/* Lower Cholesky factor of H = lam I + W^T diag(sigma') W in place (H accumulated row by row
+ * of W, one pass); false when H is not numerically positive definite (only possible with a
+ * non-finite sigma'). */
 template <typename scalar_t>
 DEQFAM_HD bool hessian_cholesky(const Problem<scalar_t>& p, const scalar_t* dsigma,
                                 scalar_t* H) {
   const int64_t l = p.l;
   for (int64_t a = 0; a < l; ++a) {
     for (int64_t b = 0; b <= a; ++b) {
-      scalar_t acc = 0;
-      for (int64_t j = 0; j < p.d; ++j) {
-        acc += dsigma[j] * p.W[j * l + a] * p.W[j * l + b];
-      }
-      H[a * l + b] = acc + (a == b ? static_cast<scalar_t>(p.lam) : scalar_t(0));
+      H[a * l + b] = 0;
     }
+  }
+  for (int64_t j = 0; j < p.d; ++j) {
+    const scalar_t* w = p.W + j * l;
+    for (int64_t a = 0; a < l; ++a) {
+      const scalar_t dwa = dsigma[j] * w[a];
+      for (int64_t b = 0; b <= a; ++b) {
+        H[a * l + b] += dwa * w[b];
+      }
+    }
+  }
+  for (int64_t a = 0; a < l; ++a) {
+    H[a * l + a] += static_cast<scalar_t>(p.lam);
   }
   for (int64_t a = 0; a < l; ++a) {
     for (int64_t b = 0; b <= a; ++b) {
@@ -238,51 +300,52 @@ DEQFAM_HD void cholesky_solve(const scalar_t* L, int64_t l, const scalar_t* rhs,
  * s * backtrack^k (k < ls_steps) with slack 64 eps |terms of J|, s back to 1 after a step and
  * shrunk by backtrack^ls_steps after a rejected batch (stalled below min_step); converged
  * when |grad| <= tol + rtol (lam|z| + | |W|^T (|T| + |sigma|) |) and H(z*) factors.
- * work holds 3 d scalars (eta, sigma, sigma'); z holds z0 on entry, z* on exit. */
+ * The family is evaluated once per point visited: at the start and at every trial point,
+ * whose J, sigma and sigma' become the iterate's when the trial is accepted (the trial's
+ * eta = eta + t W d, as in the torch path's line search). work holds
+ * SOLVE_WORK_PER_COORD * d scalars; z holds z0 on entry, z* on exit. A start with
+ * W z0 + B outside the domain returns at once with iterations = -1 (the caller raises). */
 template <typename scalar_t>
 DEQFAM_HD void solve_sample(const Problem<scalar_t>& p, const scalar_t* y, scalar_t* z,
                             scalar_t* work, bool* converged, int64_t* iterations,
                             scalar_t* residual, scalar_t* threshold) {
   const int64_t d = p.d, l = p.l;
-  scalar_t* eta = work;
-  scalar_t* sigma = work + d;
-  scalar_t* dsigma = work + 2 * d;
+  scalar_t* t = work;
+  scalar_t* deta = work + d;
+  Point<scalar_t> cur{work + 2 * d, work + 3 * d, work + 4 * d};
+  Point<scalar_t> nxt{work + 5 * d, work + 6 * d, work + 7 * d};
   scalar_t wtt[MAX_LATENT], grad[MAX_LATENT], dir[MAX_LATENT], trial[MAX_LATENT];
   scalar_t H[MAX_LATENT * MAX_LATENT];
   for (int64_t a = 0; a < l; ++a) {
-    scalar_t acc = 0;
-    for (int64_t j = 0; j < d; ++j) {
-      acc += static_cast<scalar_t>(fam_statistic(static_cast<double>(y[j]))) * p.W[j * l + a];
+    wtt[a] = 0;
+  }
+  for (int64_t j = 0; j < d; ++j) {
+    t[j] = static_cast<scalar_t>(fam_statistic(static_cast<double>(y[j])));
+    const scalar_t* w = p.W + j * l;
+    for (int64_t a = 0; a < l; ++a) {
+      wtt[a] += t[j] * w[a];
     }
-    wtt[a] = acc;
+  }
+  natural_parameters(p, z, cur.eta);
+  scalar_t j0, scale0;
+  if (!evaluate(p, z, cur, wtt, true, &j0, &scale0)) {
+    *converged = false;
+    *iterations = -1;
+    *residual = static_cast<scalar_t>(NAN);
+    *threshold = static_cast<scalar_t>(NAN);
+    return;
   }
   double step_scale = 1.0;
-  bool failed = false;
+  bool failed = false, factored = false;
   int64_t iters = 0;
   scalar_t res = 0, thr = 0;
   for (int64_t it = 0; it <= p.max_iter; ++it) {
-    linearise(p, z, eta, sigma, dsigma);
-    scalar_t g2 = 0, z2 = 0, v2 = 0;
-    for (int64_t a = 0; a < l; ++a) {
-      scalar_t acc = 0, mag = 0;
-      for (int64_t j = 0; j < d; ++j) {
-        const scalar_t t = static_cast<scalar_t>(fam_statistic(static_cast<double>(y[j])));
-        const scalar_t w = p.W[j * l + a];
-        acc += (t - sigma[j]) * w;
-        mag += ((t < 0 ? -t : t) + (sigma[j] < 0 ? -sigma[j] : sigma[j])) * (w < 0 ? -w : w);
-      }
-      grad[a] = static_cast<scalar_t>(p.lam) * z[a] - acc;
-      g2 += grad[a] * grad[a];
-      z2 += z[a] * z[a];
-      v2 += mag * mag;
-    }
-    res = sqrt(g2);
-    thr = static_cast<scalar_t>(p.tol + p.rtol * (p.lam * sqrt(static_cast<double>(z2)) +
-                                                  sqrt(static_cast<double>(v2))));
+    gradient(p, t, cur.sigma, z, grad, &res, &thr);
+    factored = hessian_cholesky(p, cur.dsigma, H);
     if (!(res > thr) || failed || it == p.max_iter) {
       break;
     }
-    if (hessian_cholesky(p, dsigma, H)) {
+    if (factored) {
       cholesky_solve(H, l, grad, dir);
       for (int64_t a = 0; a < l; ++a) {
         dir[a] = -dir[a];
@@ -292,41 +355,43 @@ DEQFAM_HD void solve_sample(const Problem<scalar_t>& p, const scalar_t* y, scala
         dir[a] = -grad[a];
       }
     }
-    scalar_t j0, scale0, slope = 0;
-    objective(p, z, eta, wtt, &j0, &scale0);
+    scalar_t slope = 0;
     for (int64_t a = 0; a < l; ++a) {
       slope += grad[a] * dir[a];
     }
     const scalar_t slack = static_cast<scalar_t>(64.0 * p.eps) * scale0;
-    /* sigma is free now: it holds the direction in eta space, W d */
-    scalar_t* deta = sigma;
     for (int64_t j = 0; j < d; ++j) {
+      const scalar_t* w = p.W + j * l;
       scalar_t acc = 0;
       for (int64_t a = 0; a < l; ++a) {
-        acc += dir[a] * p.W[j * l + a];
+        acc += dir[a] * w[a];
       }
       deta[j] = acc;
     }
     bool found = false;
-    scalar_t step = 0;
+    scalar_t step = 0, jt = 0, st = 0;
     for (int64_t k = 0; k < p.ls_steps && !found; ++k) {
       step = static_cast<scalar_t>(step_scale * pow(p.backtrack, static_cast<double>(k)));
       for (int64_t a = 0; a < l; ++a) {
         trial[a] = z[a] + step * dir[a];
       }
       for (int64_t j = 0; j < d; ++j) {
-        dsigma[j] = eta[j] + step * deta[j];
+        nxt.eta[j] = cur.eta[j] + step * deta[j];
       }
-      scalar_t jt, st;
-      objective(p, trial, dsigma, wtt, &jt, &st);
+      evaluate(p, trial, nxt, wtt, false, &jt, &st);
       const bool finite = jt == jt && jt < static_cast<scalar_t>(INFINITY) &&
                           jt > -static_cast<scalar_t>(INFINITY);
       found = finite && jt <= j0 + static_cast<scalar_t>(p.armijo_c) * step * slope + slack;
     }
     if (found) {
       for (int64_t a = 0; a < l; ++a) {
-        z[a] += step * dir[a];
+        z[a] = trial[a];
       }
+      const Point<scalar_t> old = cur;
+      cur = nxt;
+      nxt = old;
+      j0 = jt;
+      scale0 = st;
       ++iters;
       step_scale = 1.0;
     } else {
@@ -334,7 +399,7 @@ DEQFAM_HD void solve_sample(const Problem<scalar_t>& p, const scalar_t* y, scala
       failed = step_scale < p.min_step;
     }
   }
-  *converged = !(res > thr) && !failed && hessian_cholesky(p, dsigma, H);
+  *converged = !(res > thr) && !failed && factored;
   *iterations = iters;
   *residual = res;
   *threshold = thr;
@@ -343,7 +408,7 @@ DEQFAM_HD void solve_sample(const Problem<scalar_t>& p, const scalar_t* y, scala
 /* The implicit backward of one sample (runtime/implicit.py): u = H(z*)^{-1} grad_z, and the
  * per-coordinate pieces of the closed-form gradients: wu = W u, p = sigma' * wu,
  * r = T(y) - sigma, grad_y = T'(y) * wu (so grad_W = sum_s r u^T - p z^T, grad_B = -sum_s p).
- * u is NaN when H(z*) cannot be factored. */
+ * u is NaN when H(z*) cannot be factored. work holds BACKWARD_WORK_PER_COORD * d scalars. */
 template <typename scalar_t>
 DEQFAM_HD void backward_sample(const Problem<scalar_t>& p, const scalar_t* y, const scalar_t* z,
                                const scalar_t* grad_z, scalar_t* work, scalar_t* u,
@@ -353,7 +418,13 @@ DEQFAM_HD void backward_sample(const Problem<scalar_t>& p, const scalar_t* y, co
   scalar_t* sigma = work + d;
   scalar_t* dsigma = work + 2 * d;
   scalar_t H[MAX_LATENT * MAX_LATENT];
-  linearise(p, z, eta, sigma, dsigma);
+  natural_parameters(p, z, eta);
+  for (int64_t j = 0; j < d; ++j) {
+    double s, ds;
+    deqfam_continuous_bernoulli_eval(static_cast<double>(eta[j]), &s, &ds);
+    sigma[j] = static_cast<scalar_t>(s);
+    dsigma[j] = static_cast<scalar_t>(ds);
+  }
   if (hessian_cholesky(p, dsigma, H)) {
     cholesky_solve(H, l, grad_z, u);
   } else {
@@ -362,9 +433,10 @@ DEQFAM_HD void backward_sample(const Problem<scalar_t>& p, const scalar_t* y, co
     }
   }
   for (int64_t j = 0; j < d; ++j) {
+    const scalar_t* w = p.W + j * l;
     scalar_t wu = 0;
     for (int64_t a = 0; a < l; ++a) {
-      wu += p.W[j * l + a] * u[a];
+      wu += w[a] * u[a];
     }
     const double yj = static_cast<double>(y[j]);
     r[j] = static_cast<scalar_t>(fam_statistic(yj)) - sigma[j];
@@ -450,8 +522,8 @@ __global__ void solve_kernel(Problem<scalar_t> p, const scalar_t* y, scalar_t* z
                              scalar_t* thr, int64_t n) {
   const int64_t s = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (s < n) {
-    solve_sample(p, y + s * p.d, z + s * p.l, work + s * 3 * p.d, conv + s, iters + s, res + s,
-                 thr + s);
+    scalar_t* ws = work + s * SOLVE_WORK_PER_COORD * p.d;
+    solve_sample(p, y + s * p.d, z + s * p.l, ws, conv + s, iters + s, res + s, thr + s);
   }
 }
 
@@ -462,7 +534,8 @@ __global__ void backward_kernel(Problem<scalar_t> p, const scalar_t* y, const sc
   const int64_t s = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (s < n) {
     const int64_t o = s * p.d, q = s * p.l;
-    backward_sample(p, y + o, z + q, gz + q, work + s * 3 * p.d, u + q, r + o, pw + o, gy + o);
+    scalar_t* ws = work + s * BACKWARD_WORK_PER_COORD * p.d;
+    backward_sample(p, y + o, z + q, gz + q, ws, u + q, r + o, pw + o, gy + o);
   }
 }
 
@@ -492,7 +565,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> solve_cud
   auto out = solve_outputs(Y, W, z0);
   at::Tensor Yc = Y.contiguous(), Wc = W.contiguous(), Bc = B.contiguous();
   const int64_t n = Y.size(0);
-  at::Tensor work = at::empty({n, 3 * Y.size(1)}, Y.options());
+  at::Tensor work = at::empty({n, SOLVE_WORK_PER_COORD * Y.size(1)}, Y.options());
   if (n == 0) {
     return out;
   }
@@ -521,7 +594,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> solve_backward_cuda(
   at::Tensor Yc = Y.contiguous(), Wc = W.contiguous(), Bc = B.contiguous();
   at::Tensor zc = z.contiguous(), gc = grad_z.contiguous();
   const int64_t n = Y.size(0);
-  at::Tensor work = at::empty({n, 3 * Y.size(1)}, Y.options());
+  at::Tensor work = at::empty({n, BACKWARD_WORK_PER_COORD * Y.size(1)}, Y.options());
   if (n > 0) {
     const int threads = 64;
     const cudaStream_t stream = current_stream(Y.device());

@@ -128,13 +128,6 @@ def fused_equilibrium(
     if lam <= 0:
         raise ValueError(f"lam must be > 0 (strong convexity), got {lam!r}")
     cfg = as_config(config)
-    with torch.no_grad():
-        start = B.expand(Y.shape[0], -1) if z0 is None else z0 @ W.T + B
-        require_inside_start(
-            fam.in_domain(start).all(-1),
-            f"W z0 + B outside the domain {fam.domain} of family {fam.name!r}",
-            "choose B (or z0) so that eta starts strictly inside the domain",
-        )
     z, converged, iterations, residual, threshold = ops.solve(
         Y,
         W,
@@ -148,6 +141,13 @@ def fused_equilibrium(
         float(cfg.backtrack_factor),
         int(cfg.line_search_steps),
         float(cfg.min_step),
+    )
+    # the kernel flags a start W z0 + B outside the domain with iterations = -1 (it checks
+    # every coordinate as it evaluates J there, so no torch pass over (N, d) is needed here)
+    require_inside_start(
+        iterations >= 0,
+        f"W z0 + B outside the domain {fam.domain} of family {fam.name!r}",
+        "choose B (or z0) so that eta starts strictly inside the domain",
     )
     stats = SolverStats(
         solver="newton (fused)",
