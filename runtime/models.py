@@ -196,7 +196,11 @@ class ExpFamPCA(nn.Module):
         samples); rows whose ``W z0 + B`` falls outside the domain restart from 0. The
         solution and its gradient do not depend on the start, only the iteration count does.
         """
-        Y = self._validate_data(Y)
+        return self._equilibrium(self._validate_data(Y), z0)
+
+    def _equilibrium(self, Y: Tensor, z0: Tensor | None) -> Tensor:
+        """:meth:`forward` on data already checked by ``_validate_data`` (``loss`` checks its
+        batch once, not once more here: the check costs as much as a small solve)."""
         self.check_parameters()
         z0 = self._warm_start(z0, Y)
         fused = resolve_backend(self.family, self.backend, self.latent_dim, self.solver)
@@ -282,13 +286,15 @@ class ExpFamPCA(nn.Module):
         n_total = Y.shape[0] if n_total is None else int(n_total)
         if n_total < 1:
             raise ValueError(f"n_total must be >= 1, got {n_total}")
-        Z = self.forward(Y, z0=z0)
+        Z = self._equilibrium(Y, z0)
         self.last_z = Z.detach()
         eta = self.natural_parameters(Z)
         T = self.family.sufficient_statistic(Y)
         per_sample = (self.family.log_partition(eta) - T * eta).sum(-1) + 0.5 * self.lam * (
             Z * Z
         ).sum(-1)
+        if not self.weight_decay:  # the penalty and its gradient are exactly 0: skip its graph
+            return per_sample.mean()
         return per_sample.mean() + self.penalty() / n_total
 
 
