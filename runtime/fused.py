@@ -3,15 +3,19 @@
 rules, as a drop-in for ``implicit.newton_equilibrium``.
 
 ``solve(Y, W, B, z0?, lam, tol, rtol, max_iter, armijo_c, backtrack_factor,
-line_search_steps, min_step) -> (z, converged, iterations, residual, threshold)`` runs, per
-sample, the Newton / Fisher-scoring solve of ``runtime.solvers.newton`` on
+line_search_steps, min_step) -> (z, converged, iterations, residual, threshold, objective)``
+runs, per sample, the Newton / Fisher-scoring solve of ``runtime.solvers.newton`` on
 
     J(z) = lam/2 |z|^2 - z^T W^T T(y) + 1^T A(W z + B)
 
-(same line search, same stopping test, so it agrees with the torch path to rounding), and
-``solve_backward(grad_z, z, Y, W, B, lam)`` the implicit backward of ``runtime.implicit``:
-``u = H(z*)^{-1} grad_z``, ``grad_W = sum_s (T_s - sigma_s) u_s^T - (sigma'_s * W u_s) z_s^T``,
-``grad_B = -sum_s sigma'_s * W u_s``, ``grad_Y = T'(Y) * W u``.
+(same line search, same stopping test, so it agrees with the torch path to rounding) and also
+returns the outer objective of Theorem 1 (6) at the solution, ``objective_s = 1^T A(eta_s) -
+T(y_s)^T eta_s + lam/2 |z*_s|^2`` (``ExpFamPCA.loss``'s per-sample term, so the loss needs no
+torch graph of its own). ``solve_backward(grad_z, grad_objective, z, Y, W, B, lam)`` is the
+implicit backward of ``runtime.implicit`` for both outputs: with ``g = lam z* - W^T (T -
+sigma)`` (dobjective/dz*, the solver's residual), ``u = H(z*)^{-1} (grad_z + grad_objective
+g)`` and ``q = sigma' * W u + grad_objective (T - sigma)``: ``grad_W = sum_s (T_s - sigma_s)
+u_s^T - q_s z_s^T``, ``grad_B = -sum_s q_s``, ``grad_Y = T'(Y) * (W u - grad_objective eta)``.
 
 Backends (``ExpFamPCA(backend=...)``): ``"torch"`` the torch path; ``"fused"`` the fused op
 (built on first use, cached); ``"auto"`` the fused op when it applies and builds. The fused op
@@ -52,23 +56,28 @@ def _register_rules(namespace: str) -> None:
             Y.new_empty((n,), dtype=torch.long),
             Y.new_empty((n,)),
             Y.new_empty((n,)),
+            Y.new_empty((n,)),
         )
 
     @torch.library.register_fake(f"{namespace}::solve_backward")
-    def _(grad_z, z, Y, W, B, lam):
+    def _(grad_z, grad_objective, z, Y, W, B, lam):
         return W.new_empty(W.shape), B.new_empty(B.shape), Y.new_empty(Y.shape)
 
     def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
         Y, W, B = inputs[:3]
         ctx.save_for_backward(Y, W, B, output[0])
         ctx.lam = inputs[4]
-        ctx.mark_non_differentiable(*output[1:])
+        ctx.mark_non_differentiable(*output[1:5])
 
-    def backward(ctx: Any, grad_z: Tensor | None, *_: Any) -> tuple:
+    def backward(ctx: Any, grad_z: Tensor | None, *grads_out: Any) -> tuple:
         Y, W, B, z = ctx.saved_tensors
+        grad_objective = grads_out[-1]
         grads: list[Tensor | None] = [None] * _N_ARGS
-        if grad_z is not None:
-            gW, gB, gY = ops.solve_backward(grad_z, z, Y, W, B, ctx.lam)
+        if grad_z is not None or grad_objective is not None:
+            # an unused output's upstream gradient is None: it contributes nothing
+            gz = torch.zeros_like(z) if grad_z is None else grad_z
+            go = z.new_zeros(z.shape[0]) if grad_objective is None else grad_objective
+            gW, gB, gY = ops.solve_backward(gz, go, z, Y, W, B, ctx.lam)
             grads[0], grads[1], grads[2] = gY, gW, gB
         return tuple(grads)
 
@@ -124,11 +133,27 @@ def fused_equilibrium(
     """Differentiable MAP latents ``Z*`` and solver stats from the fused op ``ops.solve``:
     the same contract as ``implicit.newton_equilibrium(..., method="newton")``. ``z0`` (default
     0) must put ``W z0 + B`` inside the family's domain."""
+    z, stats, _ = fused_solve(ops, family, W, B, Y, lam, config, z0)
+    return z, stats
+
+
+def fused_solve(
+    ops: Any,
+    family: Any,
+    W: Tensor,
+    B: Tensor,
+    Y: Tensor,
+    lam: float,
+    config: SolverConfig | dict[str, Any] | None = None,
+    z0: Tensor | None = None,
+) -> tuple[Tensor, SolverStats, Tensor]:
+    """:func:`fused_equilibrium` and the per-sample outer objective at ``Z*`` (module
+    docstring), differentiable w.r.t. ``W``, ``B`` and ``Y`` (total derivative)."""
     fam = as_torch_family(family)
     if lam <= 0:
         raise ValueError(f"lam must be > 0 (strong convexity), got {lam!r}")
     cfg = as_config(config)
-    z, converged, iterations, residual, threshold = ops.solve(
+    z, converged, iterations, residual, threshold, objective = ops.solve(
         Y,
         W,
         B,
@@ -157,7 +182,7 @@ def fused_equilibrium(
         converged=converged,
         residual_kind="grad_norm",
     )
-    return z, stats
+    return z, stats, objective
 
 
 __all__ = [
@@ -166,5 +191,6 @@ __all__ = [
     "fused_equilibrium",
     "fused_ops",
     "fused_ops_many",
+    "fused_solve",
     "resolve_backend",
 ]
