@@ -5,11 +5,12 @@
 // Fused DEQ layer of the binomial family on the CPU: the whole equilibrium solve of
 // exponential-family PCA (Newton / Fisher scoring with the Armijo line search, one sample per
 // task of at::parallel_for) and its implicit backward. Registered as the torch.library ops
-// deqfam_fused_binomial::solve and ::solve_backward; the fake and autograd rules are
-// registered from Python (deqfam.runtime.fused). The CUDA kernels of <name>_fused.cu bind
+// deqfam_fused_binomial::solve and ::solve_backward, with solve's autograd (C++, every device);
+// the fake kernels are registered from Python (deqfam.runtime.fused). The CUDA kernels of <name>_fused.cu bind
 // to the same ops.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <torch/autograd.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -644,6 +645,89 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> solve_backward_cpu(
   return std::make_tuple(part_w.sum(0).view({d, l}), part_b.sum(0), grad_Y);
 }
 
+/* ---- autograd of ::solve, in C++ for every device (the Autograd dispatch key): the
+ * backward is ::solve_backward with the upstream gradients of z* and of the objective; the
+ * flags and statistics are not differentiable. In C++ rather than through
+ * torch.library.register_autograd, whose Python wrapper cost as much per forward+backward
+ * as solving 500 samples (~0.5 ms). */
+using SolveOutputs =
+    std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+static SolveOutputs call_solve(const at::Tensor& Y, const at::Tensor& W, const at::Tensor& B,
+                               const c10::optional<at::Tensor>& z0, double lam, double tol,
+                               double rtol, int64_t max_iter, double armijo_c,
+                               double backtrack_factor, int64_t line_search_steps,
+                               double min_step) {
+  static const auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("deqfam_fused_binomial::solve", "")
+          .typed<SolveOutputs(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                              const c10::optional<at::Tensor>&, double, double, double, int64_t,
+                              double, double, int64_t, double)>();
+  return op.call(Y, W, B, z0, lam, tol, rtol, max_iter, armijo_c, backtrack_factor,
+                 line_search_steps, min_step);
+}
+
+static std::tuple<at::Tensor, at::Tensor, at::Tensor> call_solve_backward(
+    const at::Tensor& grad_z, const at::Tensor& grad_objective, const at::Tensor& z,
+    const at::Tensor& Y, const at::Tensor& W, const at::Tensor& B, double lam) {
+  static const auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("deqfam_fused_binomial::solve_backward", "")
+          .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+              const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+              const at::Tensor&, const at::Tensor&, double)>();
+  return op.call(grad_z, grad_objective, z, Y, W, B, lam);
+}
+
+class SolveFunction : public torch::autograd::Function<SolveFunction> {
+ public:
+  static torch::autograd::variable_list forward(
+      torch::autograd::AutogradContext* ctx, const at::Tensor& Y, const at::Tensor& W,
+      const at::Tensor& B, const c10::optional<at::Tensor>& z0, double lam, double tol,
+      double rtol, int64_t max_iter, double armijo_c, double backtrack_factor,
+      int64_t line_search_steps, double min_step) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    SolveOutputs out = call_solve(Y, W, B, z0, lam, tol, rtol, max_iter, armijo_c,
+                                  backtrack_factor, line_search_steps, min_step);
+    ctx->save_for_backward({Y, W, B, std::get<0>(out)});
+    ctx->saved_data["lam"] = lam;
+    ctx->mark_non_differentiable(
+        {std::get<1>(out), std::get<2>(out), std::get<3>(out), std::get<4>(out)});
+    return {std::get<0>(out), std::get<1>(out), std::get<2>(out),
+            std::get<3>(out), std::get<4>(out), std::get<5>(out)};
+  }
+
+  /* Gradients w.r.t. (Y, W, B); none for z0 and the options. An unused output's upstream
+   * gradient is undefined: it contributes nothing (zeros). */
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const torch::autograd::variable_list saved = ctx->get_saved_variables();
+    const at::Tensor& z = saved[3];
+    const at::Tensor grad_z = grads[0].defined() ? grads[0] : at::zeros_like(z);
+    const at::Tensor grad_objective =
+        grads[5].defined() ? grads[5] : at::zeros({z.size(0)}, z.options());
+    auto g = call_solve_backward(grad_z, grad_objective, z, saved[0], saved[1], saved[2],
+                                 ctx->saved_data["lam"].toDouble());
+    torch::autograd::variable_list result(12);
+    result[0] = std::get<2>(g);
+    result[1] = std::get<0>(g);
+    result[2] = std::get<1>(g);
+    return result;
+  }
+};
+
+static SolveOutputs solve_autograd(const at::Tensor& Y, const at::Tensor& W, const at::Tensor& B,
+                                   const c10::optional<at::Tensor>& z0, double lam, double tol,
+                                   double rtol, int64_t max_iter, double armijo_c,
+                                   double backtrack_factor, int64_t line_search_steps,
+                                   double min_step) {
+  const torch::autograd::variable_list out =
+      SolveFunction::apply(Y, W, B, z0, lam, tol, rtol, max_iter, armijo_c, backtrack_factor,
+                           line_search_steps, min_step);
+  return std::make_tuple(out[0], out[1], out[2], out[3], out[4], out[5]);
+}
+
 }  // namespace deqfam_fused_binomial
 
 TORCH_LIBRARY(deqfam_fused_binomial, m) {
@@ -659,4 +743,8 @@ TORCH_LIBRARY(deqfam_fused_binomial, m) {
 TORCH_LIBRARY_IMPL(deqfam_fused_binomial, CPU, m) {
   m.impl("solve", &deqfam_fused_binomial::solve_cpu);
   m.impl("solve_backward", &deqfam_fused_binomial::solve_backward_cpu);
+}
+
+TORCH_LIBRARY_IMPL(deqfam_fused_binomial, Autograd, m) {
+  m.impl("solve", &deqfam_fused_binomial::solve_autograd);
 }

@@ -39,13 +39,13 @@ from .solvers.inner import require_inside_start
 BACKENDS = ("auto", "torch", "fused")
 #: Largest latent dimension of the fused solver (its per-sample arrays are fixed-size).
 MAX_FUSED_LATENT = 64
-_N_ARGS = 12  # inputs of ``solve``
 
 
 def _register_rules(namespace: str) -> None:
-    """Fake kernels of both ops and the autograd rule of ``solve`` (backward by
-    ``solve_backward``; the flags and statistics outputs are not differentiable)."""
-    ops = getattr(torch.ops, namespace)
+    """Fake kernels of both ops (shapes only, for torch.compile and opcheck). The autograd of
+    ``solve`` (backward by ``solve_backward``) is registered by the C++ source itself: the
+    Python ``torch.library.register_autograd`` wrapper cost as much per forward+backward as
+    the solve of 500 samples."""
 
     @torch.library.register_fake(f"{namespace}::solve")
     def _(Y, W, B, z0, lam, tol, rtol, max_iter, armijo_c, backtrack, steps, min_step):
@@ -62,26 +62,6 @@ def _register_rules(namespace: str) -> None:
     @torch.library.register_fake(f"{namespace}::solve_backward")
     def _(grad_z, grad_objective, z, Y, W, B, lam):
         return W.new_empty(W.shape), B.new_empty(B.shape), Y.new_empty(Y.shape)
-
-    def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
-        Y, W, B = inputs[:3]
-        ctx.save_for_backward(Y, W, B, output[0])
-        ctx.lam = inputs[4]
-        ctx.mark_non_differentiable(*output[1:5])
-
-    def backward(ctx: Any, grad_z: Tensor | None, *grads_out: Any) -> tuple:
-        Y, W, B, z = ctx.saved_tensors
-        grad_objective = grads_out[-1]
-        grads: list[Tensor | None] = [None] * _N_ARGS
-        if grad_z is not None or grad_objective is not None:
-            # an unused output's upstream gradient is None: it contributes nothing
-            gz = torch.zeros_like(z) if grad_z is None else grad_z
-            go = z.new_zeros(z.shape[0]) if grad_objective is None else grad_objective
-            gW, gB, gY = ops.solve_backward(gz, go, z, Y, W, B, ctx.lam)
-            grads[0], grads[1], grads[2] = gY, gW, gB
-        return tuple(grads)
-
-    torch.library.register_autograd(f"{namespace}::solve", backward, setup_context=setup_context)
 
 
 def fused_ops(family: Any, verbose: bool = False) -> Any:
