@@ -138,9 +138,10 @@ def solvers(fig: Figures) -> str:
     return f"{table}\n\n{fused_speedups(fig)}"
 
 
-def ratio_cell(x: float) -> str:
-    """A speed-up ``12x``; ``-`` where the other solver did not converge on every sample."""
-    return "-" if x != x else f"{x:.1f}x"
+def ratio_cell(x: float | None) -> str:
+    """A speed-up ``12x``; ``-`` where the other solver did not converge on every sample (NaN,
+    recorded as null)."""
+    return "-" if x is None or x != x else f"{x:.1f}x"
 
 
 def fused_speedups(fig: Figures) -> str:
