@@ -132,7 +132,42 @@ def solvers(fig: Figures) -> str:
         for (family, scale), by in cells.items()
     ]
     header = ["family, W scale", *map(solver_label, columns)]
-    return markdown(header, "l" * len(header), rows)
+    table = markdown(header, "l" * len(header), rows)
+    if not fig.get("fused"):
+        return table
+    return f"{table}\n\n{fused_speedups(fig)}"
+
+
+def ratio_cell(x: float | None) -> str:
+    """A speed-up ``12x``; ``-`` where the other solver did not converge on every sample (NaN,
+    recorded as null)."""
+    return "-" if x is None or x != x else f"{x:.1f}x"
+
+
+def fused_speedups(fig: Figures) -> str:
+    """The fused layer's forward+backward time, its speed-ups over torch Newton and torchdeq's
+    anderson (same run), and its forward time per sample-iteration against the flop estimate
+    (``benchmarks.fused_figures``)."""
+    rows = [
+        [
+            f"{e['family']} {e['scale']:.3g}",
+            f"{e['fused_fwd_bwd_ms']:.2f}",
+            ratio_cell(e["vs_newton"]),
+            ratio_cell(e["vs_anderson"]),
+            f"{e['ns_per_sample_iteration']:.0f}",
+            f"{e['gflops']:.1f}",
+        ]
+        for e in fig["fused"]
+    ]
+    header = [
+        "family, W scale",
+        "fused fwd+bwd ms",
+        "x torch newton",
+        "x torchdeq anderson",
+        "ns / sample-iteration",
+        "GFLOP/s (estimate)",
+    ]
+    return markdown(header, "lrrrrr", rows)
 
 
 def full_scale_lines(fig: Figures) -> list[str]:

@@ -5,16 +5,19 @@
 // Fused DEQ layer of the binomial family on the CPU: the whole equilibrium solve of
 // exponential-family PCA (Newton / Fisher scoring with the Armijo line search, one sample per
 // task of at::parallel_for) and its implicit backward. Registered as the torch.library ops
-// deqfam_fused_binomial::solve and ::solve_backward; the fake and autograd rules are
-// registered from Python (deqfam.runtime.fused). The CUDA kernels of <name>_fused.cu bind
+// deqfam_fused_binomial::solve and ::solve_backward, with solve's autograd (C++, every device);
+// the fake kernels are registered from Python (deqfam.runtime.fused). The CUDA kernels of <name>_fused.cu bind
 // to the same ops.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <torch/autograd.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #ifndef DEQFAM_HD
@@ -95,7 +98,8 @@ static constexpr int MAX_LATENT = 64;
 
 /* ---- the per-sample solver: the same text runs on the host (gcc) and the device (nvcc) ---- */
 
-/* Options and shared inputs of one batched solve (W is d x l row-major). */
+/* Options and shared inputs of one batched solve (W is d x l row-major: every pass over the
+ * d coordinates reads W row by row, contiguously). */
 template <typename scalar_t>
 struct Problem {
   const scalar_t* W;
@@ -105,63 +109,149 @@ struct Problem {
   int64_t max_iter, ls_steps;
 };
 
-/* J(z) = lam/2 |z|^2 - z.wtt + sum_j A(eta_j) (+inf when eta leaves the domain) and the
- * magnitude quad + |lin| + sum_j |A(eta_j)| of its terms (the Armijo slack's scale). */
+/* Scratch scalars per observed coordinate of one sample: T(y), W d, and two sets of
+ * (eta, sigma, sigma'), at the iterate and at the line search's trial point. */
+static constexpr int64_t SOLVE_WORK_PER_COORD = 8;
+/* ... and of the backward: (eta, sigma, sigma') at z*. */
+static constexpr int64_t BACKWARD_WORK_PER_COORD = 3;
+
+/* The latent dimension: the compile-time L when L > 0 (the loops over latents then unroll;
+ * the host instantiates L = 1..4, the common case), else p.l at run time. */
+template <int L, typename scalar_t>
+DEQFAM_HD inline int64_t latent_dim(const Problem<scalar_t>& p) {
+  return L > 0 ? static_cast<int64_t>(L) : p.l;
+}
+
+/* Length of the per-sample latent arrays on the stack. */
+template <int L>
+struct LatentCap {
+  static constexpr int64_t value = L > 0 ? L : MAX_LATENT;
+};
+
+/* eta, sigma and sigma' at one point (d scalars each). */
 template <typename scalar_t>
-DEQFAM_HD void objective(const Problem<scalar_t>& p, const scalar_t* z, const scalar_t* eta,
-                         const scalar_t* wtt, scalar_t* value, scalar_t* scale) {
+struct Point {
+  scalar_t* eta;
+  scalar_t* sigma;
+  scalar_t* dsigma;
+};
+
+/* eta = W z + B. */
+template <int L, typename scalar_t>
+DEQFAM_HD void natural_parameters(const Problem<scalar_t>& p, const scalar_t* z, scalar_t* eta) {
+  const int64_t l = latent_dim<L>(p);
+  for (int64_t j = 0; j < p.d; ++j) {
+    const scalar_t* w = p.W + j * l;
+    scalar_t e = 0;
+    for (int64_t a = 0; a < l; ++a) {
+      e += z[a] * w[a];
+    }
+    eta[j] = e + p.B[j];
+  }
+}
+
+/* At the point (z, eta): J(z) = lam/2 |z|^2 - z.wtt + sum_j A(eta_j), the magnitude
+ * quad + |lin| + sum_j |A(eta_j)| of its terms (the Armijo slack's scale), and sigma, sigma'
+ * at every coordinate, all from one evaluation of the family per coordinate (so that the
+ * next linearisation, at an accepted trial point, costs no transcendental call). False, with
+ * J = +inf, as soon as an eta_j leaves the domain (the check also rejects NaN and +-inf on
+ * the whole line when check_all is set, as the start check of the torch path does). */
+template <int L, typename scalar_t>
+DEQFAM_HD bool evaluate(const Problem<scalar_t>& p, const scalar_t* z, const Point<scalar_t>& pt,
+                        const scalar_t* wtt, bool check_all, scalar_t* value, scalar_t* scale) {
+  const int64_t l = latent_dim<L>(p);
   scalar_t quad = 0, lin = 0, a_sum = 0, a_abs = 0;
-  bool inside = true;
-  for (int64_t a = 0; a < p.l; ++a) {
+  for (int64_t a = 0; a < l; ++a) {
     quad += z[a] * z[a];
     lin += z[a] * wtt[a];
   }
   quad *= static_cast<scalar_t>(0.5 * p.lam);
   for (int64_t j = 0; j < p.d; ++j) {
-    const double e = static_cast<double>(eta[j]);
-    if (!FAM_WHOLE_LINE && !(e > FAM_LO && e < FAM_HI)) {
-      inside = false;
-      continue;
+    const double e = static_cast<double>(pt.eta[j]);
+    if ((check_all || !FAM_WHOLE_LINE) && !(e > FAM_LO && e < FAM_HI)) {
+      *value = static_cast<scalar_t>(INFINITY);
+      *scale = static_cast<scalar_t>(INFINITY);
+      return false;
     }
+    double s, ds;
+    deqfam_binomial_eval(e, &s, &ds);
+    pt.sigma[j] = static_cast<scalar_t>(s);
+    pt.dsigma[j] = static_cast<scalar_t>(ds);
     const scalar_t aj = static_cast<scalar_t>(fam_log_partition(e));
     a_sum += aj;
-    a_abs += aj < 0 ? -aj : aj;
+    a_abs += fabs(aj);
   }
-  *value = inside ? quad - lin + a_sum : static_cast<scalar_t>(INFINITY);
-  *scale = quad + (lin < 0 ? -lin : lin) + a_abs;
+  *value = quad - lin + a_sum;
+  *scale = quad + fabs(lin) + a_abs;
+  return true;
 }
 
-/* eta = W z + B, then (sigma, sigma') at every coordinate. */
-template <typename scalar_t>
-DEQFAM_HD void linearise(const Problem<scalar_t>& p, const scalar_t* z, scalar_t* eta,
-                         scalar_t* sigma, scalar_t* dsigma) {
+/* g = lam z - W^T (T - sigma), its norm (the residual) and the stopping threshold
+ * tol + rtol (lam |z| + | |W|^T (|T| + |sigma|) |), in one pass over the coordinates. */
+template <int L, typename scalar_t>
+DEQFAM_HD void gradient(const Problem<scalar_t>& p, const scalar_t* t, const scalar_t* sigma,
+                        const scalar_t* z, scalar_t* grad, scalar_t* residual,
+                        scalar_t* threshold) {
+  const int64_t l = latent_dim<L>(p);
+  /* local accumulators (not grad itself, which the compiler must assume aliases W or t), and
+   * fabs rather than a compare per sign, which mispredicts on data of either sign */
+  scalar_t acc[LatentCap<L>::value], mag[LatentCap<L>::value];
+  for (int64_t a = 0; a < l; ++a) {
+    acc[a] = 0;
+    mag[a] = 0;
+  }
   for (int64_t j = 0; j < p.d; ++j) {
-    scalar_t e = 0;
-    for (int64_t a = 0; a < p.l; ++a) {
-      e += z[a] * p.W[j * p.l + a];
+    const scalar_t* w = p.W + j * l;
+    const scalar_t r = t[j] - sigma[j];
+    const scalar_t m = fabs(t[j]) + fabs(sigma[j]);
+    for (int64_t a = 0; a < l; ++a) {
+      acc[a] += r * w[a];
+      mag[a] += m * fabs(w[a]);
     }
-    eta[j] = e + p.B[j];
-    double s, ds;
-    deqfam_binomial_eval(static_cast<double>(eta[j]), &s, &ds);
-    sigma[j] = static_cast<scalar_t>(s);
-    dsigma[j] = static_cast<scalar_t>(ds);
   }
+  scalar_t g2 = 0, z2 = 0, v2 = 0;
+  for (int64_t a = 0; a < l; ++a) {
+    grad[a] = static_cast<scalar_t>(p.lam) * z[a] - acc[a];
+    g2 += grad[a] * grad[a];
+    z2 += z[a] * z[a];
+    v2 += mag[a] * mag[a];
+  }
+  *residual = sqrt(g2);
+  *threshold = static_cast<scalar_t>(p.tol + p.rtol * (p.lam * sqrt(static_cast<double>(z2)) +
+                                                       sqrt(static_cast<double>(v2))));
 }
 
-/* Lower Cholesky factor of H = lam I + W^T diag(sigma') W in place; false when H is not
- * numerically positive definite (only possible with a non-finite sigma'). */
-template <typename scalar_t>
+/* Lower Cholesky factor of H = lam I + W^T diag(sigma') W in place (H accumulated row by row
+ * of W, one pass); false when H is not numerically positive definite (only possible with a
+ * non-finite sigma'). */
+template <int L, typename scalar_t>
 DEQFAM_HD bool hessian_cholesky(const Problem<scalar_t>& p, const scalar_t* dsigma,
                                 scalar_t* H) {
-  const int64_t l = p.l;
+  const int64_t l = latent_dim<L>(p);
+  /* the lower triangle accumulated in a local array (kept in registers for small L), not in
+   * H, which the compiler must assume aliases W or sigma' */
+  scalar_t tri[LatentCap<L>::value * LatentCap<L>::value];
   for (int64_t a = 0; a < l; ++a) {
     for (int64_t b = 0; b <= a; ++b) {
-      scalar_t acc = 0;
-      for (int64_t j = 0; j < p.d; ++j) {
-        acc += dsigma[j] * p.W[j * l + a] * p.W[j * l + b];
-      }
-      H[a * l + b] = acc + (a == b ? static_cast<scalar_t>(p.lam) : scalar_t(0));
+      tri[a * l + b] = 0;
     }
+  }
+  for (int64_t j = 0; j < p.d; ++j) {
+    const scalar_t* w = p.W + j * l;
+    for (int64_t a = 0; a < l; ++a) {
+      const scalar_t dwa = dsigma[j] * w[a];
+      for (int64_t b = 0; b <= a; ++b) {
+        tri[a * l + b] += dwa * w[b];
+      }
+    }
+  }
+  for (int64_t a = 0; a < l; ++a) {
+    for (int64_t b = 0; b <= a; ++b) {
+      H[a * l + b] = tri[a * l + b];
+    }
+  }
+  for (int64_t a = 0; a < l; ++a) {
+    H[a * l + a] += static_cast<scalar_t>(p.lam);
   }
   for (int64_t a = 0; a < l; ++a) {
     for (int64_t b = 0; b <= a; ++b) {
@@ -182,22 +272,23 @@ DEQFAM_HD bool hessian_cholesky(const Problem<scalar_t>& p, const scalar_t* dsig
   return true;
 }
 
-/* x = (L L^T)^{-1} rhs with the factor of hessian_cholesky. */
-template <typename scalar_t>
-DEQFAM_HD void cholesky_solve(const scalar_t* L, int64_t l, const scalar_t* rhs, scalar_t* x) {
+/* x = (L L^T)^{-1} rhs with the factor F of hessian_cholesky. */
+template <int L, typename scalar_t>
+DEQFAM_HD void cholesky_solve(const scalar_t* F, int64_t l_run, const scalar_t* rhs, scalar_t* x) {
+  const int64_t l = L > 0 ? static_cast<int64_t>(L) : l_run;
   for (int64_t a = 0; a < l; ++a) {
     scalar_t acc = rhs[a];
     for (int64_t k = 0; k < a; ++k) {
-      acc -= L[a * l + k] * x[k];
+      acc -= F[a * l + k] * x[k];
     }
-    x[a] = acc / L[a * l + a];
+    x[a] = acc / F[a * l + a];
   }
   for (int64_t a = l - 1; a >= 0; --a) {
     scalar_t acc = x[a];
     for (int64_t k = a + 1; k < l; ++k) {
-      acc -= L[k * l + a] * x[k];
+      acc -= F[k * l + a] * x[k];
     }
-    x[a] = acc / L[a * l + a];
+    x[a] = acc / F[a * l + a];
   }
 }
 
@@ -206,52 +297,59 @@ DEQFAM_HD void cholesky_solve(const scalar_t* L, int64_t l, const scalar_t* rhs,
  * s * backtrack^k (k < ls_steps) with slack 64 eps |terms of J|, s back to 1 after a step and
  * shrunk by backtrack^ls_steps after a rejected batch (stalled below min_step); converged
  * when |grad| <= tol + rtol (lam|z| + | |W|^T (|T| + |sigma|) |) and H(z*) factors.
- * work holds 3 d scalars (eta, sigma, sigma'); z holds z0 on entry, z* on exit. */
-template <typename scalar_t>
+ * The family is evaluated once per point visited: at the start and at every trial point,
+ * whose J, sigma and sigma' become the iterate's when the trial is accepted (the trial's
+ * eta = eta + t W d, as in the torch path's line search). work holds
+ * SOLVE_WORK_PER_COORD * d scalars; z holds z0 on entry, z* on exit. objective is the outer
+ * objective of Theorem 1 (6) at the final point, sum_j [A(eta_j) - T(y_j) eta_j] + lam/2 |z|^2
+ * = J(z) - T(y).B. A start with W z0 + B outside the domain returns at once with
+ * iterations = -1 (the caller raises). */
+template <int L, typename scalar_t>
 DEQFAM_HD void solve_sample(const Problem<scalar_t>& p, const scalar_t* y, scalar_t* z,
                             scalar_t* work, bool* converged, int64_t* iterations,
-                            scalar_t* residual, scalar_t* threshold) {
-  const int64_t d = p.d, l = p.l;
-  scalar_t* eta = work;
-  scalar_t* sigma = work + d;
-  scalar_t* dsigma = work + 2 * d;
-  scalar_t wtt[MAX_LATENT], grad[MAX_LATENT], dir[MAX_LATENT], trial[MAX_LATENT];
-  scalar_t H[MAX_LATENT * MAX_LATENT];
+                            scalar_t* residual, scalar_t* threshold, scalar_t* objective) {
+  const int64_t d = p.d, l = latent_dim<L>(p);
+  scalar_t* t = work;
+  scalar_t* deta = work + d;
+  Point<scalar_t> cur{work + 2 * d, work + 3 * d, work + 4 * d};
+  Point<scalar_t> nxt{work + 5 * d, work + 6 * d, work + 7 * d};
+  constexpr int64_t cap = LatentCap<L>::value;
+  scalar_t wtt[cap], grad[cap], dir[cap], trial[cap];
+  scalar_t H[cap * cap];
+  scalar_t tb = 0;
   for (int64_t a = 0; a < l; ++a) {
-    scalar_t acc = 0;
-    for (int64_t j = 0; j < d; ++j) {
-      acc += static_cast<scalar_t>(fam_statistic(static_cast<double>(y[j]))) * p.W[j * l + a];
+    wtt[a] = 0;
+  }
+  for (int64_t j = 0; j < d; ++j) {
+    t[j] = static_cast<scalar_t>(fam_statistic(static_cast<double>(y[j])));
+    tb += t[j] * p.B[j];
+    const scalar_t* w = p.W + j * l;
+    for (int64_t a = 0; a < l; ++a) {
+      wtt[a] += t[j] * w[a];
     }
-    wtt[a] = acc;
+  }
+  natural_parameters<L>(p, z, cur.eta);
+  scalar_t j0, scale0;
+  if (!evaluate<L>(p, z, cur, wtt, true, &j0, &scale0)) {
+    *converged = false;
+    *iterations = -1;
+    *residual = static_cast<scalar_t>(NAN);
+    *threshold = static_cast<scalar_t>(NAN);
+    *objective = static_cast<scalar_t>(NAN);
+    return;
   }
   double step_scale = 1.0;
-  bool failed = false;
+  bool failed = false, factored = false;
   int64_t iters = 0;
   scalar_t res = 0, thr = 0;
   for (int64_t it = 0; it <= p.max_iter; ++it) {
-    linearise(p, z, eta, sigma, dsigma);
-    scalar_t g2 = 0, z2 = 0, v2 = 0;
-    for (int64_t a = 0; a < l; ++a) {
-      scalar_t acc = 0, mag = 0;
-      for (int64_t j = 0; j < d; ++j) {
-        const scalar_t t = static_cast<scalar_t>(fam_statistic(static_cast<double>(y[j])));
-        const scalar_t w = p.W[j * l + a];
-        acc += (t - sigma[j]) * w;
-        mag += ((t < 0 ? -t : t) + (sigma[j] < 0 ? -sigma[j] : sigma[j])) * (w < 0 ? -w : w);
-      }
-      grad[a] = static_cast<scalar_t>(p.lam) * z[a] - acc;
-      g2 += grad[a] * grad[a];
-      z2 += z[a] * z[a];
-      v2 += mag * mag;
-    }
-    res = sqrt(g2);
-    thr = static_cast<scalar_t>(p.tol + p.rtol * (p.lam * sqrt(static_cast<double>(z2)) +
-                                                  sqrt(static_cast<double>(v2))));
+    gradient<L>(p, t, cur.sigma, z, grad, &res, &thr);
+    factored = hessian_cholesky<L>(p, cur.dsigma, H);
     if (!(res > thr) || failed || it == p.max_iter) {
       break;
     }
-    if (hessian_cholesky(p, dsigma, H)) {
-      cholesky_solve(H, l, grad, dir);
+    if (factored) {
+      cholesky_solve<L>(H, l, grad, dir);
       for (int64_t a = 0; a < l; ++a) {
         dir[a] = -dir[a];
       }
@@ -260,41 +358,43 @@ DEQFAM_HD void solve_sample(const Problem<scalar_t>& p, const scalar_t* y, scala
         dir[a] = -grad[a];
       }
     }
-    scalar_t j0, scale0, slope = 0;
-    objective(p, z, eta, wtt, &j0, &scale0);
+    scalar_t slope = 0;
     for (int64_t a = 0; a < l; ++a) {
       slope += grad[a] * dir[a];
     }
     const scalar_t slack = static_cast<scalar_t>(64.0 * p.eps) * scale0;
-    /* sigma is free now: it holds the direction in eta space, W d */
-    scalar_t* deta = sigma;
     for (int64_t j = 0; j < d; ++j) {
+      const scalar_t* w = p.W + j * l;
       scalar_t acc = 0;
       for (int64_t a = 0; a < l; ++a) {
-        acc += dir[a] * p.W[j * l + a];
+        acc += dir[a] * w[a];
       }
       deta[j] = acc;
     }
     bool found = false;
-    scalar_t step = 0;
+    scalar_t step = 0, jt = 0, st = 0;
     for (int64_t k = 0; k < p.ls_steps && !found; ++k) {
       step = static_cast<scalar_t>(step_scale * pow(p.backtrack, static_cast<double>(k)));
       for (int64_t a = 0; a < l; ++a) {
         trial[a] = z[a] + step * dir[a];
       }
       for (int64_t j = 0; j < d; ++j) {
-        dsigma[j] = eta[j] + step * deta[j];
+        nxt.eta[j] = cur.eta[j] + step * deta[j];
       }
-      scalar_t jt, st;
-      objective(p, trial, dsigma, wtt, &jt, &st);
+      evaluate<L>(p, trial, nxt, wtt, false, &jt, &st);
       const bool finite = jt == jt && jt < static_cast<scalar_t>(INFINITY) &&
                           jt > -static_cast<scalar_t>(INFINITY);
       found = finite && jt <= j0 + static_cast<scalar_t>(p.armijo_c) * step * slope + slack;
     }
     if (found) {
       for (int64_t a = 0; a < l; ++a) {
-        z[a] += step * dir[a];
+        z[a] = trial[a];
       }
+      const Point<scalar_t> old = cur;
+      cur = nxt;
+      nxt = old;
+      j0 = jt;
+      scale0 = st;
       ++iters;
       step_scale = 1.0;
     } else {
@@ -302,42 +402,66 @@ DEQFAM_HD void solve_sample(const Problem<scalar_t>& p, const scalar_t* y, scala
       failed = step_scale < p.min_step;
     }
   }
-  *converged = !(res > thr) && !failed && hessian_cholesky(p, dsigma, H);
+  *converged = !(res > thr) && !failed && factored;
   *iterations = iters;
   *residual = res;
   *threshold = thr;
+  *objective = j0 - tb;
 }
 
-/* The implicit backward of one sample (runtime/implicit.py): u = H(z*)^{-1} grad_z, and the
- * per-coordinate pieces of the closed-form gradients: wu = W u, p = sigma' * wu,
- * r = T(y) - sigma, grad_y = T'(y) * wu (so grad_W = sum_s r u^T - p z^T, grad_B = -sum_s p).
- * u is NaN when H(z*) cannot be factored. */
-template <typename scalar_t>
+/* The implicit backward of one sample (runtime/implicit.py) for the upstream gradients
+ * grad_z of z* and grad_l of the outer objective L(z*) = sum_j [A(eta_j) - T_j eta_j] +
+ * lam/2 |z*|^2 (a scalar; 0 when only z* is used). L's total derivative adds its partial
+ * derivatives at fixed z to the implicit term of dL/dz* = g = lam z* - W^T (T - sigma) (the
+ * solver's residual, ~0 but kept, as the torch path's autograd keeps it): with
+ * u = H(z*)^{-1} (grad_z + grad_l g), wu = W u, r = T(y) - sigma and
+ * q = sigma' * wu + grad_l r, the per-coordinate pieces give grad_W = sum_s r u^T - q z^T,
+ * grad_B = -sum_s q, grad_y = T'(y) * (wu - grad_l eta). u is NaN when H(z*) cannot be
+ * factored. work holds BACKWARD_WORK_PER_COORD * d scalars. */
+template <int L, typename scalar_t>
 DEQFAM_HD void backward_sample(const Problem<scalar_t>& p, const scalar_t* y, const scalar_t* z,
-                               const scalar_t* grad_z, scalar_t* work, scalar_t* u,
-                               scalar_t* r, scalar_t* pw, scalar_t* grad_y) {
-  const int64_t d = p.d, l = p.l;
+                               const scalar_t* grad_z, scalar_t grad_l, scalar_t* work,
+                               scalar_t* u, scalar_t* r, scalar_t* q, scalar_t* grad_y) {
+  const int64_t d = p.d, l = latent_dim<L>(p);
   scalar_t* eta = work;
   scalar_t* sigma = work + d;
   scalar_t* dsigma = work + 2 * d;
-  scalar_t H[MAX_LATENT * MAX_LATENT];
-  linearise(p, z, eta, sigma, dsigma);
-  if (hessian_cholesky(p, dsigma, H)) {
-    cholesky_solve(H, l, grad_z, u);
+  constexpr int64_t cap = LatentCap<L>::value;
+  scalar_t H[cap * cap], rhs[cap];
+  natural_parameters<L>(p, z, eta);
+  for (int64_t a = 0; a < l; ++a) {
+    rhs[a] = grad_l * static_cast<scalar_t>(p.lam) * z[a];
+  }
+  for (int64_t j = 0; j < d; ++j) {
+    double s, ds;
+    deqfam_binomial_eval(static_cast<double>(eta[j]), &s, &ds);
+    sigma[j] = static_cast<scalar_t>(s);
+    dsigma[j] = static_cast<scalar_t>(ds);
+    r[j] = static_cast<scalar_t>(fam_statistic(static_cast<double>(y[j]))) - sigma[j];
+    const scalar_t* w = p.W + j * l;
+    for (int64_t a = 0; a < l; ++a) {
+      rhs[a] -= grad_l * r[j] * w[a];
+    }
+  }
+  for (int64_t a = 0; a < l; ++a) {
+    rhs[a] += grad_z[a];
+  }
+  if (hessian_cholesky<L>(p, dsigma, H)) {
+    cholesky_solve<L>(H, l, rhs, u);
   } else {
     for (int64_t a = 0; a < l; ++a) {
       u[a] = static_cast<scalar_t>(NAN);
     }
   }
   for (int64_t j = 0; j < d; ++j) {
+    const scalar_t* w = p.W + j * l;
     scalar_t wu = 0;
     for (int64_t a = 0; a < l; ++a) {
-      wu += p.W[j * l + a] * u[a];
+      wu += w[a] * u[a];
     }
-    const double yj = static_cast<double>(y[j]);
-    r[j] = static_cast<scalar_t>(fam_statistic(yj)) - sigma[j];
-    pw[j] = dsigma[j] * wu;
-    grad_y[j] = static_cast<scalar_t>(fam_statistic_grad(yj)) * wu;
+    q[j] = dsigma[j] * wu + grad_l * r[j];
+    grad_y[j] = static_cast<scalar_t>(fam_statistic_grad(static_cast<double>(y[j]))) *
+                (wu - grad_l * eta[j]);
   }
 }
 #undef DEQFAM_FN
@@ -356,6 +480,29 @@ static void check_inputs(const at::Tensor& Y, const at::Tensor& W, const at::Ten
               ": W, B and Y disagree on d");
   TORCH_CHECK(W.size(1) >= 1 && W.size(1) <= MAX_LATENT, "deqfam_fused_binomial::", op,
               ": latent dimension must be in [1, ", MAX_LATENT, "], got ", W.size(1));
+}
+
+/* fn(std::integral_constant<int, L>()) with the compile-time latent dimension L = l for
+ * l <= 4, where the solver's loops over latents unroll and its arrays shrink to l, else with
+ * L = 0 (l read at run time, arrays of MAX_LATENT). */
+template <typename Fn>
+static void dispatch_latent(int64_t l, const Fn& fn) {
+  switch (l) {
+    case 1:
+      fn(std::integral_constant<int, 1>());
+      break;
+    case 2:
+      fn(std::integral_constant<int, 2>());
+      break;
+    case 3:
+      fn(std::integral_constant<int, 3>());
+      break;
+    case 4:
+      fn(std::integral_constant<int, 4>());
+      break;
+    default:
+      fn(std::integral_constant<int, 0>());
+  }
 }
 
 template <typename scalar_t>
@@ -381,9 +528,9 @@ static Problem<scalar_t> make_problem(const at::Tensor& W, const at::Tensor& B, 
   return p;
 }
 
-/* (z, converged, iterations, residual, threshold), z initialised to z0 (or 0). */
-static std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> solve_outputs(
-    const at::Tensor& Y, const at::Tensor& W, const c10::optional<at::Tensor>& z0) {
+/* (z, converged, iterations, residual, threshold, objective), z initialised to z0 (or 0). */
+static std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+solve_outputs(const at::Tensor& Y, const at::Tensor& W, const c10::optional<at::Tensor>& z0) {
   const int64_t n = Y.size(0), l = W.size(1);
   at::Tensor z = z0.has_value() ? z0->to(Y.options()).contiguous().clone()
                                 : at::zeros({n, l}, Y.options());
@@ -391,29 +538,18 @@ static std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> so
               "deqfam_fused_binomial::solve: z0 must have shape (N, l)");
   return std::make_tuple(z, at::empty({n}, Y.options().dtype(at::kBool)),
                          at::empty({n}, Y.options().dtype(at::kLong)), at::empty({n}, Y.options()),
-                         at::empty({n}, Y.options()));
+                         at::empty({n}, Y.options()), at::empty({n}, Y.options()));
 }
 
-/* Per-sample pieces of the backward: u (N, l), r, p and grad_Y (N, d). */
-static std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_outputs(
-    const at::Tensor& Y, const at::Tensor& W) {
-  const int64_t n = Y.size(0), d = Y.size(1), l = W.size(1);
-  return std::make_tuple(at::empty({n, l}, Y.options()), at::empty({n, d}, Y.options()),
-                         at::empty({n, d}, Y.options()), at::empty({n, d}, Y.options()));
+/* Samples per task of at::parallel_for: a task of at least ~2^15 coordinate-latent products
+ * per pass (tens of microseconds), so that small batches are not split into tasks that cost
+ * less than waking a thread. */
+static int64_t task_grain(int64_t d, int64_t l) {
+  return std::max<int64_t>(1, (int64_t{1} << 15) / (d * (l + 4)));
 }
 
-/* grad_W = r^T u - p^T z, grad_B = -sum_s p_s, grad_Y (runtime/implicit.py). */
-static std::tuple<at::Tensor, at::Tensor, at::Tensor> assemble_gradients(
-    const std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>& pieces, const at::Tensor& z) {
-  const at::Tensor& u = std::get<0>(pieces);
-  const at::Tensor& r = std::get<1>(pieces);
-  const at::Tensor& p = std::get<2>(pieces);
-  at::Tensor grad_W = at::matmul(r.t(), u) - at::matmul(p.t(), z);
-  return std::make_tuple(grad_W, -p.sum(0), std::get<3>(pieces));
-}
-
-/* The solve on the CPU: one sample per task, a (3 d) workspace per chunk of samples. */
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> solve_cpu(
+/* The solve on the CPU: chunks of samples per task (task_grain), one workspace per chunk. */
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> solve_cpu(
     const at::Tensor& Y, const at::Tensor& W, const at::Tensor& B,
     const c10::optional<at::Tensor>& z0, double lam, double tol, double rtol, int64_t max_iter,
     double armijo_c, double backtrack_factor, int64_t line_search_steps, double min_step) {
@@ -430,42 +566,166 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> solve_cpu
     int64_t* pi = std::get<2>(out).data_ptr<int64_t>();
     scalar_t* pr = std::get<3>(out).data_ptr<scalar_t>();
     scalar_t* pt = std::get<4>(out).data_ptr<scalar_t>();
-    at::parallel_for(0, Y.size(0), 8, [&](int64_t begin, int64_t end) {
-      std::vector<scalar_t> work(3 * p.d);
-      for (int64_t s = begin; s < end; ++s) {
-        solve_sample(p, py + s * p.d, pz + s * p.l, work.data(), pc + s, pi + s, pr + s, pt + s);
-      }
+    scalar_t* po = std::get<5>(out).data_ptr<scalar_t>();
+    dispatch_latent(p.l, [&](auto latent) {
+      constexpr int L = decltype(latent)::value;
+      at::parallel_for(0, Y.size(0), task_grain(p.d, p.l), [&](int64_t begin, int64_t end) {
+        std::vector<scalar_t> work(SOLVE_WORK_PER_COORD * p.d);
+        for (int64_t s = begin; s < end; ++s) {
+          solve_sample<L>(p, py + s * p.d, pz + s * p.l, work.data(), pc + s, pi + s, pr + s,
+                          pt + s, po + s);
+        }
+      });
     });
   });
   return out;
 }
 
-/* The implicit backward on the CPU: per-sample pieces in parallel, then two GEMMs. */
+/* grad_W += r u^T - q z^T and grad_B -= q for one sample, from the pieces of backward_sample
+ * (runtime/implicit.py's closed form, one sample at a time). */
+template <int L, typename scalar_t>
+static void accumulate_sample(const Problem<scalar_t>& p, const scalar_t* r, const scalar_t* q,
+                              const scalar_t* u, const scalar_t* z, scalar_t* grad_w,
+                              scalar_t* grad_b) {
+  const int64_t l = latent_dim<L>(p);
+  for (int64_t j = 0; j < p.d; ++j) {
+    scalar_t* g = grad_w + j * l;
+    for (int64_t a = 0; a < l; ++a) {
+      g[a] += r[j] * u[a] - q[j] * z[a];
+    }
+    grad_b[j] -= q[j];
+  }
+}
+
+/* The implicit backward on the CPU. Samples are cut into fixed blocks of task_grain; each
+ * block sums its samples' grad_W, grad_B into its own row of `part_w`, `part_b`, and the rows
+ * are summed in order: deterministic for any number of threads, and no (N, d) pieces r, p or
+ * GEMMs over them (their fresh pages cost more than the arithmetic at small l). */
 std::tuple<at::Tensor, at::Tensor, at::Tensor> solve_backward_cpu(
-    const at::Tensor& grad_z, const at::Tensor& z, const at::Tensor& Y, const at::Tensor& W,
-    const at::Tensor& B, double lam) {
+    const at::Tensor& grad_z, const at::Tensor& grad_objective, const at::Tensor& z,
+    const at::Tensor& Y, const at::Tensor& W, const at::Tensor& B, double lam) {
   check_inputs(Y, W, B, "solve_backward");
-  auto pieces = backward_outputs(Y, W);
   at::Tensor Yc = Y.contiguous(), Wc = W.contiguous(), Bc = B.contiguous();
-  at::Tensor zc = z.contiguous(), gc = grad_z.contiguous();
+  at::Tensor zc = z.contiguous(), gc = grad_z.contiguous(), gl = grad_objective.contiguous();
+  const int64_t n = Y.size(0), d = Y.size(1), l = W.size(1);
+  const int64_t grain = task_grain(d, l);
+  const int64_t blocks = std::max<int64_t>(1, (n + grain - 1) / grain);
+  at::Tensor part_w = at::zeros({blocks, d * l}, Y.options());
+  at::Tensor part_b = at::zeros({blocks, d}, Y.options());
+  at::Tensor grad_Y = at::empty({n, d}, Y.options());
   AT_DISPATCH_FLOATING_TYPES(Y.scalar_type(), "binomial_fused_solve_backward", [&] {
     const Problem<scalar_t> p = make_problem<scalar_t>(Wc, Bc, lam, 0, 0, 0, 0, 0.5, 1, 0);
     const scalar_t* py = Yc.data_ptr<scalar_t>();
     const scalar_t* pz = zc.data_ptr<scalar_t>();
     const scalar_t* pg = gc.data_ptr<scalar_t>();
-    scalar_t* pu = std::get<0>(pieces).data_ptr<scalar_t>();
-    scalar_t* pr = std::get<1>(pieces).data_ptr<scalar_t>();
-    scalar_t* pp = std::get<2>(pieces).data_ptr<scalar_t>();
-    scalar_t* pgy = std::get<3>(pieces).data_ptr<scalar_t>();
-    at::parallel_for(0, Y.size(0), 8, [&](int64_t begin, int64_t end) {
-      std::vector<scalar_t> work(3 * p.d);
-      for (int64_t s = begin; s < end; ++s) {
-        const int64_t o = s * p.d, q = s * p.l;
-        backward_sample(p, py + o, pz + q, pg + q, work.data(), pu + q, pr + o, pp + o, pgy + o);
-      }
+    const scalar_t* pgl = gl.data_ptr<scalar_t>();
+    scalar_t* ppw = part_w.data_ptr<scalar_t>();
+    scalar_t* ppb = part_b.data_ptr<scalar_t>();
+    scalar_t* pgy = grad_Y.data_ptr<scalar_t>();
+    dispatch_latent(l, [&](auto latent) {
+      constexpr int L = decltype(latent)::value;
+      at::parallel_for(0, blocks, 1, [&](int64_t first, int64_t last) {
+        std::vector<scalar_t> work((BACKWARD_WORK_PER_COORD + 2) * d);
+        scalar_t* r = work.data() + BACKWARD_WORK_PER_COORD * d;
+        scalar_t* q = r + d;
+        scalar_t u[MAX_LATENT];
+        for (int64_t blk = first; blk < last; ++blk) {
+          scalar_t* grad_w = ppw + blk * d * l;
+          scalar_t* grad_b = ppb + blk * d;
+          for (int64_t s = blk * grain; s < std::min(n, (blk + 1) * grain); ++s) {
+            const scalar_t* zs = pz + s * l;
+            backward_sample<L>(p, py + s * d, zs, pg + s * l, pgl[s], work.data(), u, r, q,
+                               pgy + s * d);
+            accumulate_sample<L>(p, r, q, u, zs, grad_w, grad_b);
+          }
+        }
+      });
     });
   });
-  return assemble_gradients(pieces, zc);
+  return std::make_tuple(part_w.sum(0).view({d, l}), part_b.sum(0), grad_Y);
+}
+
+/* ---- autograd of ::solve, in C++ for every device (the Autograd dispatch key): the
+ * backward is ::solve_backward with the upstream gradients of z* and of the objective; the
+ * flags and statistics are not differentiable. In C++ rather than through
+ * torch.library.register_autograd, whose Python wrapper cost as much per forward+backward
+ * as solving 500 samples (~0.5 ms). */
+using SolveOutputs =
+    std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+static SolveOutputs call_solve(const at::Tensor& Y, const at::Tensor& W, const at::Tensor& B,
+                               const c10::optional<at::Tensor>& z0, double lam, double tol,
+                               double rtol, int64_t max_iter, double armijo_c,
+                               double backtrack_factor, int64_t line_search_steps,
+                               double min_step) {
+  static const auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("deqfam_fused_binomial::solve", "")
+          .typed<SolveOutputs(const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                              const c10::optional<at::Tensor>&, double, double, double, int64_t,
+                              double, double, int64_t, double)>();
+  return op.call(Y, W, B, z0, lam, tol, rtol, max_iter, armijo_c, backtrack_factor,
+                 line_search_steps, min_step);
+}
+
+static std::tuple<at::Tensor, at::Tensor, at::Tensor> call_solve_backward(
+    const at::Tensor& grad_z, const at::Tensor& grad_objective, const at::Tensor& z,
+    const at::Tensor& Y, const at::Tensor& W, const at::Tensor& B, double lam) {
+  static const auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("deqfam_fused_binomial::solve_backward", "")
+          .typed<std::tuple<at::Tensor, at::Tensor, at::Tensor>(
+              const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+              const at::Tensor&, const at::Tensor&, double)>();
+  return op.call(grad_z, grad_objective, z, Y, W, B, lam);
+}
+
+class SolveFunction : public torch::autograd::Function<SolveFunction> {
+ public:
+  static torch::autograd::variable_list forward(
+      torch::autograd::AutogradContext* ctx, const at::Tensor& Y, const at::Tensor& W,
+      const at::Tensor& B, const c10::optional<at::Tensor>& z0, double lam, double tol,
+      double rtol, int64_t max_iter, double armijo_c, double backtrack_factor,
+      int64_t line_search_steps, double min_step) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    SolveOutputs out = call_solve(Y, W, B, z0, lam, tol, rtol, max_iter, armijo_c,
+                                  backtrack_factor, line_search_steps, min_step);
+    ctx->save_for_backward({Y, W, B, std::get<0>(out)});
+    ctx->saved_data["lam"] = lam;
+    ctx->mark_non_differentiable(
+        {std::get<1>(out), std::get<2>(out), std::get<3>(out), std::get<4>(out)});
+    return {std::get<0>(out), std::get<1>(out), std::get<2>(out),
+            std::get<3>(out), std::get<4>(out), std::get<5>(out)};
+  }
+
+  /* Gradients w.r.t. (Y, W, B); none for z0 and the options. An unused output's upstream
+   * gradient is undefined: it contributes nothing (zeros). */
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    const torch::autograd::variable_list saved = ctx->get_saved_variables();
+    const at::Tensor& z = saved[3];
+    const at::Tensor grad_z = grads[0].defined() ? grads[0] : at::zeros_like(z);
+    const at::Tensor grad_objective =
+        grads[5].defined() ? grads[5] : at::zeros({z.size(0)}, z.options());
+    auto g = call_solve_backward(grad_z, grad_objective, z, saved[0], saved[1], saved[2],
+                                 ctx->saved_data["lam"].toDouble());
+    torch::autograd::variable_list result(12);
+    result[0] = std::get<2>(g);
+    result[1] = std::get<0>(g);
+    result[2] = std::get<1>(g);
+    return result;
+  }
+};
+
+static SolveOutputs solve_autograd(const at::Tensor& Y, const at::Tensor& W, const at::Tensor& B,
+                                   const c10::optional<at::Tensor>& z0, double lam, double tol,
+                                   double rtol, int64_t max_iter, double armijo_c,
+                                   double backtrack_factor, int64_t line_search_steps,
+                                   double min_step) {
+  const torch::autograd::variable_list out =
+      SolveFunction::apply(Y, W, B, z0, lam, tol, rtol, max_iter, armijo_c, backtrack_factor,
+                           line_search_steps, min_step);
+  return std::make_tuple(out[0], out[1], out[2], out[3], out[4], out[5]);
 }
 
 }  // namespace deqfam_fused_binomial
@@ -474,13 +734,17 @@ TORCH_LIBRARY(deqfam_fused_binomial, m) {
   m.def(
       "solve(Tensor Y, Tensor W, Tensor B, Tensor? z0, float lam, float tol, float rtol, "
       "int max_iter, float armijo_c, float backtrack_factor, int line_search_steps, "
-      "float min_step) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "float min_step) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def(
-      "solve_backward(Tensor grad_z, Tensor z, Tensor Y, Tensor W, Tensor B, float lam) "
-      "-> (Tensor, Tensor, Tensor)");
+      "solve_backward(Tensor grad_z, Tensor grad_objective, Tensor z, Tensor Y, Tensor W, "
+      "Tensor B, float lam) -> (Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(deqfam_fused_binomial, CPU, m) {
   m.impl("solve", &deqfam_fused_binomial::solve_cpu);
   m.impl("solve_backward", &deqfam_fused_binomial::solve_backward_cpu);
+}
+
+TORCH_LIBRARY_IMPL(deqfam_fused_binomial, Autograd, m) {
+  m.impl("solve", &deqfam_fused_binomial::solve_autograd);
 }

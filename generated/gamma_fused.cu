@@ -15,6 +15,7 @@
 #include <cmath>
 #include <limits>
 #include <tuple>
+#include <type_traits>
 
 #ifndef DEQFAM_HD
 #define DEQFAM_HD __host__ __device__
@@ -89,7 +90,8 @@ static constexpr int MAX_LATENT = 64;
 
 /* ---- the per-sample solver: the same text runs on the host (gcc) and the device (nvcc) ---- */
 
-/* Options and shared inputs of one batched solve (W is d x l row-major). */
+/* Options and shared inputs of one batched solve (W is d x l row-major: every pass over the
+ * d coordinates reads W row by row, contiguously). */
 template <typename scalar_t>
 struct Problem {
   const scalar_t* W;
@@ -99,63 +101,149 @@ struct Problem {
   int64_t max_iter, ls_steps;
 };
 
-/* J(z) = lam/2 |z|^2 - z.wtt + sum_j A(eta_j) (+inf when eta leaves the domain) and the
- * magnitude quad + |lin| + sum_j |A(eta_j)| of its terms (the Armijo slack's scale). */
+/* Scratch scalars per observed coordinate of one sample: T(y), W d, and two sets of
+ * (eta, sigma, sigma'), at the iterate and at the line search's trial point. */
+static constexpr int64_t SOLVE_WORK_PER_COORD = 8;
+/* ... and of the backward: (eta, sigma, sigma') at z*. */
+static constexpr int64_t BACKWARD_WORK_PER_COORD = 3;
+
+/* The latent dimension: the compile-time L when L > 0 (the loops over latents then unroll;
+ * the host instantiates L = 1..4, the common case), else p.l at run time. */
+template <int L, typename scalar_t>
+DEQFAM_HD inline int64_t latent_dim(const Problem<scalar_t>& p) {
+  return L > 0 ? static_cast<int64_t>(L) : p.l;
+}
+
+/* Length of the per-sample latent arrays on the stack. */
+template <int L>
+struct LatentCap {
+  static constexpr int64_t value = L > 0 ? L : MAX_LATENT;
+};
+
+/* eta, sigma and sigma' at one point (d scalars each). */
 template <typename scalar_t>
-DEQFAM_HD void objective(const Problem<scalar_t>& p, const scalar_t* z, const scalar_t* eta,
-                         const scalar_t* wtt, scalar_t* value, scalar_t* scale) {
+struct Point {
+  scalar_t* eta;
+  scalar_t* sigma;
+  scalar_t* dsigma;
+};
+
+/* eta = W z + B. */
+template <int L, typename scalar_t>
+DEQFAM_HD void natural_parameters(const Problem<scalar_t>& p, const scalar_t* z, scalar_t* eta) {
+  const int64_t l = latent_dim<L>(p);
+  for (int64_t j = 0; j < p.d; ++j) {
+    const scalar_t* w = p.W + j * l;
+    scalar_t e = 0;
+    for (int64_t a = 0; a < l; ++a) {
+      e += z[a] * w[a];
+    }
+    eta[j] = e + p.B[j];
+  }
+}
+
+/* At the point (z, eta): J(z) = lam/2 |z|^2 - z.wtt + sum_j A(eta_j), the magnitude
+ * quad + |lin| + sum_j |A(eta_j)| of its terms (the Armijo slack's scale), and sigma, sigma'
+ * at every coordinate, all from one evaluation of the family per coordinate (so that the
+ * next linearisation, at an accepted trial point, costs no transcendental call). False, with
+ * J = +inf, as soon as an eta_j leaves the domain (the check also rejects NaN and +-inf on
+ * the whole line when check_all is set, as the start check of the torch path does). */
+template <int L, typename scalar_t>
+DEQFAM_HD bool evaluate(const Problem<scalar_t>& p, const scalar_t* z, const Point<scalar_t>& pt,
+                        const scalar_t* wtt, bool check_all, scalar_t* value, scalar_t* scale) {
+  const int64_t l = latent_dim<L>(p);
   scalar_t quad = 0, lin = 0, a_sum = 0, a_abs = 0;
-  bool inside = true;
-  for (int64_t a = 0; a < p.l; ++a) {
+  for (int64_t a = 0; a < l; ++a) {
     quad += z[a] * z[a];
     lin += z[a] * wtt[a];
   }
   quad *= static_cast<scalar_t>(0.5 * p.lam);
   for (int64_t j = 0; j < p.d; ++j) {
-    const double e = static_cast<double>(eta[j]);
-    if (!FAM_WHOLE_LINE && !(e > FAM_LO && e < FAM_HI)) {
-      inside = false;
-      continue;
+    const double e = static_cast<double>(pt.eta[j]);
+    if ((check_all || !FAM_WHOLE_LINE) && !(e > FAM_LO && e < FAM_HI)) {
+      *value = static_cast<scalar_t>(INFINITY);
+      *scale = static_cast<scalar_t>(INFINITY);
+      return false;
     }
+    double s, ds;
+    deqfam_gamma_eval(e, &s, &ds);
+    pt.sigma[j] = static_cast<scalar_t>(s);
+    pt.dsigma[j] = static_cast<scalar_t>(ds);
     const scalar_t aj = static_cast<scalar_t>(fam_log_partition(e));
     a_sum += aj;
-    a_abs += aj < 0 ? -aj : aj;
+    a_abs += fabs(aj);
   }
-  *value = inside ? quad - lin + a_sum : static_cast<scalar_t>(INFINITY);
-  *scale = quad + (lin < 0 ? -lin : lin) + a_abs;
+  *value = quad - lin + a_sum;
+  *scale = quad + fabs(lin) + a_abs;
+  return true;
 }
 
-/* eta = W z + B, then (sigma, sigma') at every coordinate. */
-template <typename scalar_t>
-DEQFAM_HD void linearise(const Problem<scalar_t>& p, const scalar_t* z, scalar_t* eta,
-                         scalar_t* sigma, scalar_t* dsigma) {
+/* g = lam z - W^T (T - sigma), its norm (the residual) and the stopping threshold
+ * tol + rtol (lam |z| + | |W|^T (|T| + |sigma|) |), in one pass over the coordinates. */
+template <int L, typename scalar_t>
+DEQFAM_HD void gradient(const Problem<scalar_t>& p, const scalar_t* t, const scalar_t* sigma,
+                        const scalar_t* z, scalar_t* grad, scalar_t* residual,
+                        scalar_t* threshold) {
+  const int64_t l = latent_dim<L>(p);
+  /* local accumulators (not grad itself, which the compiler must assume aliases W or t), and
+   * fabs rather than a compare per sign, which mispredicts on data of either sign */
+  scalar_t acc[LatentCap<L>::value], mag[LatentCap<L>::value];
+  for (int64_t a = 0; a < l; ++a) {
+    acc[a] = 0;
+    mag[a] = 0;
+  }
   for (int64_t j = 0; j < p.d; ++j) {
-    scalar_t e = 0;
-    for (int64_t a = 0; a < p.l; ++a) {
-      e += z[a] * p.W[j * p.l + a];
+    const scalar_t* w = p.W + j * l;
+    const scalar_t r = t[j] - sigma[j];
+    const scalar_t m = fabs(t[j]) + fabs(sigma[j]);
+    for (int64_t a = 0; a < l; ++a) {
+      acc[a] += r * w[a];
+      mag[a] += m * fabs(w[a]);
     }
-    eta[j] = e + p.B[j];
-    double s, ds;
-    deqfam_gamma_eval(static_cast<double>(eta[j]), &s, &ds);
-    sigma[j] = static_cast<scalar_t>(s);
-    dsigma[j] = static_cast<scalar_t>(ds);
   }
+  scalar_t g2 = 0, z2 = 0, v2 = 0;
+  for (int64_t a = 0; a < l; ++a) {
+    grad[a] = static_cast<scalar_t>(p.lam) * z[a] - acc[a];
+    g2 += grad[a] * grad[a];
+    z2 += z[a] * z[a];
+    v2 += mag[a] * mag[a];
+  }
+  *residual = sqrt(g2);
+  *threshold = static_cast<scalar_t>(p.tol + p.rtol * (p.lam * sqrt(static_cast<double>(z2)) +
+                                                       sqrt(static_cast<double>(v2))));
 }
 
-/* Lower Cholesky factor of H = lam I + W^T diag(sigma') W in place; false when H is not
- * numerically positive definite (only possible with a non-finite sigma'). */
-template <typename scalar_t>
+/* Lower Cholesky factor of H = lam I + W^T diag(sigma') W in place (H accumulated row by row
+ * of W, one pass); false when H is not numerically positive definite (only possible with a
+ * non-finite sigma'). */
+template <int L, typename scalar_t>
 DEQFAM_HD bool hessian_cholesky(const Problem<scalar_t>& p, const scalar_t* dsigma,
                                 scalar_t* H) {
-  const int64_t l = p.l;
+  const int64_t l = latent_dim<L>(p);
+  /* the lower triangle accumulated in a local array (kept in registers for small L), not in
+   * H, which the compiler must assume aliases W or sigma' */
+  scalar_t tri[LatentCap<L>::value * LatentCap<L>::value];
   for (int64_t a = 0; a < l; ++a) {
     for (int64_t b = 0; b <= a; ++b) {
-      scalar_t acc = 0;
-      for (int64_t j = 0; j < p.d; ++j) {
-        acc += dsigma[j] * p.W[j * l + a] * p.W[j * l + b];
-      }
-      H[a * l + b] = acc + (a == b ? static_cast<scalar_t>(p.lam) : scalar_t(0));
+      tri[a * l + b] = 0;
     }
+  }
+  for (int64_t j = 0; j < p.d; ++j) {
+    const scalar_t* w = p.W + j * l;
+    for (int64_t a = 0; a < l; ++a) {
+      const scalar_t dwa = dsigma[j] * w[a];
+      for (int64_t b = 0; b <= a; ++b) {
+        tri[a * l + b] += dwa * w[b];
+      }
+    }
+  }
+  for (int64_t a = 0; a < l; ++a) {
+    for (int64_t b = 0; b <= a; ++b) {
+      H[a * l + b] = tri[a * l + b];
+    }
+  }
+  for (int64_t a = 0; a < l; ++a) {
+    H[a * l + a] += static_cast<scalar_t>(p.lam);
   }
   for (int64_t a = 0; a < l; ++a) {
     for (int64_t b = 0; b <= a; ++b) {
@@ -176,22 +264,23 @@ DEQFAM_HD bool hessian_cholesky(const Problem<scalar_t>& p, const scalar_t* dsig
   return true;
 }
 
-/* x = (L L^T)^{-1} rhs with the factor of hessian_cholesky. */
-template <typename scalar_t>
-DEQFAM_HD void cholesky_solve(const scalar_t* L, int64_t l, const scalar_t* rhs, scalar_t* x) {
+/* x = (L L^T)^{-1} rhs with the factor F of hessian_cholesky. */
+template <int L, typename scalar_t>
+DEQFAM_HD void cholesky_solve(const scalar_t* F, int64_t l_run, const scalar_t* rhs, scalar_t* x) {
+  const int64_t l = L > 0 ? static_cast<int64_t>(L) : l_run;
   for (int64_t a = 0; a < l; ++a) {
     scalar_t acc = rhs[a];
     for (int64_t k = 0; k < a; ++k) {
-      acc -= L[a * l + k] * x[k];
+      acc -= F[a * l + k] * x[k];
     }
-    x[a] = acc / L[a * l + a];
+    x[a] = acc / F[a * l + a];
   }
   for (int64_t a = l - 1; a >= 0; --a) {
     scalar_t acc = x[a];
     for (int64_t k = a + 1; k < l; ++k) {
-      acc -= L[k * l + a] * x[k];
+      acc -= F[k * l + a] * x[k];
     }
-    x[a] = acc / L[a * l + a];
+    x[a] = acc / F[a * l + a];
   }
 }
 
@@ -200,52 +289,59 @@ DEQFAM_HD void cholesky_solve(const scalar_t* L, int64_t l, const scalar_t* rhs,
  * s * backtrack^k (k < ls_steps) with slack 64 eps |terms of J|, s back to 1 after a step and
  * shrunk by backtrack^ls_steps after a rejected batch (stalled below min_step); converged
  * when |grad| <= tol + rtol (lam|z| + | |W|^T (|T| + |sigma|) |) and H(z*) factors.
- * work holds 3 d scalars (eta, sigma, sigma'); z holds z0 on entry, z* on exit. */
-template <typename scalar_t>
+ * The family is evaluated once per point visited: at the start and at every trial point,
+ * whose J, sigma and sigma' become the iterate's when the trial is accepted (the trial's
+ * eta = eta + t W d, as in the torch path's line search). work holds
+ * SOLVE_WORK_PER_COORD * d scalars; z holds z0 on entry, z* on exit. objective is the outer
+ * objective of Theorem 1 (6) at the final point, sum_j [A(eta_j) - T(y_j) eta_j] + lam/2 |z|^2
+ * = J(z) - T(y).B. A start with W z0 + B outside the domain returns at once with
+ * iterations = -1 (the caller raises). */
+template <int L, typename scalar_t>
 DEQFAM_HD void solve_sample(const Problem<scalar_t>& p, const scalar_t* y, scalar_t* z,
                             scalar_t* work, bool* converged, int64_t* iterations,
-                            scalar_t* residual, scalar_t* threshold) {
-  const int64_t d = p.d, l = p.l;
-  scalar_t* eta = work;
-  scalar_t* sigma = work + d;
-  scalar_t* dsigma = work + 2 * d;
-  scalar_t wtt[MAX_LATENT], grad[MAX_LATENT], dir[MAX_LATENT], trial[MAX_LATENT];
-  scalar_t H[MAX_LATENT * MAX_LATENT];
+                            scalar_t* residual, scalar_t* threshold, scalar_t* objective) {
+  const int64_t d = p.d, l = latent_dim<L>(p);
+  scalar_t* t = work;
+  scalar_t* deta = work + d;
+  Point<scalar_t> cur{work + 2 * d, work + 3 * d, work + 4 * d};
+  Point<scalar_t> nxt{work + 5 * d, work + 6 * d, work + 7 * d};
+  constexpr int64_t cap = LatentCap<L>::value;
+  scalar_t wtt[cap], grad[cap], dir[cap], trial[cap];
+  scalar_t H[cap * cap];
+  scalar_t tb = 0;
   for (int64_t a = 0; a < l; ++a) {
-    scalar_t acc = 0;
-    for (int64_t j = 0; j < d; ++j) {
-      acc += static_cast<scalar_t>(fam_statistic(static_cast<double>(y[j]))) * p.W[j * l + a];
+    wtt[a] = 0;
+  }
+  for (int64_t j = 0; j < d; ++j) {
+    t[j] = static_cast<scalar_t>(fam_statistic(static_cast<double>(y[j])));
+    tb += t[j] * p.B[j];
+    const scalar_t* w = p.W + j * l;
+    for (int64_t a = 0; a < l; ++a) {
+      wtt[a] += t[j] * w[a];
     }
-    wtt[a] = acc;
+  }
+  natural_parameters<L>(p, z, cur.eta);
+  scalar_t j0, scale0;
+  if (!evaluate<L>(p, z, cur, wtt, true, &j0, &scale0)) {
+    *converged = false;
+    *iterations = -1;
+    *residual = static_cast<scalar_t>(NAN);
+    *threshold = static_cast<scalar_t>(NAN);
+    *objective = static_cast<scalar_t>(NAN);
+    return;
   }
   double step_scale = 1.0;
-  bool failed = false;
+  bool failed = false, factored = false;
   int64_t iters = 0;
   scalar_t res = 0, thr = 0;
   for (int64_t it = 0; it <= p.max_iter; ++it) {
-    linearise(p, z, eta, sigma, dsigma);
-    scalar_t g2 = 0, z2 = 0, v2 = 0;
-    for (int64_t a = 0; a < l; ++a) {
-      scalar_t acc = 0, mag = 0;
-      for (int64_t j = 0; j < d; ++j) {
-        const scalar_t t = static_cast<scalar_t>(fam_statistic(static_cast<double>(y[j])));
-        const scalar_t w = p.W[j * l + a];
-        acc += (t - sigma[j]) * w;
-        mag += ((t < 0 ? -t : t) + (sigma[j] < 0 ? -sigma[j] : sigma[j])) * (w < 0 ? -w : w);
-      }
-      grad[a] = static_cast<scalar_t>(p.lam) * z[a] - acc;
-      g2 += grad[a] * grad[a];
-      z2 += z[a] * z[a];
-      v2 += mag * mag;
-    }
-    res = sqrt(g2);
-    thr = static_cast<scalar_t>(p.tol + p.rtol * (p.lam * sqrt(static_cast<double>(z2)) +
-                                                  sqrt(static_cast<double>(v2))));
+    gradient<L>(p, t, cur.sigma, z, grad, &res, &thr);
+    factored = hessian_cholesky<L>(p, cur.dsigma, H);
     if (!(res > thr) || failed || it == p.max_iter) {
       break;
     }
-    if (hessian_cholesky(p, dsigma, H)) {
-      cholesky_solve(H, l, grad, dir);
+    if (factored) {
+      cholesky_solve<L>(H, l, grad, dir);
       for (int64_t a = 0; a < l; ++a) {
         dir[a] = -dir[a];
       }
@@ -254,41 +350,43 @@ DEQFAM_HD void solve_sample(const Problem<scalar_t>& p, const scalar_t* y, scala
         dir[a] = -grad[a];
       }
     }
-    scalar_t j0, scale0, slope = 0;
-    objective(p, z, eta, wtt, &j0, &scale0);
+    scalar_t slope = 0;
     for (int64_t a = 0; a < l; ++a) {
       slope += grad[a] * dir[a];
     }
     const scalar_t slack = static_cast<scalar_t>(64.0 * p.eps) * scale0;
-    /* sigma is free now: it holds the direction in eta space, W d */
-    scalar_t* deta = sigma;
     for (int64_t j = 0; j < d; ++j) {
+      const scalar_t* w = p.W + j * l;
       scalar_t acc = 0;
       for (int64_t a = 0; a < l; ++a) {
-        acc += dir[a] * p.W[j * l + a];
+        acc += dir[a] * w[a];
       }
       deta[j] = acc;
     }
     bool found = false;
-    scalar_t step = 0;
+    scalar_t step = 0, jt = 0, st = 0;
     for (int64_t k = 0; k < p.ls_steps && !found; ++k) {
       step = static_cast<scalar_t>(step_scale * pow(p.backtrack, static_cast<double>(k)));
       for (int64_t a = 0; a < l; ++a) {
         trial[a] = z[a] + step * dir[a];
       }
       for (int64_t j = 0; j < d; ++j) {
-        dsigma[j] = eta[j] + step * deta[j];
+        nxt.eta[j] = cur.eta[j] + step * deta[j];
       }
-      scalar_t jt, st;
-      objective(p, trial, dsigma, wtt, &jt, &st);
+      evaluate<L>(p, trial, nxt, wtt, false, &jt, &st);
       const bool finite = jt == jt && jt < static_cast<scalar_t>(INFINITY) &&
                           jt > -static_cast<scalar_t>(INFINITY);
       found = finite && jt <= j0 + static_cast<scalar_t>(p.armijo_c) * step * slope + slack;
     }
     if (found) {
       for (int64_t a = 0; a < l; ++a) {
-        z[a] += step * dir[a];
+        z[a] = trial[a];
       }
+      const Point<scalar_t> old = cur;
+      cur = nxt;
+      nxt = old;
+      j0 = jt;
+      scale0 = st;
       ++iters;
       step_scale = 1.0;
     } else {
@@ -296,42 +394,66 @@ DEQFAM_HD void solve_sample(const Problem<scalar_t>& p, const scalar_t* y, scala
       failed = step_scale < p.min_step;
     }
   }
-  *converged = !(res > thr) && !failed && hessian_cholesky(p, dsigma, H);
+  *converged = !(res > thr) && !failed && factored;
   *iterations = iters;
   *residual = res;
   *threshold = thr;
+  *objective = j0 - tb;
 }
 
-/* The implicit backward of one sample (runtime/implicit.py): u = H(z*)^{-1} grad_z, and the
- * per-coordinate pieces of the closed-form gradients: wu = W u, p = sigma' * wu,
- * r = T(y) - sigma, grad_y = T'(y) * wu (so grad_W = sum_s r u^T - p z^T, grad_B = -sum_s p).
- * u is NaN when H(z*) cannot be factored. */
-template <typename scalar_t>
+/* The implicit backward of one sample (runtime/implicit.py) for the upstream gradients
+ * grad_z of z* and grad_l of the outer objective L(z*) = sum_j [A(eta_j) - T_j eta_j] +
+ * lam/2 |z*|^2 (a scalar; 0 when only z* is used). L's total derivative adds its partial
+ * derivatives at fixed z to the implicit term of dL/dz* = g = lam z* - W^T (T - sigma) (the
+ * solver's residual, ~0 but kept, as the torch path's autograd keeps it): with
+ * u = H(z*)^{-1} (grad_z + grad_l g), wu = W u, r = T(y) - sigma and
+ * q = sigma' * wu + grad_l r, the per-coordinate pieces give grad_W = sum_s r u^T - q z^T,
+ * grad_B = -sum_s q, grad_y = T'(y) * (wu - grad_l eta). u is NaN when H(z*) cannot be
+ * factored. work holds BACKWARD_WORK_PER_COORD * d scalars. */
+template <int L, typename scalar_t>
 DEQFAM_HD void backward_sample(const Problem<scalar_t>& p, const scalar_t* y, const scalar_t* z,
-                               const scalar_t* grad_z, scalar_t* work, scalar_t* u,
-                               scalar_t* r, scalar_t* pw, scalar_t* grad_y) {
-  const int64_t d = p.d, l = p.l;
+                               const scalar_t* grad_z, scalar_t grad_l, scalar_t* work,
+                               scalar_t* u, scalar_t* r, scalar_t* q, scalar_t* grad_y) {
+  const int64_t d = p.d, l = latent_dim<L>(p);
   scalar_t* eta = work;
   scalar_t* sigma = work + d;
   scalar_t* dsigma = work + 2 * d;
-  scalar_t H[MAX_LATENT * MAX_LATENT];
-  linearise(p, z, eta, sigma, dsigma);
-  if (hessian_cholesky(p, dsigma, H)) {
-    cholesky_solve(H, l, grad_z, u);
+  constexpr int64_t cap = LatentCap<L>::value;
+  scalar_t H[cap * cap], rhs[cap];
+  natural_parameters<L>(p, z, eta);
+  for (int64_t a = 0; a < l; ++a) {
+    rhs[a] = grad_l * static_cast<scalar_t>(p.lam) * z[a];
+  }
+  for (int64_t j = 0; j < d; ++j) {
+    double s, ds;
+    deqfam_gamma_eval(static_cast<double>(eta[j]), &s, &ds);
+    sigma[j] = static_cast<scalar_t>(s);
+    dsigma[j] = static_cast<scalar_t>(ds);
+    r[j] = static_cast<scalar_t>(fam_statistic(static_cast<double>(y[j]))) - sigma[j];
+    const scalar_t* w = p.W + j * l;
+    for (int64_t a = 0; a < l; ++a) {
+      rhs[a] -= grad_l * r[j] * w[a];
+    }
+  }
+  for (int64_t a = 0; a < l; ++a) {
+    rhs[a] += grad_z[a];
+  }
+  if (hessian_cholesky<L>(p, dsigma, H)) {
+    cholesky_solve<L>(H, l, rhs, u);
   } else {
     for (int64_t a = 0; a < l; ++a) {
       u[a] = static_cast<scalar_t>(NAN);
     }
   }
   for (int64_t j = 0; j < d; ++j) {
+    const scalar_t* w = p.W + j * l;
     scalar_t wu = 0;
     for (int64_t a = 0; a < l; ++a) {
-      wu += p.W[j * l + a] * u[a];
+      wu += w[a] * u[a];
     }
-    const double yj = static_cast<double>(y[j]);
-    r[j] = static_cast<scalar_t>(fam_statistic(yj)) - sigma[j];
-    pw[j] = dsigma[j] * wu;
-    grad_y[j] = static_cast<scalar_t>(fam_statistic_grad(yj)) * wu;
+    q[j] = dsigma[j] * wu + grad_l * r[j];
+    grad_y[j] = static_cast<scalar_t>(fam_statistic_grad(static_cast<double>(y[j]))) *
+                (wu - grad_l * eta[j]);
   }
 }
 #undef DEQFAM_FN
@@ -350,6 +472,29 @@ static void check_inputs(const at::Tensor& Y, const at::Tensor& W, const at::Ten
               ": W, B and Y disagree on d");
   TORCH_CHECK(W.size(1) >= 1 && W.size(1) <= MAX_LATENT, "deqfam_fused_gamma::", op,
               ": latent dimension must be in [1, ", MAX_LATENT, "], got ", W.size(1));
+}
+
+/* fn(std::integral_constant<int, L>()) with the compile-time latent dimension L = l for
+ * l <= 4, where the solver's loops over latents unroll and its arrays shrink to l, else with
+ * L = 0 (l read at run time, arrays of MAX_LATENT). */
+template <typename Fn>
+static void dispatch_latent(int64_t l, const Fn& fn) {
+  switch (l) {
+    case 1:
+      fn(std::integral_constant<int, 1>());
+      break;
+    case 2:
+      fn(std::integral_constant<int, 2>());
+      break;
+    case 3:
+      fn(std::integral_constant<int, 3>());
+      break;
+    case 4:
+      fn(std::integral_constant<int, 4>());
+      break;
+    default:
+      fn(std::integral_constant<int, 0>());
+  }
 }
 
 template <typename scalar_t>
@@ -375,9 +520,9 @@ static Problem<scalar_t> make_problem(const at::Tensor& W, const at::Tensor& B, 
   return p;
 }
 
-/* (z, converged, iterations, residual, threshold), z initialised to z0 (or 0). */
-static std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> solve_outputs(
-    const at::Tensor& Y, const at::Tensor& W, const c10::optional<at::Tensor>& z0) {
+/* (z, converged, iterations, residual, threshold, objective), z initialised to z0 (or 0). */
+static std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+solve_outputs(const at::Tensor& Y, const at::Tensor& W, const c10::optional<at::Tensor>& z0) {
   const int64_t n = Y.size(0), l = W.size(1);
   at::Tensor z = z0.has_value() ? z0->to(Y.options()).contiguous().clone()
                                 : at::zeros({n, l}, Y.options());
@@ -385,10 +530,10 @@ static std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> so
               "deqfam_fused_gamma::solve: z0 must have shape (N, l)");
   return std::make_tuple(z, at::empty({n}, Y.options().dtype(at::kBool)),
                          at::empty({n}, Y.options().dtype(at::kLong)), at::empty({n}, Y.options()),
-                         at::empty({n}, Y.options()));
+                         at::empty({n}, Y.options()), at::empty({n}, Y.options()));
 }
 
-/* Per-sample pieces of the backward: u (N, l), r, p and grad_Y (N, d). */
+/* Per-sample pieces of the backward: u (N, l), r, q and grad_Y (N, d). */
 static std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_outputs(
     const at::Tensor& Y, const at::Tensor& W) {
   const int64_t n = Y.size(0), d = Y.size(1), l = W.size(1);
@@ -396,7 +541,7 @@ static std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward_outpu
                          at::empty({n, d}, Y.options()), at::empty({n, d}, Y.options()));
 }
 
-/* grad_W = r^T u - p^T z, grad_B = -sum_s p_s, grad_Y (runtime/implicit.py). */
+/* grad_W = r^T u - q^T z, grad_B = -sum_s q_s, grad_Y (backward_sample). */
 static std::tuple<at::Tensor, at::Tensor, at::Tensor> assemble_gradients(
     const std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor>& pieces, const at::Tensor& z) {
   const at::Tensor& u = std::get<0>(pieces);
@@ -406,25 +551,28 @@ static std::tuple<at::Tensor, at::Tensor, at::Tensor> assemble_gradients(
   return std::make_tuple(grad_W, -p.sum(0), std::get<3>(pieces));
 }
 
-template <typename scalar_t>
+template <int L, typename scalar_t>
 __global__ void solve_kernel(Problem<scalar_t> p, const scalar_t* y, scalar_t* z,
                              scalar_t* work, bool* conv, int64_t* iters, scalar_t* res,
-                             scalar_t* thr, int64_t n) {
+                             scalar_t* thr, scalar_t* obj, int64_t n) {
   const int64_t s = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (s < n) {
-    solve_sample(p, y + s * p.d, z + s * p.l, work + s * 3 * p.d, conv + s, iters + s, res + s,
-                 thr + s);
+    scalar_t* ws = work + s * SOLVE_WORK_PER_COORD * p.d;
+    solve_sample<L>(p, y + s * p.d, z + s * p.l, ws, conv + s, iters + s, res + s, thr + s,
+                    obj + s);
   }
 }
 
-template <typename scalar_t>
+template <int L, typename scalar_t>
 __global__ void backward_kernel(Problem<scalar_t> p, const scalar_t* y, const scalar_t* z,
-                                const scalar_t* gz, scalar_t* work, scalar_t* u, scalar_t* r,
+                                const scalar_t* gz, const scalar_t* gl, scalar_t* work,
+                                scalar_t* u, scalar_t* r,
                                 scalar_t* pw, scalar_t* gy, int64_t n) {
   const int64_t s = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
   if (s < n) {
     const int64_t o = s * p.d, q = s * p.l;
-    backward_sample(p, y + o, z + q, gz + q, work + s * 3 * p.d, u + q, r + o, pw + o, gy + o);
+    scalar_t* ws = work + s * BACKWARD_WORK_PER_COORD * p.d;
+    backward_sample<L>(p, y + o, z + q, gz + q, gl[s], ws, u + q, r + o, pw + o, gy + o);
   }
 }
 
@@ -445,7 +593,7 @@ static unsigned blocks_for(int64_t n, int threads) {
   return static_cast<unsigned>((n + threads - 1) / threads);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> solve_cuda(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> solve_cuda(
     const at::Tensor& Y, const at::Tensor& W, const at::Tensor& B,
     const c10::optional<at::Tensor>& z0, double lam, double tol, double rtol, int64_t max_iter,
     double armijo_c, double backtrack_factor, int64_t line_search_steps, double min_step) {
@@ -454,7 +602,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> solve_cud
   auto out = solve_outputs(Y, W, z0);
   at::Tensor Yc = Y.contiguous(), Wc = W.contiguous(), Bc = B.contiguous();
   const int64_t n = Y.size(0);
-  at::Tensor work = at::empty({n, 3 * Y.size(1)}, Y.options());
+  at::Tensor work = at::empty({n, SOLVE_WORK_PER_COORD * Y.size(1)}, Y.options());
   if (n == 0) {
     return out;
   }
@@ -464,36 +612,42 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> solve_cud
     const Problem<scalar_t> p = make_problem<scalar_t>(
         Wc, Bc, lam, tol, rtol, max_iter, armijo_c, backtrack_factor, line_search_steps,
         min_step);
-    solve_kernel<scalar_t><<<blocks_for(n, threads), threads, 0, stream>>>(
-        p, Yc.data_ptr<scalar_t>(), std::get<0>(out).data_ptr<scalar_t>(),
-        work.data_ptr<scalar_t>(), std::get<1>(out).data_ptr<bool>(),
-        std::get<2>(out).data_ptr<int64_t>(), std::get<3>(out).data_ptr<scalar_t>(),
-        std::get<4>(out).data_ptr<scalar_t>(), n);
+    dispatch_latent(p.l, [&](auto latent) {
+      constexpr int L = decltype(latent)::value;
+      solve_kernel<L, scalar_t><<<blocks_for(n, threads), threads, 0, stream>>>(
+          p, Yc.data_ptr<scalar_t>(), std::get<0>(out).data_ptr<scalar_t>(),
+          work.data_ptr<scalar_t>(), std::get<1>(out).data_ptr<bool>(),
+          std::get<2>(out).data_ptr<int64_t>(), std::get<3>(out).data_ptr<scalar_t>(),
+          std::get<4>(out).data_ptr<scalar_t>(), std::get<5>(out).data_ptr<scalar_t>(), n);
+    });
   });
   check_launch();
   return out;
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> solve_backward_cuda(
-    const at::Tensor& grad_z, const at::Tensor& z, const at::Tensor& Y, const at::Tensor& W,
-    const at::Tensor& B, double lam) {
+    const at::Tensor& grad_z, const at::Tensor& grad_objective, const at::Tensor& z,
+    const at::Tensor& Y, const at::Tensor& W, const at::Tensor& B, double lam) {
   check_inputs(Y, W, B, "solve_backward");
   const c10::DeviceGuard guard(Y.device());
   auto pieces = backward_outputs(Y, W);
   at::Tensor Yc = Y.contiguous(), Wc = W.contiguous(), Bc = B.contiguous();
-  at::Tensor zc = z.contiguous(), gc = grad_z.contiguous();
+  at::Tensor zc = z.contiguous(), gc = grad_z.contiguous(), gl = grad_objective.contiguous();
   const int64_t n = Y.size(0);
-  at::Tensor work = at::empty({n, 3 * Y.size(1)}, Y.options());
+  at::Tensor work = at::empty({n, BACKWARD_WORK_PER_COORD * Y.size(1)}, Y.options());
   if (n > 0) {
     const int threads = 64;
     const cudaStream_t stream = current_stream(Y.device());
     AT_DISPATCH_FLOATING_TYPES(Y.scalar_type(), "gamma_fused_backward_cuda", [&] {
       const Problem<scalar_t> p = make_problem<scalar_t>(Wc, Bc, lam, 0, 0, 0, 0, 0.5, 1, 0);
-      backward_kernel<scalar_t><<<blocks_for(n, threads), threads, 0, stream>>>(
-          p, Yc.data_ptr<scalar_t>(), zc.data_ptr<scalar_t>(), gc.data_ptr<scalar_t>(),
-          work.data_ptr<scalar_t>(), std::get<0>(pieces).data_ptr<scalar_t>(),
-          std::get<1>(pieces).data_ptr<scalar_t>(), std::get<2>(pieces).data_ptr<scalar_t>(),
-          std::get<3>(pieces).data_ptr<scalar_t>(), n);
+      dispatch_latent(p.l, [&](auto latent) {
+        constexpr int L = decltype(latent)::value;
+        backward_kernel<L, scalar_t><<<blocks_for(n, threads), threads, 0, stream>>>(
+            p, Yc.data_ptr<scalar_t>(), zc.data_ptr<scalar_t>(), gc.data_ptr<scalar_t>(),
+            gl.data_ptr<scalar_t>(), work.data_ptr<scalar_t>(), std::get<0>(pieces).data_ptr<scalar_t>(),
+            std::get<1>(pieces).data_ptr<scalar_t>(), std::get<2>(pieces).data_ptr<scalar_t>(),
+            std::get<3>(pieces).data_ptr<scalar_t>(), n);
+      });
     });
     check_launch();
   }

@@ -3,15 +3,19 @@
 rules, as a drop-in for ``implicit.newton_equilibrium``.
 
 ``solve(Y, W, B, z0?, lam, tol, rtol, max_iter, armijo_c, backtrack_factor,
-line_search_steps, min_step) -> (z, converged, iterations, residual, threshold)`` runs, per
-sample, the Newton / Fisher-scoring solve of ``runtime.solvers.newton`` on
+line_search_steps, min_step) -> (z, converged, iterations, residual, threshold, objective)``
+runs, per sample, the Newton / Fisher-scoring solve of ``runtime.solvers.newton`` on
 
     J(z) = lam/2 |z|^2 - z^T W^T T(y) + 1^T A(W z + B)
 
-(same line search, same stopping test, so it agrees with the torch path to rounding), and
-``solve_backward(grad_z, z, Y, W, B, lam)`` the implicit backward of ``runtime.implicit``:
-``u = H(z*)^{-1} grad_z``, ``grad_W = sum_s (T_s - sigma_s) u_s^T - (sigma'_s * W u_s) z_s^T``,
-``grad_B = -sum_s sigma'_s * W u_s``, ``grad_Y = T'(Y) * W u``.
+(same line search, same stopping test, so it agrees with the torch path to rounding) and also
+returns the outer objective of Theorem 1 (6) at the solution, ``objective_s = 1^T A(eta_s) -
+T(y_s)^T eta_s + lam/2 |z*_s|^2`` (``ExpFamPCA.loss``'s per-sample term, so the loss needs no
+torch graph of its own). ``solve_backward(grad_z, grad_objective, z, Y, W, B, lam)`` is the
+implicit backward of ``runtime.implicit`` for both outputs: with ``g = lam z* - W^T (T -
+sigma)`` (dobjective/dz*, the solver's residual), ``u = H(z*)^{-1} (grad_z + grad_objective
+g)`` and ``q = sigma' * W u + grad_objective (T - sigma)``: ``grad_W = sum_s (T_s - sigma_s)
+u_s^T - q_s z_s^T``, ``grad_B = -sum_s q_s``, ``grad_Y = T'(Y) * (W u - grad_objective eta)``.
 
 Backends (``ExpFamPCA(backend=...)``): ``"torch"`` the torch path; ``"fused"`` the fused op
 (built on first use, cached); ``"auto"`` the fused op when it applies and builds. The fused op
@@ -35,13 +39,13 @@ from .solvers.inner import require_inside_start
 BACKENDS = ("auto", "torch", "fused")
 #: Largest latent dimension of the fused solver (its per-sample arrays are fixed-size).
 MAX_FUSED_LATENT = 64
-_N_ARGS = 12  # inputs of ``solve``
 
 
 def _register_rules(namespace: str) -> None:
-    """Fake kernels of both ops and the autograd rule of ``solve`` (backward by
-    ``solve_backward``; the flags and statistics outputs are not differentiable)."""
-    ops = getattr(torch.ops, namespace)
+    """Fake kernels of both ops (shapes only, for torch.compile and opcheck). The autograd of
+    ``solve`` (backward by ``solve_backward``) is registered by the C++ source itself: the
+    Python ``torch.library.register_autograd`` wrapper cost as much per forward+backward as
+    the solve of 500 samples."""
 
     @torch.library.register_fake(f"{namespace}::solve")
     def _(Y, W, B, z0, lam, tol, rtol, max_iter, armijo_c, backtrack, steps, min_step):
@@ -52,27 +56,12 @@ def _register_rules(namespace: str) -> None:
             Y.new_empty((n,), dtype=torch.long),
             Y.new_empty((n,)),
             Y.new_empty((n,)),
+            Y.new_empty((n,)),
         )
 
     @torch.library.register_fake(f"{namespace}::solve_backward")
-    def _(grad_z, z, Y, W, B, lam):
+    def _(grad_z, grad_objective, z, Y, W, B, lam):
         return W.new_empty(W.shape), B.new_empty(B.shape), Y.new_empty(Y.shape)
-
-    def setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
-        Y, W, B = inputs[:3]
-        ctx.save_for_backward(Y, W, B, output[0])
-        ctx.lam = inputs[4]
-        ctx.mark_non_differentiable(*output[1:])
-
-    def backward(ctx: Any, grad_z: Tensor | None, *_: Any) -> tuple:
-        Y, W, B, z = ctx.saved_tensors
-        grads: list[Tensor | None] = [None] * _N_ARGS
-        if grad_z is not None:
-            gW, gB, gY = ops.solve_backward(grad_z, z, Y, W, B, ctx.lam)
-            grads[0], grads[1], grads[2] = gY, gW, gB
-        return tuple(grads)
-
-    torch.library.register_autograd(f"{namespace}::solve", backward, setup_context=setup_context)
 
 
 def fused_ops(family: Any, verbose: bool = False) -> Any:
@@ -124,18 +113,27 @@ def fused_equilibrium(
     """Differentiable MAP latents ``Z*`` and solver stats from the fused op ``ops.solve``:
     the same contract as ``implicit.newton_equilibrium(..., method="newton")``. ``z0`` (default
     0) must put ``W z0 + B`` inside the family's domain."""
+    z, stats, _ = fused_solve(ops, family, W, B, Y, lam, config, z0)
+    return z, stats
+
+
+def fused_solve(
+    ops: Any,
+    family: Any,
+    W: Tensor,
+    B: Tensor,
+    Y: Tensor,
+    lam: float,
+    config: SolverConfig | dict[str, Any] | None = None,
+    z0: Tensor | None = None,
+) -> tuple[Tensor, SolverStats, Tensor]:
+    """:func:`fused_equilibrium` and the per-sample outer objective at ``Z*`` (module
+    docstring), differentiable w.r.t. ``W``, ``B`` and ``Y`` (total derivative)."""
     fam = as_torch_family(family)
     if lam <= 0:
         raise ValueError(f"lam must be > 0 (strong convexity), got {lam!r}")
     cfg = as_config(config)
-    with torch.no_grad():
-        start = B.expand(Y.shape[0], -1) if z0 is None else z0 @ W.T + B
-        require_inside_start(
-            fam.in_domain(start).all(-1),
-            f"W z0 + B outside the domain {fam.domain} of family {fam.name!r}",
-            "choose B (or z0) so that eta starts strictly inside the domain",
-        )
-    z, converged, iterations, residual, threshold = ops.solve(
+    z, converged, iterations, residual, threshold, objective = ops.solve(
         Y,
         W,
         B,
@@ -149,6 +147,13 @@ def fused_equilibrium(
         int(cfg.line_search_steps),
         float(cfg.min_step),
     )
+    # the kernel flags a start W z0 + B outside the domain with iterations = -1 (it checks
+    # every coordinate as it evaluates J there, so no torch pass over (N, d) is needed here)
+    require_inside_start(
+        iterations >= 0,
+        f"W z0 + B outside the domain {fam.domain} of family {fam.name!r}",
+        "choose B (or z0) so that eta starts strictly inside the domain",
+    )
     stats = SolverStats(
         solver="newton (fused)",
         iterations=iterations,
@@ -157,7 +162,7 @@ def fused_equilibrium(
         converged=converged,
         residual_kind="grad_norm",
     )
-    return z, stats
+    return z, stats, objective
 
 
 __all__ = [
@@ -166,5 +171,6 @@ __all__ = [
     "fused_equilibrium",
     "fused_ops",
     "fused_ops_many",
+    "fused_solve",
     "resolve_backend",
 ]

@@ -130,7 +130,7 @@ def _compile(fams: list[TorchFamily], sources: list[Path], verbose: bool) -> Non
         cpp_extension.load(
             name=name,
             sources=[str(unit)],
-            extra_cflags=["-O3"],
+            extra_cflags=["-O3", "-fno-math-errno"],  # errno-free libm calls can be CSEd
             build_directory=str(build),
             is_python_module=False,
             verbose=verbose,

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from .family import TorchFamily, as_torch_family
-from .fused import BACKENDS, fused_equilibrium, resolve_backend
+from .fused import BACKENDS, fused_solve, resolve_backend
 from .implicit import ImplicitResult, layer_fixed_point, newton_equilibrium
 from .solvers import (
     GENERIC_SOLVERS,
@@ -196,12 +196,18 @@ class ExpFamPCA(nn.Module):
         samples); rows whose ``W z0 + B`` falls outside the domain restart from 0. The
         solution and its gradient do not depend on the start, only the iteration count does.
         """
-        Y = self._validate_data(Y)
+        return self._equilibrium(self._validate_data(Y), z0)[0]
+
+    def _equilibrium(self, Y: Tensor, z0: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """:meth:`forward` on data already checked by ``_validate_data`` (``loss`` checks its
+        batch once, not once more here: the check costs as much as a small solve), and, from
+        the fused layer, the per-sample outer objective at ``Z*`` (else ``None``)."""
+        objective = None
         self.check_parameters()
         z0 = self._warm_start(z0, Y)
         fused = resolve_backend(self.family, self.backend, self.latent_dim, self.solver)
         if fused is not None:
-            Z, stats = fused_equilibrium(
+            Z, stats, objective = fused_solve(
                 fused, self.family, self.W, self.B, Y, self.lam, self.config, z0
             )
             self.last_implicit = None
@@ -226,7 +232,7 @@ class ExpFamPCA(nn.Module):
             Z, stats = result.z, result.stats
         self.last_stats = stats
         check_convergence(stats, self.on_nonconvergence, what="ExpFamPCA.forward")
-        return Z
+        return Z, objective
 
     def _warm_start(self, z0: Tensor | None, Y: Tensor) -> Tensor | None:
         """Validated warm start: right shape, finite, and rows with ``W z0 + B`` outside the
@@ -282,13 +288,16 @@ class ExpFamPCA(nn.Module):
         n_total = Y.shape[0] if n_total is None else int(n_total)
         if n_total < 1:
             raise ValueError(f"n_total must be >= 1, got {n_total}")
-        Z = self.forward(Y, z0=z0)
+        Z, per_sample = self._equilibrium(Y, z0)
         self.last_z = Z.detach()
-        eta = self.natural_parameters(Z)
-        T = self.family.sufficient_statistic(Y)
-        per_sample = (self.family.log_partition(eta) - T * eta).sum(-1) + 0.5 * self.lam * (
-            Z * Z
-        ).sum(-1)
+        if per_sample is None:  # the fused layer returns it with Z*, with its gradient
+            eta = self.natural_parameters(Z)
+            T = self.family.sufficient_statistic(Y)
+            per_sample = (self.family.log_partition(eta) - T * eta).sum(-1) + 0.5 * self.lam * (
+                Z * Z
+            ).sum(-1)
+        if not self.weight_decay:  # the penalty and its gradient are exactly 0: skip its graph
+            return per_sample.mean()
         return per_sample.mean() + self.penalty() / n_total
 
 

@@ -51,6 +51,19 @@ def _support_violation(y: Tensor, support: str) -> Tensor:
     return torch.zeros_like(y, dtype=torch.bool)
 
 
+#: supports that constrain the values (the others, ``real``, accept every finite value)
+_CONSTRAINED_SUPPORTS = frozenset(
+    {
+        "binary",
+        "plus_minus_one",
+        "integers",
+        "nonnegative_integers",
+        "positive_integers",
+        "positive_real",
+        "unit_interval",
+    }
+)
+
 #: largest |y| accepted: 2**53, beyond which float64 no longer holds every integer (a count's
 #: integrality is meaningless there) and the loss's terms in y overflow long before 1e300
 MAX_ABS_OBSERVATION = 2.0**53
@@ -82,21 +95,12 @@ def validate_observations(
         raise DataError(f"{what} has {y.shape[1]} columns, the model expects {data_dim}")
     if not torch.is_floating_point(y):
         raise DataError(f"{what} must be floating point, got {y.dtype}")
-    finite = torch.isfinite(y)
-    if not bool(finite.all()):
-        r, c = _first_bad(~finite)
-        raise DataError(
-            f"{what} has a non-finite value {float(y[r, c])} at row {r}, column {c}; "
-            f"{int((~finite).sum())} such value(s) in all"
-        )
-    huge = y.abs() > MAX_ABS_OBSERVATION
-    if bool(huge.any()):
-        r, c = _first_bad(huge)
-        raise DataError(
-            f"{what} value {float(y[r, c])!r} at row {r}, column {c} is larger in magnitude "
-            f"than 2**53 = {MAX_ABS_OBSERVATION:.4g} (rescale the data); {int(huge.sum())} "
-            "such value(s) in all"
-        )
+    # one pass for finiteness and magnitude (NaN and +-inf fail |y| <= 2**53 too); the
+    # entry-by-entry diagnosis only when it fails: the batch is checked on every solve
+    if not bool((y.abs() <= MAX_ABS_OBSERVATION).all()):
+        _raise_non_finite_or_huge(y, what)
+    if support not in _CONSTRAINED_SUPPORTS and support_max is None:
+        return y
     bad = _support_violation(y, support)
     if support_max is not None:
         bad = bad | (y > support_max)
@@ -108,6 +112,25 @@ def validate_observations(
             f"family's support ({support}); {int(bad.sum())} such value(s) in all"
         )
     return y
+
+
+def _raise_non_finite_or_huge(y: Tensor, what: str) -> None:
+    """Raise :class:`DataError` naming the first non-finite entry of ``y``, else the first
+    entry larger in magnitude than 2**53 (the caller found one of the two)."""
+    finite = torch.isfinite(y)
+    if not bool(finite.all()):
+        r, c = _first_bad(~finite)
+        raise DataError(
+            f"{what} has a non-finite value {float(y[r, c])} at row {r}, column {c}; "
+            f"{int((~finite).sum())} such value(s) in all"
+        )
+    huge = y.abs() > MAX_ABS_OBSERVATION
+    r, c = _first_bad(huge)
+    raise DataError(
+        f"{what} value {float(y[r, c])!r} at row {r}, column {c} is larger in magnitude "
+        f"than 2**53 = {MAX_ABS_OBSERVATION:.4g} (rescale the data); {int(huge.sum())} "
+        "such value(s) in all"
+    )
 
 
 def validate_canonical(

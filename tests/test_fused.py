@@ -10,7 +10,7 @@ import torch
 from oracles.fused_problems import both_paths, max_relative, tilted_problem
 
 from deqfam.api import builtin_module
-from deqfam.runtime.fused import fused_equilibrium, fused_ops_many
+from deqfam.runtime.fused import fused_equilibrium, fused_ops_many, fused_solve
 from deqfam.runtime.models import ExpFamPCA
 
 FAMILIES = ("gaussian", "bernoulli", "poisson")
@@ -85,8 +85,46 @@ def test_opcheck(ops):
     assert all(v == "SUCCESS" for v in result.values()), result
     z = op.solve(*args)[0].detach()
     W, B = W.detach(), B.detach()  # the backward op itself is not differentiable
-    back = torch.library.opcheck(op.solve_backward, (torch.ones_like(z), z, Y, W, B, LAM))
+    grad_objective = torch.linspace(-1.0, 1.0, z.shape[0], dtype=z.dtype)
+    back_args = (torch.ones_like(z), grad_objective, z, Y, W, B, LAM)
+    back = torch.library.opcheck(op.solve_backward, back_args)
     assert all(v == "SUCCESS" for v in back.values()), back
+
+
+@pytest.mark.parametrize("name", ["gaussian", "bernoulli"])
+def test_gradcheck_of_the_objective_output(ops, name):
+    """The outer objective at z* (the op's last output) and its total derivative (implicit
+    term included) against finite differences of the whole solve, float64."""
+    fam = builtin_module(name).FAMILY
+    W, B, Y = tilted_problem(fam, n=4, d=5, l=2, scale=0.5, seed=9)
+    op = ops[name]
+
+    def objective(W, B, Y):
+        return fused_solve(op, fam, W, B, Y, LAM, {"tol": 1e-13})[2]
+
+    inputs = [t.clone().requires_grad_(True) for t in (W, B, Y)]
+    assert torch.autograd.gradcheck(objective, inputs, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+@pytest.mark.parametrize("scale", [0.01, 0.7])
+def test_model_loss_matches_torch_path(ops, name, scale):
+    """ExpFamPCA.loss with the fused backend (its per-sample term from the op) equals the torch
+    backend's autograd loss: value to 1e-12 and gradients w.r.t. W and B to 1e-9 relative."""
+    fam = builtin_module(name).FAMILY
+    W, B, Y = tilted_problem(fam, n=50, d=12, l=2, scale=scale, seed=10)
+    results = []
+    for backend in ("fused", "torch"):
+        model = ExpFamPCA(fam, 12, 2, lam=LAM, backend=backend, dtype=torch.float64)
+        with torch.no_grad():
+            model.W.copy_(W)
+            model.B.copy_(B)
+        loss = model.loss(Y)
+        loss.backward()
+        results.append((float(loss.detach()), model.W.grad, model.B.grad))
+    (lf, gwf, gbf), (lt, gwt, gbt) = results
+    assert abs(lf - lt) <= 1e-12 * max(1.0, abs(lt))
+    assert max_relative(gwf, gwt) <= 1e-9 and max_relative(gbf, gbt) <= 1e-9
 
 
 @pytest.mark.parametrize("name", FAMILIES)
