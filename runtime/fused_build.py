@@ -4,7 +4,7 @@ A family's fused source is found by its spec digest: a source registered with
 :func:`register_fused_source` (``deqfam.api`` registers the ones it generates), else the
 committed ``deqfam.generated/<name>_fused.cpp`` when its header names the same digest.
 
-Builds go to ``kernel_build_dir()/fused_<key>`` (``key`` = digest(s) of the spec(s)), under an
+Builds go to ``kernel_build_dir()/fused_<key>`` (``key`` = digest of the sources' text), under an
 exclusive ``fcntl.flock`` on ``fused_<key>.lock``: a second process building the same family
 waits, then finds the library built and only loads it, so concurrent first builds cannot
 corrupt the cache. A first build prints one line naming the family and the time it took. A
@@ -110,7 +110,11 @@ def _compile(fams: list[TorchFamily], sources: list[Path], verbose: bool) -> Non
     """Compile the sources as ONE translation unit (each family has its own namespace)."""
     from torch.utils import cpp_extension
 
-    key = hashlib.sha256("".join(f.spec_sha256 or "" for f in fams).encode()).hexdigest()[:16]
+    # the sources' text itself, never '#include "<path>"' (a path is not C++); the build is
+    # keyed by that text (it names the spec digests in its headers), so another generator
+    # version's source for the same spec builds in its own folder instead of over this one
+    text = "\n".join(p.read_text(encoding="utf-8") for p in sources)
+    key = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
     root = kernel_build_dir()
     build = root / f"fused_{key}"
     name = f"deqfam_fused_{key}"
@@ -118,8 +122,6 @@ def _compile(fams: list[TorchFamily], sources: list[Path], verbose: bool) -> Non
         build.mkdir(parents=True, exist_ok=True)
         library = build / f"{name}.so"
         unit = build / "fused.cpp"
-        # the sources' text itself, never '#include "<path>"' (a path is not C++)
-        text = "\n".join(p.read_text(encoding="utf-8") for p in sources)
         first = not library.exists()
         if first or unit.read_text(encoding="utf-8") != text:
             atomic_write_text(unit, text)
