@@ -407,6 +407,7 @@ TABLES: dict[str, Callable[[Figures], str]] = {
     "ck_ntk": ck_ntk,
     "paper_fig3": paper_fig3,
     "glmpca_compare": glmpca_compare,
+    "glmpca_compare_w1": glmpca_compare,
     "digits_expfam": digits_expfam,
     "prior_sweep_digits": prior_sweep,
     "prior_sweep_paper": prior_sweep,
