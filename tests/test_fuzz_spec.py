@@ -477,7 +477,7 @@ def test_fuzzed_specs_give_a_family_or_a_spec_error_in_bounded_time(monkeypatch)
     bound = FUZZ_TIME_LIMIT + 2 * 0.25 + 2.0
 
     @settings(
-        max_examples=500,
+        max_examples=200,  # derandomized: the same 200 documents on every run (about 10 s)
         deadline=timedelta(seconds=bound + 5.0),
         derandomize=True,
         database=None,
@@ -501,7 +501,7 @@ def test_fuzzed_specs_give_a_family_or_a_spec_error_in_bounded_time(monkeypatch)
 
     check()
     print(outcomes, slowest)
-    assert outcomes["family"] + outcomes["refused"] >= 500, outcomes
+    assert outcomes["family"] + outcomes["refused"] >= 200, outcomes
     assert outcomes["family"] >= 10, outcomes  # the generator also produces valid specs
 
 

@@ -234,6 +234,7 @@ def test_spec_errors_name_field_and_line(text, field, words):
     )
 
 
+@pytest.mark.slow  # derives categorical twice (K=4 and K=6): about 11 s
 def test_categories_parameter_override():
     fam = load_family("categorical", K=6)
     assert fam.k == 5 and len(fam.grad) == 5
