@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,28 +171,46 @@ class Extrapolation:
         self.bound, self.factor = float(state.get("bound", math.inf)), float(state["factor"])
 
 
+@dataclass(frozen=True)
+class FitParts:
+    """What the alternation needs of a layout (one family here, a ``ColumnFamilies`` layout
+    in ``block_alternating``); the loop itself, :func:`alternate`, is shared.
+
+    ``latent(Y, T, Z) -> (Z, rows not converged)``: the latent step from the warm start
+    ``Z`` at the model's current loadings; ``objective(T, Z, W, B)``: the joint objective
+    ``F``; ``gradient_norm(T, Z, W, B)``: the norm of its loadings gradient;
+    ``loadings(Z, T, W, B) -> (W, B, stalled)``: the loadings step (``stalled`` when it
+    neither moved nor converged); ``offsets_in_domain(B)``: every offset inside its domain.
+    """
+
+    latent: Callable[[Tensor, Tensor, Tensor], tuple[Tensor, int]]
+    objective: Callable[[Tensor, Tensor, Tensor, Tensor], float]
+    gradient_norm: Callable[[Tensor, Tensor, Tensor, Tensor], float]
+    loadings: Callable[[Tensor, Tensor, Tensor, Tensor], tuple[Tensor, Tensor, bool]]
+    offsets_in_domain: Callable[[Tensor], bool]
+
+
 def _latent_step_extrapolated(
-    model: Any, Y: Tensor, T: Tensor, Z: Tensor, acc: Extrapolation
+    model: Any, parts: FitParts, Y: Tensor, T: Tensor, Z: Tensor, acc: Extrapolation
 ) -> tuple[Tensor, int, float]:
     """The latent step at the extrapolated loadings if that lowers ``F`` below ``acc.bound``
     (they are then kept in ``model``), else at the current ones. Returns the latents, the
     rows not converged and the factor used (0 when not extrapolated)."""
     if acc.W_prev is None or acc.max_factor == 0:
-        return (*_latent_step(model, Y, T, Z), 0.0)
+        return (*parts.latent(Y, T, Z), 0.0)
     W, B, a = model.W.detach().clone(), model.B.detach().clone(), acc.factor
     W_try, B_try = W + a * (W - acc.W_prev), B + a * (B - acc.B_prev)
-    if bool(model.family.in_domain(B_try).all()):
+    if parts.offsets_in_domain(B_try):
         model.W.copy_(W_try)
         model.B.copy_(B_try)
-        Z_try, failed = _latent_step(model, Y, T, Z)
-        F_try = joint_objective(model.family, T, Z_try, W_try, B_try, model.lam, model.weight_decay)
-        if F_try < acc.bound:
+        Z_try, failed = parts.latent(Y, T, Z)
+        if parts.objective(T, Z_try, W_try, B_try) < acc.bound:
             acc.factor = min(1.5 * a, acc.max_factor)
             return Z_try, failed, a
         model.W.copy_(W)
         model.B.copy_(B)
     acc.factor = 1.0
-    return (*_latent_step(model, Y, T, Z), 0.0)
+    return (*parts.latent(Y, T, Z), 0.0)
 
 
 def _save(
@@ -276,20 +295,52 @@ def fit_newton(
             model.B.copy_(B0)
         Z, hist = torch.zeros(Y.shape[0], model.latent_dim, dtype=Y.dtype), NewtonHistory()
     lcfg = SolverConfig(max_iter=cfg.loadings_iter)
+
+    def loadings(Z: Tensor, T: Tensor, W: Tensor, B: Tensor) -> tuple[Tensor, Tensor, bool]:
+        W1, B1, sol = loadings_step(family, Z, T, W, B, model.weight_decay, lcfg)
+        stalled = not bool(sol.stats.iterations.any()) and not bool(sol.stats.converged.all())
+        return W1, B1, stalled
+
+    parts = FitParts(
+        latent=lambda Y, T, Z: _latent_step(model, Y, T, Z),
+        objective=lambda T, Z, W, B: joint_objective(
+            family, T, Z, W, B, model.lam, model.weight_decay
+        ),
+        gradient_norm=lambda T, Z, W, B: gradient_norm(
+            *loadings_gradient(family, T, Z, W, B, model.weight_decay)
+        ),
+        loadings=loadings,
+        offsets_in_domain=lambda B: bool(family.in_domain(B).all()),
+    )
+    return alternate(model, parts, Y, T, Z, hist, acc, cfg, ckpt, run_info, "fit (newton)")
+
+
+def alternate(
+    model: Any,
+    parts: FitParts,
+    Y: Tensor,
+    T: Tensor,
+    Z: Tensor,
+    hist: NewtonHistory,
+    acc: Extrapolation,
+    cfg: NewtonFitConfig,
+    ckpt: Path | None,
+    run_info: dict[str, Any] | None,
+    desc: str,
+) -> NewtonHistory:
+    """The outer loop (module docstring): latent step (extrapolated when that helps), record
+    ``F`` and the loadings gradient, test convergence, rebalance, loadings step, checkpoint;
+    until the test holds, ``max_iter`` is reached or the loadings step stalls."""
     bar = tqdm(
-        total=cfg.max_iter,
-        initial=hist.iterations,
-        desc="fit (newton)",
-        unit="it",
-        disable=not cfg.progress,
+        total=cfg.max_iter, initial=hist.iterations, desc=desc, unit="it", disable=not cfg.progress
     )
     while True:
         t0 = time.perf_counter()
         with torch.no_grad():
-            Z, failed, used = _latent_step_extrapolated(model, Y, T, Z, acc)
+            Z, failed, used = _latent_step_extrapolated(model, parts, Y, T, Z, acc)
             W, B = model.W.detach().clone(), model.B.detach().clone()
-            F = joint_objective(family, T, Z, W, B, model.lam, model.weight_decay)
-            g = gradient_norm(*loadings_gradient(family, T, Z, W, B, model.weight_decay))
+            F = parts.objective(T, Z, W, B)
+            g = parts.gradient_norm(T, Z, W, B)
         if not (F < math.inf and g < math.inf):
             where = ckpt if ckpt is not None and ckpt.exists() else None
             raise TrainingDiverged(
@@ -306,12 +357,12 @@ def fit_newton(
         t0 = time.perf_counter()
         with torch.no_grad():
             Z, W = rebalance(Z, W, model.lam, model.weight_decay)
-            W1, B1, sol = loadings_step(family, Z, T, W, B, model.weight_decay, lcfg)
+            W1, B1, stalled = parts.loadings(Z, T, W, B)
             model.W.copy_(W1)
             model.B.copy_(B1)
-            acc.remember(W, B, joint_objective(family, T, Z, W1, B1, model.lam, model.weight_decay))
+            acc.remember(W, B, parts.objective(T, Z, W1, B1))
         hist.seconds[-1] += time.perf_counter() - t0
-        if not bool(sol.stats.iterations.any()) and not bool(sol.stats.converged.all()):
+        if stalled:
             hist.stop_reason = "stalled"
             break
         bar.update(1)

@@ -2,8 +2,9 @@
 
 The same alternation as :func:`runtime.fitting.alternating.fit_newton` (its docstring: the
 latent step, the objective and loadings-gradient record, the convergence test, the exact
-rebalancing, the loadings step, the extrapolation, the checkpoints and the history), with the
-per-column pieces of a ``ColumnFamilies`` layout:
+rebalancing, the loadings step, the extrapolation, the checkpoints and the history), run by
+the one shared loop ``alternating.alternate`` with the per-column pieces (a ``FitParts``) of
+a ``ColumnFamilies`` layout:
 
 * latent step: the block Newton solve of ``runtime.block_inner`` (Hessian
   ``lam I + W^T blockdiag(C_j) W``);
@@ -19,27 +20,22 @@ family the two fits take the same steps (up to rounding).
 
 from __future__ import annotations
 
-import math
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ..block_inner import BlockInnerProblem, BlockNewtonProblem
 from ..solvers import SolverConfig, newton_solve
-from ..train import TrainingDiverged
 from .alternating import (
     Extrapolation,
+    FitParts,
     NewtonFitConfig,
     NewtonHistory,
     _restore,
-    _save,
-    stop_reason,
+    alternate,
 )
-from .balance import rebalance
 from .block_init import block_initial_parameters, block_joint_objective, block_loadings_gradient
 from .block_loadings import block_loadings_step
 from .objective import gradient_norm
@@ -56,29 +52,6 @@ def block_latent_step(model: Any, Y: Tensor, T: Tensor, Z: Tensor) -> tuple[Tens
     inner = BlockInnerProblem(model.columns, model.W.detach(), model.B.detach(), T, model.lam)
     sol = newton_solve(BlockNewtonProblem(inner, True, model.config), z0, model.config)
     return sol.value, int((~sol.stats.converged).sum())
-
-
-def _latent_step_extrapolated(
-    model: Any, Y: Tensor, T: Tensor, Z: Tensor, acc: Extrapolation
-) -> tuple[Tensor, int, float]:
-    """Step 6 of ``fit_newton``: the latent step at the extrapolated loadings when that lowers
-    ``F`` below ``acc.bound`` (kept in ``model``), else at the current ones; returns the
-    latents, the rows not converged and the factor used (0 when not extrapolated)."""
-    if acc.W_prev is None or acc.max_factor == 0:
-        return (*block_latent_step(model, Y, T, Z), 0.0)
-    W, B, a = model.W.detach().clone(), model.B.detach().clone(), acc.factor
-    W_try, B_try = W + a * (W - acc.W_prev), B + a * (B - acc.B_prev)
-    if bool(model.columns.in_domain(B_try).all()):
-        model.W.copy_(W_try)
-        model.B.copy_(B_try)
-        Z_try, failed = block_latent_step(model, Y, T, Z)
-        if _objective(model, T, Z_try, W_try, B_try) < acc.bound:
-            acc.factor = min(1.5 * a, acc.max_factor)
-            return Z_try, failed, a
-        model.W.copy_(W)
-        model.B.copy_(B)
-    acc.factor = 1.0
-    return (*block_latent_step(model, Y, T, Z), 0.0)
 
 
 def _start(model: Any, Y: Tensor, T: Tensor) -> tuple[Tensor, NewtonHistory]:
@@ -114,50 +87,23 @@ def fit_newton_block(
     else:
         Z, hist = _start(model, Y, T)
     lcfg = SolverConfig(max_iter=cfg.loadings_iter)
-    bar = tqdm(
-        total=cfg.max_iter,
-        initial=hist.iterations,
-        desc="fit (newton, per column)",
-        unit="it",
-        disable=not cfg.progress,
+
+    def loadings(Z: Tensor, T: Tensor, W: Tensor, B: Tensor) -> tuple[Tensor, Tensor, bool]:
+        W1, B1, step = block_loadings_step(columns, Z, T, W, B, model.weight_decay, lcfg)
+        return W1, B1, not step.moved and not step.converged
+
+    parts = FitParts(
+        latent=lambda Y, T, Z: block_latent_step(model, Y, T, Z),
+        objective=lambda T, Z, W, B: _objective(model, T, Z, W, B),
+        gradient_norm=lambda T, Z, W, B: gradient_norm(
+            *block_loadings_gradient(columns, T, Z, W, B, model.weight_decay)
+        ),
+        loadings=loadings,
+        offsets_in_domain=lambda B: bool(columns.in_domain(B).all()),
     )
-    while True:
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            Z, failed, used = _latent_step_extrapolated(model, Y, T, Z, acc)
-            W, B = model.W.detach().clone(), model.B.detach().clone()
-            F = _objective(model, T, Z, W, B)
-            g = gradient_norm(*block_loadings_gradient(columns, T, Z, W, B, model.weight_decay))
-        if not (F < math.inf and g < math.inf):
-            where = ckpt if ckpt is not None and ckpt.exists() else None
-            raise TrainingDiverged(
-                f"the objective is {F} (gradient norm {g}) at outer iteration {hist.iterations}",
-                hist.iterations,
-                0,
-                where,
-            )
-        hist.record(F, g, failed, used, time.perf_counter() - t0)
-        reason = stop_reason(hist, cfg)
-        if reason is not None:
-            hist.stop_reason = reason
-            break
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            Z, W = rebalance(Z, W, model.lam, model.weight_decay)
-            W1, B1, step = block_loadings_step(columns, Z, T, W, B, model.weight_decay, lcfg)
-            model.W.copy_(W1)
-            model.B.copy_(B1)
-            acc.remember(W, B, _objective(model, T, Z, W1, B1))
-        hist.seconds[-1] += time.perf_counter() - t0
-        if not step.moved and not step.converged:
-            hist.stop_reason = "stalled"
-            break
-        bar.update(1)
-        bar.set_postfix(objective=f"{F:.8g}", grad=f"{g:.2e}")
-        _save(ckpt, model, Z, hist, acc, run_info)
-    bar.close()
-    model.last_z = Z
-    return hist
+    return alternate(
+        model, parts, Y, T, Z, hist, acc, cfg, ckpt, run_info, "fit (newton, per column)"
+    )
 
 
 __all__ = ["block_latent_step", "fit_newton_block"]
