@@ -31,14 +31,26 @@ from deqfam.fitting import fit
 FAMILIES = ("gaussian", "bernoulli", "poisson")
 
 
-def one_family(family: str, n_grid: int, seed: int, optimizer: str, epochs: int, lr: float):
+def one_family(
+    family: str, n_grid: int, seed: int, optimizer: str, epochs: int, lr: float, backend: str
+):
     """Fit one family's full-scale data set; its figures (module docstring)."""
     module = builtin_module(family)
     t = time.perf_counter()
     ds = paper_dataset(family, n_grid=n_grid, seed=seed)
     t_data = time.perf_counter() - t
     t = time.perf_counter()
-    res = fit(ds.Y, module, 2, lam=0.1, optimizer=optimizer, epochs=epochs, lr=lr, progress=False)
+    res = fit(
+        ds.Y,
+        module,
+        2,
+        lam=0.1,
+        optimizer=optimizer,
+        epochs=epochs,
+        lr=lr,
+        progress=False,
+        backend=backend,
+    )
     t_fit = time.perf_counter() - t
     zo, _ = orthogonal_basis(res.latents, res.model.W.detach().numpy())
     hist = res.history
@@ -47,6 +59,8 @@ def one_family(family: str, n_grid: int, seed: int, optimizer: str, epochs: int,
         "n": int(ds.Y.shape[0]),
         "d": int(ds.Y.shape[1]),
         "optimizer": optimizer,
+        "backend": backend,
+        "solver": res.model.last_stats.solver if res.model.last_stats is not None else None,
         "weight_decay": float(res.model.weight_decay),
         "iterations": getattr(hist, "iterations", len(hist.loss)),
         "stop_reason": hist.stop_reason,
@@ -68,11 +82,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--optimizer", choices=("newton", "adam"), default="newton")
     ap.add_argument("--epochs", type=int, default=30, help="Adam only: epochs (maximum)")
     ap.add_argument("--lr", type=float, default=1e-2, help="Adam only: learning rate")
+    ap.add_argument(
+        "--backend",
+        choices=("auto", "torch", "fused"),
+        default="auto",
+        help="latent solve: fit's default 'auto' (the generated fused solver when it builds)",
+    )
     args = apply_quick(ap.parse_args(argv), epochs=1, n_grid=40)
     set_threads(args.threads)
     cases = []
     for family in args.families.split(","):
-        row = one_family(family, args.n_grid, args.seed, args.optimizer, args.epochs, args.lr)
+        row = one_family(
+            family, args.n_grid, args.seed, args.optimizer, args.epochs, args.lr, args.backend
+        )
         print(full_scale_row(row), flush=True)
         cases.append(row)
     write_result("full_scale", args, {"torch": torch.__version__, "cases": cases}, argv=argv)

@@ -193,3 +193,66 @@ def test_fit_cli_backend(ops, tmp_path):
         latents[backend] = np.load(out / "latents.npy")
     np.testing.assert_allclose(latents["fused"], latents["torch"], rtol=0, atol=1e-8)
     assert main([*argv, "--out", str(tmp_path / "x"), "--backend", "fast"]) == 2
+
+
+@pytest.mark.parametrize("name", ["bernoulli", "poisson"])
+def test_second_order_fit_with_the_fused_latent_step(ops, name):
+    """The second-order fit (``fit_newton``) with the fused latent step takes the torch
+    path's iterates: same outer iterations, objective to 1e-10 relative, latents to 1e-8
+    (the two solves agree to rounding per step; 1e-8 leaves room for its growth over the
+    outer iterations, where each step's error feeds the next loadings step)."""
+    from deqfam.runtime.fitting import NewtonFitConfig, fit_newton
+
+    fam = builtin_module(name).FAMILY
+    _, _, Y = tilted_problem(fam, n=60, d=8, l=2, scale=0.5, seed=3)
+    cfg = NewtonFitConfig(max_iter=40, progress=False)
+    fits = {}
+    for backend in ("fused", "torch"):
+        m = ExpFamPCA(fam, 8, 2, weight_decay=2.0, dtype=torch.float64, backend=backend)
+        hist = fit_newton(m, Y, cfg)
+        with torch.no_grad():
+            fits[backend] = (hist, m(Y), float(m.loss(Y)))
+        if backend == "fused":
+            assert m.last_stats.solver == "newton (fused)"
+    (hf, zf, lf), (ht, zt, lt) = fits["fused"], fits["torch"]
+    assert hf.stop_reason == ht.stop_reason == "converged"
+    assert hf.iterations == ht.iterations
+    assert abs(lf - lt) <= 1e-10 * abs(lt)
+    assert float((zf - zt).abs().max()) <= 1e-8
+
+
+@pytest.mark.parametrize("name", ["bernoulli", "poisson", "gaussian"])
+def test_fused_loadings_step_matches_the_torch_column_solve(ops, name):
+    """One fused loadings step (the column GLMs through the fused op, ``fused_steps``) equals
+    ``loadings_step`` (``newton_solve`` over ``ColumnGLMProblem``) to 1e-10, its gradient norm
+    equals ``loadings_gradient``'s, and the remembered objective equals ``joint_objective``
+    (both to 1e-12 relative: one pass each, summed in another order)."""
+    from deqfam.runtime.fitting.fused_steps import FusedSteps
+    from deqfam.runtime.fitting.loadings import loadings_step
+    from deqfam.runtime.fitting.objective import (
+        gradient_norm,
+        joint_objective,
+        loadings_gradient,
+    )
+    from deqfam.runtime.solvers import SolverConfig
+
+    fam = builtin_module(name).FAMILY
+    W, B, Y = tilted_problem(fam, n=80, d=7, l=2, scale=0.4, seed=5)
+    m = ExpFamPCA(fam, 7, 2, weight_decay=3.0, dtype=torch.float64, backend="fused")
+    with torch.no_grad():
+        m.W.copy_(W)
+        m.B.copy_(B)
+    T = fam.sufficient_statistic(Y)
+    Z = torch.randn(80, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    W0, B0 = 0.8 * W, B + 0.1  # a start away from the column optima
+    cfg = SolverConfig(max_iter=3)
+    steps = FusedSteps(m, ops[name], Y, cfg)
+    assert steps.fused_loadings
+    W1, B1, stalled = steps.loadings(Z, W0, B0)
+    W2, B2, _ = loadings_step(fam, Z, T, W0, B0, 3.0, cfg)
+    assert not stalled
+    assert max_relative(W1, W2) <= 1e-10 and max_relative(B1, B2) <= 1e-10
+    ref_f = joint_objective(fam, T, Z, W1, B1, m.lam, 3.0)
+    assert abs(steps.memo.get(Z, W1, B1) - ref_f) <= 1e-12 * abs(ref_f)
+    ref_g = gradient_norm(*loadings_gradient(fam, T, Z, W0, B0, 3.0))
+    assert abs(steps.gradient_norm(Z, W0, B0) - ref_g) <= 1e-12 * ref_g

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..checkpoint_check import check_run_settings
+from ..fused import resolve_backend
 from ..solvers import SolverConfig, newton
 from ..train import CheckpointError, TrainingDiverged, load_checkpoint, save_checkpoint
 from .balance import rebalance
@@ -257,6 +258,51 @@ def _restore(
     return Z.to(model.W.dtype), NewtonHistory(**saved)
 
 
+def _torch_parts(model: Any, lcfg: SolverConfig) -> FitParts:
+    """The alternation's pieces on the torch path (batched torch solves over the table)."""
+    family = model.family
+
+    def loadings(Z: Tensor, T: Tensor, W: Tensor, B: Tensor) -> tuple[Tensor, Tensor, bool]:
+        W1, B1, sol = loadings_step(family, Z, T, W, B, model.weight_decay, lcfg)
+        stalled = not bool(sol.stats.iterations.any()) and not bool(sol.stats.converged.all())
+        return W1, B1, stalled
+
+    return FitParts(
+        latent=lambda Y, T, Z: _latent_step(model, Y, T, Z),
+        objective=lambda T, Z, W, B: joint_objective(
+            family, T, Z, W, B, model.lam, model.weight_decay
+        ),
+        gradient_norm=lambda T, Z, W, B: gradient_norm(
+            *loadings_gradient(family, T, Z, W, B, model.weight_decay)
+        ),
+        loadings=loadings,
+        offsets_in_domain=lambda B: bool(family.in_domain(B).all()),
+    )
+
+
+def _fused_parts(model: Any, ops: Any, Y: Tensor, lcfg: SolverConfig, base: FitParts) -> FitParts:
+    """``base`` with its steps run by the fused solver (``fused_steps``): the latent step
+    always, the loadings step and its gradient where they apply; ``F`` after a fused step
+    comes with its solution, else from ``base``."""
+    from .fused_steps import FusedSteps
+
+    steps = FusedSteps(model, ops, Y, lcfg)
+
+    def objective(T: Tensor, Z: Tensor, W: Tensor, B: Tensor) -> float:
+        known = steps.memo.get(Z, W, B)
+        return base.objective(T, Z, W, B) if known is None else known
+
+    if not steps.fused_loadings:
+        return replace(base, latent=lambda Y, T, Z: steps.latent(Z), objective=objective)
+    return replace(
+        base,
+        latent=lambda Y, T, Z: steps.latent(Z),
+        objective=objective,
+        gradient_norm=lambda T, Z, W, B: steps.gradient_norm(Z, W, B),
+        loadings=lambda Z, T, W, B: steps.loadings(Z, W, B),
+    )
+
+
 def fit_newton(
     model: Any,
     data: Tensor,
@@ -295,23 +341,10 @@ def fit_newton(
             model.B.copy_(B0)
         Z, hist = torch.zeros(Y.shape[0], model.latent_dim, dtype=Y.dtype), NewtonHistory()
     lcfg = SolverConfig(max_iter=cfg.loadings_iter)
-
-    def loadings(Z: Tensor, T: Tensor, W: Tensor, B: Tensor) -> tuple[Tensor, Tensor, bool]:
-        W1, B1, sol = loadings_step(family, Z, T, W, B, model.weight_decay, lcfg)
-        stalled = not bool(sol.stats.iterations.any()) and not bool(sol.stats.converged.all())
-        return W1, B1, stalled
-
-    parts = FitParts(
-        latent=lambda Y, T, Z: _latent_step(model, Y, T, Z),
-        objective=lambda T, Z, W, B: joint_objective(
-            family, T, Z, W, B, model.lam, model.weight_decay
-        ),
-        gradient_norm=lambda T, Z, W, B: gradient_norm(
-            *loadings_gradient(family, T, Z, W, B, model.weight_decay)
-        ),
-        loadings=loadings,
-        offsets_in_domain=lambda B: bool(family.in_domain(B).all()),
-    )
+    parts = _torch_parts(model, lcfg)
+    ops = resolve_backend(family, model.backend, model.latent_dim, model.solver)
+    if ops is not None:
+        parts = _fused_parts(model, ops, Y, lcfg, parts)
     return alternate(model, parts, Y, T, Z, hist, acc, cfg, ckpt, run_info, "fit (newton)")
 
 
