@@ -265,11 +265,12 @@ def torch_family(family: Any, *, allow_inadmissible: bool = False):
     return as_torch_family(family_module(family, allow_inadmissible=allow_inadmissible))
 
 
-def register_fused_source(family: Any, module: Any) -> Path | None:
+def register_fused_source(family: Any, module: Any, derive: bool = True) -> Path | None:
     """Make the fused C++ source of ``module``'s family known to ``runtime.fused``: the
-    committed one of a built-in, else ``<name>_fused.cpp`` written next to the generated
-    module from ``family``'s spec (a name, path or ``Family``). ``None`` when there is no
-    spec to generate it from (the fused backend then warns and runs the torch path)."""
+    committed one of a built-in, else ``<name>_fused.cpp`` next to the generated module (for
+    the same spec digest), else (when ``derive``) that file written from ``family``'s spec (a
+    name, path or ``Family``). ``None`` when there is none (the fused backend then warns and
+    runs the torch path)."""
     from deqfam.runtime.family import as_torch_family
     from deqfam.runtime.fused_build import fused_source
     from deqfam.runtime.fused_build import register_fused_source as register
@@ -278,6 +279,14 @@ def register_fused_source(family: Any, module: Any) -> Path | None:
     found = fused_source(fam)
     if found is not None:
         return found
+    folder = getattr(module, "__file__", None)
+    beside = Path(folder).parent / f"{fam.name}_fused.cpp" if folder is not None else None
+    if beside is not None and beside.is_file():
+        if f"sha256 {fam.spec_sha256}" in beside.read_text(encoding="utf-8")[:400]:
+            register(fam, beside)
+            return beside
+    if not derive:
+        return None
     # only now SymPy: the spec is derived to write the fused source
     from deqfam.derive.codegen import spec_digest, write_generated
     from deqfam.derive.family import Family, load_family

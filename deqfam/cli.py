@@ -256,9 +256,10 @@ def _add_backend(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--backend",
         choices=opt.BACKENDS,
-        default="torch",
-        help="the DEQ layer's solve: the torch path, the generated fused C++ solver (compiled "
-        "on first use, cached), or auto (fused when it builds)",
+        default="auto",
+        help="the fit's solves: the torch path, the generated fused C++ solver (compiled on "
+        "first use, about 20 s, cached), or auto (default: fused when it is built already or "
+        "the data have at least 10^6 entries, else torch)",
     )
 
 

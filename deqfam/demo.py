@@ -59,7 +59,7 @@ class DemoConfig:
     #: ``fit``'s optimizer: "newton" (the second-order fit, default) or "adam"
     optimizer: str = "newton"
     #: the latent solve: "torch", "fused" or "auto" (runtime/fused.py)
-    backend: str = "torch"
+    backend: str = "auto"
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:

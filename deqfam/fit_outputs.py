@@ -48,7 +48,7 @@ def write_fit_outputs(
             (staging / SPEC_NAME).write_bytes(spec_bytes)
             params["spec_sha256"] = hashlib.sha256(spec_bytes).hexdigest()
         torch.save(params, staging / PARAMS_NAME)
-        record = {**res.history.to_dict(), "threads": res.threads}
+        record = {**res.history.to_dict(), "threads": res.threads, "backend": res.backend}
         (staging / "history.json").write_text(json.dumps(record, indent=2))
         if res.stats is not None:
             summary = {**res.stats.summary(), "failed_samples": res.stats.failed_indices()}

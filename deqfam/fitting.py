@@ -19,6 +19,7 @@ from deqfam.fitted import spec_text_of
 from deqfam.runtime.family import TorchFamily, as_torch_family
 from deqfam.runtime.fitting import NewtonFitConfig, fit_newton
 from deqfam.runtime.fitting.prior import default_weight_decay
+from deqfam.runtime.fused import AUTO_BUILD_MIN_ENTRIES, BACKENDS, fit_backend
 from deqfam.runtime.initialisation import bias_at_column_means
 from deqfam.runtime.laplace import posterior_from_latents
 from deqfam.runtime.models import ExpFamPCA
@@ -61,6 +62,9 @@ class FitResult:
     threads: dict[str, Any] | None = None
     #: the spec text of the family (saved as spec.yaml so ``deqfam transform`` can reload it)
     spec_text: str | None = None
+    #: the backend asked for and the solver that ran the final solve ("newton" on the torch
+    #: path, "newton (fused)" on the fused one)
+    backend: dict[str, Any] | None = None
 
 
 def fit(
@@ -88,7 +92,7 @@ def fit(
     allow_inadmissible: bool = False,
     threads: int | str | None = "auto",
     optimizer: str = "newton",
-    backend: str = "torch",
+    backend: str = "auto",
 ) -> FitResult:
     """Fit ExpFamPCA to ``data`` and (with ``out_dir``) write latents, Laplace covariances,
     parameters, history and plots there (each file written atomically). ``labels`` (one int
@@ -117,9 +121,12 @@ def fit(
     latent Newton solve with Newton / Fisher scoring per column (``runtime.fitting``) until
     its convergence test; ``epochs``, ``batch_size`` and ``lr`` then do not apply.
     ``optimizer="adam"`` trains through the implicit layer for ``epochs`` epochs.
-    ``backend`` is ExpFamPCA's (``runtime.fused``): the layer's forward passes (the Adam
-    training and the final solve) run the generated fused solver when it is ``"fused"`` or
-    ``"auto"`` and builds.
+    ``backend`` is ExpFamPCA's (``runtime.fused``): ``"fused"`` runs the second-order fit's
+    latent and loadings steps (``runtime.fitting.fused_steps``), the Adam path's forward
+    passes and the final solve on the generated fused solver, compiled on first use and
+    cached; ``"torch"`` never does; ``"auto"`` (default) runs it when it is built already or
+    the data have at least ``AUTO_BUILD_MIN_ENTRIES`` entries (``runtime.fused.fit_backend``),
+    else the torch path. The outcome is recorded in ``FitResult.backend`` and ``history.json``.
     """
     check_choice("optimizer", optimizer, OPTIMIZERS)
     with time_budget(None, "fit setup (loading, deriving and generating the family)"):
@@ -129,13 +136,19 @@ def fit(
             else family_module(family, allow_inadmissible=allow_inadmissible)
         )
         fam_torch = torch_family(module, allow_inadmissible=allow_inadmissible)
-        if backend != "torch":
-            register_fused_source(family, module)
+    check_choice("backend", backend, BACKENDS)
     if isinstance(data, np.ndarray) and data.dtype.kind in "fiub":
         data = torch.as_tensor(data)
     if isinstance(data, torch.Tensor) and not data.is_complex():
         data = data.to(torch.float64)  # counts may come as integers
     data = validate_observations(data, fam_torch.support, support_max=fam_torch.support_max)
+    requested_backend = backend
+    if backend != "torch":
+        # a user spec's fused source is derived (SymPy) only where it will be built
+        derive = backend == "fused" or data.numel() >= AUTO_BUILD_MIN_ENTRIES
+        with time_budget(None, "fit setup (generating the fused solver's source)"):
+            register_fused_source(family, module, derive=derive)
+        backend = fit_backend(fam_torch, backend, data.numel())
     if weight_decay is None:  # the default prior, scaled with the number of rows
         weight_decay = default_weight_decay(data.shape[0])
     run_info = {**run_settings(module, data, latent_dim, lam, weight_decay), "optimizer": optimizer}
@@ -203,6 +216,7 @@ def fit(
                 ckpt if ckpt is not None and ckpt.exists() else None,
             )
     result = FitResult(model, z.numpy(), cov.numpy(), history, out, stats, cfg, choice.to_dict())
+    result.backend = {"requested": requested_backend, "solver": stats.solver}
     result.spec_text = spec_text_of(family)
     if out is not None:
         write_fit_outputs(result, labels, label_names)

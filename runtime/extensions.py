@@ -25,11 +25,13 @@ from deqfam.runtime.family import TorchFamily, as_torch_family
 _LOADED: dict[str, object] = {}
 
 
-def kernel_build_dir() -> Path:
-    """Where compiled kernels are cached (``$DEQFAM_CACHE`` or ``~/.cache/deqfam``)."""
+def kernel_build_dir(create: bool = True) -> Path:
+    """Where compiled kernels are cached (``$DEQFAM_CACHE`` or ``~/.cache/deqfam``), created
+    unless ``create`` is false (a lookup that must leave no trace)."""
     root = Path(os.environ.get("DEQFAM_CACHE", Path.home() / ".cache" / "deqfam"))
     path = root / "kernels"
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 

@@ -32,13 +32,20 @@ import torch
 from torch import Tensor
 
 from .family import as_torch_family
-from .fused_build import FusedUnavailableWarning, load_fused
+from .fused_build import FusedUnavailableWarning, fused_built, load_fused
 from .solvers import SolverConfig, SolverStats, as_config
 from .solvers.inner import require_inside_start
 
 BACKENDS = ("auto", "torch", "fused")
 #: Largest latent dimension of the fused solver (its per-sample arrays are fixed-size).
 MAX_FUSED_LATENT = 64
+#: Size of data (rows x columns) from which a fit under ``"auto"`` compiles a family's fused
+#: solver that is not built yet. Below it the fit runs the torch path unless the solver is
+#: already built. The first build takes about 20 s on one core; the second-order fit on the
+#: torch path costs about 6-12 us per entry more than the fused one (the paper's full-scale
+#: fits, 42560 x 50: 13-20 s against 1.2-3.5 s, BENCHMARKS.md), so a build at 10^6 entries
+#: (about 10 s of torch fitting) pays for itself from the third fit of that family on.
+AUTO_BUILD_MIN_ENTRIES = 1_000_000
 
 
 def _register_rules(namespace: str) -> None:
@@ -98,6 +105,18 @@ def resolve_backend(family: Any, backend: str, latent_dim: int, solver: str) -> 
             )
         return None
     return fused_ops(family)
+
+
+def fit_backend(family: Any, backend: str, n_entries: int) -> str:
+    """The backend a fit of ``n_entries`` data entries runs: ``backend`` itself, except that
+    ``"auto"`` becomes ``"torch"`` when ``family``'s fused solver is not built yet and the
+    data are smaller than ``AUTO_BUILD_MIN_ENTRIES`` (a first build would cost more than it
+    saves)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto" and n_entries < AUTO_BUILD_MIN_ENTRIES and not fused_built(family):
+        return "torch"
+    return backend
 
 
 def fused_equilibrium(
@@ -166,8 +185,10 @@ def fused_solve(
 
 
 __all__ = [
+    "AUTO_BUILD_MIN_ENTRIES",
     "BACKENDS",
     "MAX_FUSED_LATENT",
+    "fit_backend",
     "fused_equilibrium",
     "fused_ops",
     "fused_ops_many",

@@ -106,6 +106,25 @@ def _give_up(fams: list[TorchFamily], reason: str) -> None:
     _warn_once(fams, reason)
 
 
+def _build_key(text: str) -> str:
+    """The cache key of a build: the digest of its sources' text."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def fused_built(family: Any) -> bool:
+    """Whether ``family``'s fused layer is loaded in this process or its library is already
+    in the build cache (built alone, as :func:`load_fused` of one family builds it), so that
+    using it costs no compilation."""
+    fam = as_torch_family(family)
+    if fam.spec_sha256 in _LOADED:
+        return True
+    src = fused_source(fam)
+    if src is None:
+        return False
+    key = _build_key(src.read_text(encoding="utf-8"))
+    return (kernel_build_dir(create=False) / f"fused_{key}" / f"deqfam_fused_{key}.so").is_file()
+
+
 def _compile(fams: list[TorchFamily], sources: list[Path], verbose: bool) -> None:
     """Compile the sources as ONE translation unit (each family has its own namespace)."""
     from torch.utils import cpp_extension
@@ -114,7 +133,7 @@ def _compile(fams: list[TorchFamily], sources: list[Path], verbose: bool) -> Non
     # keyed by that text (it names the spec digests in its headers), so another generator
     # version's source for the same spec builds in its own folder instead of over this one
     text = "\n".join(p.read_text(encoding="utf-8") for p in sources)
-    key = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    key = _build_key(text)
     root = kernel_build_dir()
     build = root / f"fused_{key}"
     name = f"deqfam_fused_{key}"
@@ -178,6 +197,7 @@ def load_fused(
 __all__ = [
     "FusedUnavailableWarning",
     "compiler_available",
+    "fused_built",
     "fused_source",
     "load_fused",
     "loaded_namespace",

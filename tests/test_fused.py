@@ -3,6 +3,7 @@ as ONE extension (one compile, cached in the user cache folder across runs)."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -256,3 +257,34 @@ def test_fused_loadings_step_matches_the_torch_column_solve(ops, name):
     assert abs(steps.memo.get(Z, W1, B1) - ref_f) <= 1e-12 * abs(ref_f)
     ref_g = gradient_norm(*loadings_gradient(fam, T, Z, W0, B0, 3.0))
     assert abs(steps.gradient_norm(Z, W0, B0) - ref_g) <= 1e-12 * ref_g
+
+
+def test_auto_backend_policy_of_fit(ops, tmp_path, monkeypatch):
+    """``fit_backend``: under "auto" a fit builds the fused solver only for data of at least
+    ``AUTO_BUILD_MIN_ENTRIES`` entries, and uses one already loaded at any size; "torch" and
+    "fused" are kept; anything else is refused. ``fit`` records the outcome."""
+    from deqfam.fitting import fit
+    from deqfam.runtime.fused import AUTO_BUILD_MIN_ENTRIES, fit_backend
+    from deqfam.runtime.fused_build import fused_built
+
+    monkeypatch.setenv("DEQFAM_CACHE", str(tmp_path / "empty_cache"))
+    binomial = builtin_module("binomial").FAMILY  # never built in this test run
+    assert not fused_built(binomial)
+    assert not (tmp_path / "empty_cache").exists()  # the lookup leaves no trace
+    assert fit_backend(binomial, "auto", AUTO_BUILD_MIN_ENTRIES - 1) == "torch"
+    assert fit_backend(binomial, "auto", AUTO_BUILD_MIN_ENTRIES) == "auto"
+    assert fit_backend(binomial, "fused", 10) == "fused"
+    assert fit_backend(binomial, "torch", 10**9) == "torch"
+    with pytest.raises(ValueError, match="backend"):
+        fit_backend(binomial, "fast", 10)
+    poisson = builtin_module("poisson")
+    assert fused_built(poisson.FAMILY)  # loaded in this process by the ops fixture
+    assert fit_backend(poisson.FAMILY, "auto", 10) == "auto"
+    _, _, Y = tilted_problem(poisson.FAMILY, n=30, d=5, l=2, scale=0.3, seed=2)
+    res = fit(Y, poisson, 2, progress=False, out_dir=tmp_path / "fit")
+    assert res.backend == {"requested": "auto", "solver": "newton (fused)"}
+    record = json.loads((tmp_path / "fit" / "history.json").read_text(encoding="utf-8"))
+    assert record["backend"] == res.backend
+    binom = builtin_module("binomial")
+    _, _, Yb = tilted_problem(binom.FAMILY, n=30, d=5, l=2, scale=0.3, seed=2)
+    assert fit(Yb, binom, 2, progress=False).backend == {"requested": "auto", "solver": "newton"}
