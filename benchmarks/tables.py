@@ -187,6 +187,7 @@ FULL_SCALE_HEADER = (
     "family",
     "rows x cols",
     "optimizer (weight decay)",
+    "solver",
     "iter.",
     "stop",
     "fit s",
@@ -201,6 +202,7 @@ def full_scale_cells(row: Figures) -> list[str]:
         row["family"],
         f"{row['n']} x {row['d']}",
         f"{row['optimizer']} ({row['weight_decay']:g})",
+        str(row.get("solver") or "newton"),
         str(row["iterations"]),
         str(row["stop_reason"]),
         f"{row['fit_s']:.1f}",
@@ -222,7 +224,7 @@ def full_scale(fig: Figures) -> str:
         return code_block(full_scale_lines(fig))
     return markdown(
         FULL_SCALE_HEADER,
-        "lllrlrrr",
+        "llllrlrrr",
         [full_scale_cells(r) for r in fig["cases"]],
     )
 
