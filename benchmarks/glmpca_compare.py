@@ -140,6 +140,7 @@ def one_case(
         "seconds": {k: statistics.median(v) for k, v in rows.items()},
         "deq_iterations": deq["history"]["iterations"],
         "deq_stop_reason": deq["history"]["stop_reason"],
+        "deq_solver": (deq["history"].get("backend") or {}).get("solver"),
         "glm_iterations": inner["iterations"],
         "deq_train_deviance": deviance(family, train, eta_deq),
         "glm_train_deviance": deviance(family, train, eta_glm),

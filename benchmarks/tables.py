@@ -329,7 +329,8 @@ def glmpca_compare(fig: Figures) -> str:
             [
                 f"{c['family']} {c['shape'][0]}x{c['shape'][1]}, l={c['latent_dim']}"
                 + (f", w={c['weight_decay']:g}" if "weight_decay" in c else ""),
-                f"{t['deq_proc']:.1f} / {t['deq_inproc']:.1f}",
+                f"{t['deq_proc']:.1f} / {t['deq_inproc']:.1f}"
+                + (" (fused)" if "fused" in str(c.get("deq_solver")) else ""),
                 f"{t['glm_proc']:.1f} / {t['glm_inner']:.1f}",
                 f"{c['deq_train_deviance']:.2f}",
                 f"{c['glm_train_deviance']:.2f}",
