@@ -13,18 +13,18 @@
 #define DEQFAM_FN __device__ static inline
 /* Stable primitives (see derive/primitives.py), double precision. Constants were computed
  * with mpmath at generation time and are emitted as round-trip literals. */
-/* softplus and sigmoid both read e = exp(-|x|) and select without a branch, so that where
- * A, sigma and sigma' of one x are evaluated together (the fused solver; libm calls are
- * errno-free there) the compiler computes one exp for all three; the values are those of
- * the two-sided forms x + log1p(e^-x) | log1p(e^x) and 1/(1+e^-x) | e^x/(1+e^x). */
+/* softplus and sigmoid both read e = exp(-|x|) and select values, not calls or quotients,
+ * so that where A, sigma and sigma' of one x are evaluated together (the fused solver; libm
+ * calls are errno-free there) the compiler computes one exp for all three and can vectorise
+ * the loop; the values are those of the two-sided forms x + log1p(e^-x) | log1p(e^x) and
+ * 1/(1+e^-x) | e^x/(1+e^x). */
 DEQFAM_FN double deqfam_softplus(double x) {
-  return fmax(x, 0.0) + log1p(exp(-fabs(x)));
+  return (x > 0.0 ? x : 0.0) + log1p(exp(-fabs(x)));
 }
 
 DEQFAM_FN double deqfam_sigmoid(double x) {
   const double e = exp(-fabs(x));
-  const double d = 1.0 + e;
-  return x >= 0.0 ? 1.0 / d : e / d;
+  return (x >= 0.0 ? 1.0 : e) / (1.0 + e);
 }
 
 DEQFAM_FN double deqfam_logcosh(double x) {

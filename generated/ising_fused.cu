@@ -27,18 +27,18 @@ namespace deqfam_fused_ising {
 #define DEQFAM_FN DEQFAM_HD static inline
 /* Stable primitives (see derive/primitives.py), double precision. Constants were computed
  * with mpmath at generation time and are emitted as round-trip literals. */
-/* softplus and sigmoid both read e = exp(-|x|) and select without a branch, so that where
- * A, sigma and sigma' of one x are evaluated together (the fused solver; libm calls are
- * errno-free there) the compiler computes one exp for all three; the values are those of
- * the two-sided forms x + log1p(e^-x) | log1p(e^x) and 1/(1+e^-x) | e^x/(1+e^x). */
+/* softplus and sigmoid both read e = exp(-|x|) and select values, not calls or quotients,
+ * so that where A, sigma and sigma' of one x are evaluated together (the fused solver; libm
+ * calls are errno-free there) the compiler computes one exp for all three and can vectorise
+ * the loop; the values are those of the two-sided forms x + log1p(e^-x) | log1p(e^x) and
+ * 1/(1+e^-x) | e^x/(1+e^x). */
 DEQFAM_FN double deqfam_softplus(double x) {
-  return fmax(x, 0.0) + log1p(exp(-fabs(x)));
+  return (x > 0.0 ? x : 0.0) + log1p(exp(-fabs(x)));
 }
 
 DEQFAM_FN double deqfam_sigmoid(double x) {
   const double e = exp(-fabs(x));
-  const double d = 1.0 + e;
-  return x >= 0.0 ? 1.0 / d : e / d;
+  return (x >= 0.0 ? 1.0 : e) / (1.0 + e);
 }
 
 DEQFAM_FN double deqfam_logcosh(double x) {
@@ -104,9 +104,10 @@ struct Problem {
   int64_t max_iter, ls_steps;
 };
 
-/* Scratch scalars per observed coordinate of one sample: T(y), W d, and two sets of
- * (eta, sigma, sigma'), at the iterate and at the line search's trial point. */
-static constexpr int64_t SOLVE_WORK_PER_COORD = 8;
+/* Scratch scalars per observed coordinate of one sample: T(y), W d, two sets of
+ * (eta, sigma, sigma'), at the iterate and at the line search's trial point, and A(eta) of
+ * the point being evaluated. */
+static constexpr int64_t SOLVE_WORK_PER_COORD = 9;
 /* ... and of the backward: (eta, sigma, sigma') at z*. */
 static constexpr int64_t BACKWARD_WORK_PER_COORD = 3;
 
@@ -145,6 +146,48 @@ DEQFAM_HD void natural_parameters(const Problem<scalar_t>& p, const scalar_t* z,
   }
 }
 
+#ifndef __CUDACC__
+/* (sigma, sigma', A) at n points in double precision, one pass with no branch out of the
+ * loop, so that the compiler vectorises it wherever the family's expressions allow: with
+ * DEQFAM_LIBMVEC (set by the build on x86-64 glibc >= 2.35), libm's exp, log, log1p and
+ * expm1 are declared SIMD at the top of this file and the pass is compiled twice, for AVX2
+ * (chosen at load time where the CPU has it) and for the x86-64 baseline. The host's solve in
+ * double precision evaluates the family through it; the device and float32 evaluate
+ * coordinate by coordinate. */
+#if defined(DEQFAM_LIBMVEC) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("arch=x86-64-v3", "default")))
+#endif
+static void family_at(const double* __restrict eta, double* __restrict sigma,
+                      double* __restrict dsigma, double* __restrict a, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    double s, ds;
+    deqfam_ising_eval(eta[j], &s, &ds);
+    sigma[j] = s;
+    dsigma[j] = ds;
+    a[j] = fam_log_partition(eta[j]);
+  }
+}
+#endif
+
+/* (sigma, sigma', A) at the d coordinates of pt into pt.sigma, pt.dsigma and a. */
+template <typename scalar_t>
+DEQFAM_HD void family_values(const Point<scalar_t>& pt, scalar_t* a, int64_t d) {
+#ifndef __CUDACC__
+  if constexpr (std::is_same<scalar_t, double>::value) {
+    family_at(pt.eta, pt.sigma, pt.dsigma, a, d);
+    return;
+  }
+#endif
+  for (int64_t j = 0; j < d; ++j) {
+    const double e = static_cast<double>(pt.eta[j]);
+    double s, ds;
+    deqfam_ising_eval(e, &s, &ds);
+    pt.sigma[j] = static_cast<scalar_t>(s);
+    pt.dsigma[j] = static_cast<scalar_t>(ds);
+    a[j] = static_cast<scalar_t>(fam_log_partition(e));
+  }
+}
+
 /* At the point (z, eta): J(z) = lam/2 |z|^2 - z.wtt + sum_j A(eta_j), the magnitude
  * quad + |lin| + sum_j |A(eta_j)| of its terms (the Armijo slack's scale), and sigma, sigma'
  * at every coordinate, all from one evaluation of the family per coordinate (so that the
@@ -153,7 +196,8 @@ DEQFAM_HD void natural_parameters(const Problem<scalar_t>& p, const scalar_t* z,
  * the whole line when check_all is set, as the start check of the torch path does). */
 template <int L, typename scalar_t>
 DEQFAM_HD bool evaluate(const Problem<scalar_t>& p, const scalar_t* z, const Point<scalar_t>& pt,
-                        const scalar_t* wtt, bool check_all, scalar_t* value, scalar_t* scale) {
+                        const scalar_t* wtt, bool check_all, scalar_t* a_work, scalar_t* value,
+                        scalar_t* scale) {
   const int64_t l = latent_dim<L>(p);
   scalar_t quad = 0, lin = 0, a_sum = 0, a_abs = 0;
   for (int64_t a = 0; a < l; ++a) {
@@ -161,20 +205,20 @@ DEQFAM_HD bool evaluate(const Problem<scalar_t>& p, const scalar_t* z, const Poi
     lin += z[a] * wtt[a];
   }
   quad *= static_cast<scalar_t>(0.5 * p.lam);
-  for (int64_t j = 0; j < p.d; ++j) {
-    const double e = static_cast<double>(pt.eta[j]);
-    if ((check_all || !FAM_WHOLE_LINE) && !(e > FAM_LO && e < FAM_HI)) {
-      *value = static_cast<scalar_t>(INFINITY);
-      *scale = static_cast<scalar_t>(INFINITY);
-      return false;
+  if (check_all || !FAM_WHOLE_LINE) {
+    for (int64_t j = 0; j < p.d; ++j) {
+      const double e = static_cast<double>(pt.eta[j]);
+      if (!(e > FAM_LO && e < FAM_HI)) {
+        *value = static_cast<scalar_t>(INFINITY);
+        *scale = static_cast<scalar_t>(INFINITY);
+        return false;
+      }
     }
-    double s, ds;
-    deqfam_ising_eval(e, &s, &ds);
-    pt.sigma[j] = static_cast<scalar_t>(s);
-    pt.dsigma[j] = static_cast<scalar_t>(ds);
-    const scalar_t aj = static_cast<scalar_t>(fam_log_partition(e));
-    a_sum += aj;
-    a_abs += fabs(aj);
+  }
+  family_values(pt, a_work, p.d);
+  for (int64_t j = 0; j < p.d; ++j) {
+    a_sum += a_work[j];
+    a_abs += fabs(a_work[j]);
   }
   *value = quad - lin + a_sum;
   *scale = quad + fabs(lin) + a_abs;
@@ -308,6 +352,7 @@ DEQFAM_HD void solve_sample(const Problem<scalar_t>& p, const scalar_t* y, scala
   scalar_t* deta = work + d;
   Point<scalar_t> cur{work + 2 * d, work + 3 * d, work + 4 * d};
   Point<scalar_t> nxt{work + 5 * d, work + 6 * d, work + 7 * d};
+  scalar_t* a_work = work + 8 * d;
   constexpr int64_t cap = LatentCap<L>::value;
   scalar_t wtt[cap], grad[cap], dir[cap], trial[cap];
   scalar_t H[cap * cap];
@@ -325,7 +370,7 @@ DEQFAM_HD void solve_sample(const Problem<scalar_t>& p, const scalar_t* y, scala
   }
   natural_parameters<L>(p, z, cur.eta);
   scalar_t j0, scale0;
-  if (!evaluate<L>(p, z, cur, wtt, true, &j0, &scale0)) {
+  if (!evaluate<L>(p, z, cur, wtt, true, a_work, &j0, &scale0)) {
     *converged = false;
     *iterations = -1;
     *residual = static_cast<scalar_t>(NAN);
@@ -376,7 +421,7 @@ DEQFAM_HD void solve_sample(const Problem<scalar_t>& p, const scalar_t* y, scala
       for (int64_t j = 0; j < d; ++j) {
         nxt.eta[j] = cur.eta[j] + step * deta[j];
       }
-      evaluate<L>(p, trial, nxt, wtt, false, &jt, &st);
+      evaluate<L>(p, trial, nxt, wtt, false, a_work, &jt, &st);
       const bool finite = jt == jt && jt < static_cast<scalar_t>(INFINITY) &&
                           jt > -static_cast<scalar_t>(INFINITY);
       found = finite && jt <= j0 + static_cast<scalar_t>(p.armijo_c) * step * slope + slack;

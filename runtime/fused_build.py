@@ -19,6 +19,7 @@ import fcntl
 import hashlib
 import importlib.resources
 import os
+import platform
 import re
 import shutil
 import sys
@@ -106,9 +107,34 @@ def _give_up(fams: list[TorchFamily], reason: str) -> None:
     _warn_once(fams, reason)
 
 
+def libmvec_available() -> bool:
+    """Whether glibc's vector math library has what the fused sources declare SIMD (exp,
+    log, log1p, expm1: x86-64 glibc >= 2.35) and the compiler is GCC (the ``simd`` and
+    ``target_clones`` attributes)."""
+    if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"):
+        return False
+    lib, version = platform.libc_ver()
+    parts = tuple(int(v) for v in re.findall(r"\d+", version)[:2])
+    compiler = os.path.basename(os.environ.get("CXX", "c++"))
+    return lib == "glibc" and parts >= (2, 35) and "clang" not in compiler
+
+
+def compile_flags() -> tuple[list[str], list[str]]:
+    """The C++ and link flags of a fused build. ``-fno-math-errno``: libm calls without
+    errno are pure, so one ``exp(-|x|)`` serves softplus, sigmoid and sigmoid' of one x;
+    ``-fno-trapping-math``: no FP exception is observed, so a select between two quotients
+    needs no branch (the family pass vectorises); ``-ffp-contract=off``: no fused
+    multiply-add in the AVX2 clone, so it rounds as the baseline and the torch path do; with
+    libmvec, ``DEQFAM_LIBMVEC`` and ``-lmvec`` (``family_at`` in the solver)."""
+    cflags = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"]
+    if libmvec_available():
+        return [*cflags, "-DDEQFAM_LIBMVEC"], ["-lmvec"]
+    return cflags, []
+
+
 def _build_key(text: str) -> str:
-    """The cache key of a build: the digest of its sources' text."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    """The cache key of a build: the digest of its sources' text and compile flags."""
+    return hashlib.sha256((text + repr(compile_flags())).encode("utf-8")).hexdigest()[:16]
 
 
 def fused_built(family: Any) -> bool:
@@ -148,10 +174,12 @@ def _compile(fams: list[TorchFamily], sources: list[Path], verbose: bool) -> Non
             label = ", ".join(f.name for f in fams)
             print(f"deqfam: compiling fused solver for {label} (first use)...", end="", flush=True)
         start = time.perf_counter()
+        cflags, ldflags = compile_flags()
         cpp_extension.load(
             name=name,
             sources=[str(unit)],
-            extra_cflags=["-O3", "-fno-math-errno"],  # errno-free libm calls can be CSEd
+            extra_cflags=cflags,
+            extra_ldflags=ldflags,
             build_directory=str(build),
             is_python_module=False,
             verbose=verbose,

@@ -159,3 +159,32 @@ def test_every_family_matches_torch_path(tmp_path):
             assert float((zf - zt).abs().max()) <= 1e-10, fam.name
             for a, b in zip(gf, gt, strict=True):
                 assert max_relative(a, b) <= 1e-9 or math.isclose(float(b.abs().max()), 0)
+
+
+def test_libmvec_flags_follow_the_platform(monkeypatch):
+    """The vector-math build flags are set only for GCC on x86-64 glibc >= 2.35 (where
+    libmvec has exp, log, log1p and expm1); the build key changes with the flags, so a
+    library built with other flags is never reused."""
+    from deqfam.runtime import fused_build as fb
+
+    monkeypatch.setattr(fb.sys, "platform", "linux")
+    monkeypatch.setattr(fb.platform, "machine", lambda: "x86_64")
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(fb.platform, "libc_ver", lambda: ("glibc", "2.36"))
+    assert fb.libmvec_available()
+    cflags, ldflags = fb.compile_flags()
+    assert "-DDEQFAM_LIBMVEC" in cflags and ldflags == ["-lmvec"]
+    key_with = fb._build_key("source")
+    monkeypatch.setattr(fb.platform, "libc_ver", lambda: ("glibc", "2.34"))
+    assert not fb.libmvec_available()
+    assert fb.compile_flags() == (
+        ["-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"],
+        [],
+    )
+    assert fb._build_key("source") != key_with
+    monkeypatch.setattr(fb.platform, "libc_ver", lambda: ("glibc", "2.36"))
+    monkeypatch.setenv("CXX", "clang++")
+    assert not fb.libmvec_available()
+    monkeypatch.delenv("CXX")
+    monkeypatch.setattr(fb.platform, "machine", lambda: "aarch64")
+    assert not fb.libmvec_available()
