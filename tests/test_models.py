@@ -141,7 +141,7 @@ def test_input_validation_messages():
         model(torch.zeros(3, 4, dtype=F64))
     Y = torch.zeros(3, 5, dtype=F64)
     Y[1, 2] = math.nan
-    with pytest.raises(ValueError, match=r"non-finite values \(rows \[1\]\)"):
+    with pytest.raises(ValueError, match=r"non-finite value nan at row 1, column 2"):
         model(Y)
     with pytest.raises(ValueError, match=r"must be a torch\.Tensor"):
         model(np.zeros((3, 5)))
