@@ -5,6 +5,8 @@
 * ``balance``: the exact step along the invariance ``eta = Z W^T`` (balanced factors).
 * ``init``: initial loadings from the SVD of Pearson residuals.
 * ``loadings``: the loadings step, Newton / Fisher scoring per column (a ``NewtonProblem``).
+* ``parts``: the alternation's steps for one family, on the torch path or (``fused_steps``)
+  the generated fused solver.
 * ``alternating``: the outer loop, its convergence test, history and checkpoints.
 """
 

@@ -30,7 +30,6 @@ from ..block_inner import BlockInnerProblem, BlockNewtonProblem
 from ..solvers import SolverConfig, newton_solve
 from .alternating import (
     Extrapolation,
-    FitParts,
     NewtonFitConfig,
     NewtonHistory,
     _restore,
@@ -39,6 +38,7 @@ from .alternating import (
 from .block_init import block_initial_parameters, block_joint_objective, block_loadings_gradient
 from .block_loadings import block_loadings_step
 from .objective import gradient_norm
+from .parts import FitParts
 
 
 def _objective(model: Any, T: Tensor, Z: Tensor, W: Tensor, B: Tensor) -> float:
