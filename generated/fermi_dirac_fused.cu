@@ -144,6 +144,14 @@ static constexpr int MAX_LATENT = 64;
 
 /* ---- the passes over the d coordinates of one sample (host and device text) ---- */
 
+/* A pass or step of the per-sample solver: always inlined on the host, so that it is compiled
+ * into each clone of its caller (DEQFAM_CLONES: the AVX2 one vectorises it for AVX2). */
+#if defined(__GNUC__) && !defined(__CUDACC__)
+#define DEQFAM_PASS inline __attribute__((always_inline))
+#else
+#define DEQFAM_PASS DEQFAM_HD inline
+#endif
+
 /* Options and shared inputs of one batched solve. The passes read W through a layout made
  * once per call (fill_layout_column): W^T and |W|^T (l x d each) and the products
  * W_ja W_jb (a >= b, rows in the order of the packed lower triangle), so that every pass
@@ -252,36 +260,38 @@ struct QuadOf {
 typedef double deqfam_v2d __attribute__((vector_size(16)));
 typedef long long deqfam_v2i __attribute__((vector_size(16)));
 
-/* Four doubles as two SSE2 vectors (lanes 0-1, 2-3). */
+/* Four doubles as two SSE2 vectors (lanes 0-1, 2-3); in the AVX2 clones, VEX-encoded. Not
+ * one 4-wide GCC vector: where AVX is not enabled (the baseline clone, builds without clones)
+ * GCC keeps such a vector in memory, and the baseline solve was 1.5x slower than with two. */
 struct QuadD {
   deqfam_v2d lo, hi;
 };
 
-inline QuadD quad_load(const double* x) {
+DEQFAM_PASS QuadD quad_load(const double* x) {
   QuadD q;
   __builtin_memcpy(&q.lo, x, sizeof q.lo);
   __builtin_memcpy(&q.hi, x + 2, sizeof q.hi);
   return q;
 }
-inline QuadD quad_splat(double c) {
+DEQFAM_PASS QuadD quad_splat(double c) {
   const deqfam_v2d v = {c, c};
   return QuadD{v, v};
 }
-inline QuadD operator+(const QuadD& a, const QuadD& b) {
+DEQFAM_PASS QuadD operator+(const QuadD& a, const QuadD& b) {
   return QuadD{a.lo + b.lo, a.hi + b.hi};
 }
-inline QuadD operator-(const QuadD& a, const QuadD& b) {
+DEQFAM_PASS QuadD operator-(const QuadD& a, const QuadD& b) {
   return QuadD{a.lo - b.lo, a.hi - b.hi};
 }
-inline QuadD operator*(const QuadD& a, const QuadD& b) {
+DEQFAM_PASS QuadD operator*(const QuadD& a, const QuadD& b) {
   return QuadD{a.lo * b.lo, a.hi * b.hi};
 }
 /* |x|: the sign bit cleared, as fabs. */
-inline QuadD quad_abs(const QuadD& a) {
+DEQFAM_PASS QuadD quad_abs(const QuadD& a) {
   const deqfam_v2i mask = {0x7fffffffffffffffLL, 0x7fffffffffffffffLL};
   return QuadD{(deqfam_v2d)((deqfam_v2i)a.lo & mask), (deqfam_v2d)((deqfam_v2i)a.hi & mask)};
 }
-inline double quad_sum(const QuadD& s) {
+DEQFAM_PASS double quad_sum(const QuadD& s) {
   return (s.lo[0] + s.lo[1]) + (s.hi[0] + s.hi[1]);
 }
 
@@ -304,7 +314,7 @@ DEQFAM_HD constexpr int64_t group_size(int64_t n_const) {
 
 /* eta = W z + B (z_0 W_j0 + z_1 W_j1 + ... + B_j, the torch path's order per coordinate). */
 template <int L, typename scalar_t>
-DEQFAM_HD void natural_parameters(const Problem<scalar_t>& p, const scalar_t* z, scalar_t* eta) {
+DEQFAM_PASS void natural_parameters(const Problem<scalar_t>& p, const scalar_t* z, scalar_t* eta) {
   const int64_t d = p.d, l = latent_dim<L>(p);
   for (int64_t j = 0; j < d; ++j) {
     scalar_t e = 0;
@@ -317,7 +327,7 @@ DEQFAM_HD void natural_parameters(const Problem<scalar_t>& p, const scalar_t* z,
 
 /* W v at every coordinate: out_j = sum_a W_ja v_a. */
 template <int L, typename scalar_t>
-DEQFAM_HD void apply_w(const Problem<scalar_t>& p, const scalar_t* v, scalar_t* out) {
+DEQFAM_PASS void apply_w(const Problem<scalar_t>& p, const scalar_t* v, scalar_t* out) {
   const int64_t d = p.d, l = latent_dim<L>(p);
   for (int64_t j = 0; j < d; ++j) {
     scalar_t e = 0;
@@ -330,7 +340,7 @@ DEQFAM_HD void apply_w(const Problem<scalar_t>& p, const scalar_t* v, scalar_t* 
 
 /* (sum_j x_j, sum_j |x_j|) over the d coordinates, in lanes. */
 template <typename scalar_t>
-DEQFAM_HD void sum_and_magnitude(const scalar_t* x, int64_t d, scalar_t* sum, scalar_t* mag) {
+DEQFAM_PASS void sum_and_magnitude(const scalar_t* x, int64_t d, scalar_t* sum, scalar_t* mag) {
   Quad<scalar_t> s = quad_splat(static_cast<scalar_t>(0)), m = s;
   int64_t j = 0;
   for (; j + 4 <= d; j += 4) {
@@ -349,7 +359,7 @@ DEQFAM_HD void sum_and_magnitude(const scalar_t* x, int64_t d, scalar_t* sum, sc
 
 /* sum_j x_j b_j, in lanes. */
 template <typename scalar_t>
-DEQFAM_HD scalar_t dot(const scalar_t* x, const scalar_t* b, int64_t d) {
+DEQFAM_PASS scalar_t dot(const scalar_t* x, const scalar_t* b, int64_t d) {
   Quad<scalar_t> s = quad_splat(static_cast<scalar_t>(0));
   int64_t j = 0;
   for (; j + 4 <= d; j += 4) {
@@ -364,7 +374,7 @@ DEQFAM_HD scalar_t dot(const scalar_t* x, const scalar_t* b, int64_t d) {
 
 /* out_a = sum_j (c x_j) W_ja (W^T x scaled by c), in lanes. */
 template <int L, typename scalar_t>
-DEQFAM_HD void transpose_apply(const Problem<scalar_t>& p, const scalar_t* x, scalar_t c,
+DEQFAM_PASS void transpose_apply(const Problem<scalar_t>& p, const scalar_t* x, scalar_t c,
                                scalar_t* out) {
   const int64_t d = p.d, l = latent_dim<L>(p);
   constexpr int64_t G = group_size<L>(L);
@@ -397,7 +407,7 @@ DEQFAM_HD void transpose_apply(const Problem<scalar_t>& p, const scalar_t* x, sc
 /* g = lam z - W^T (T - sigma), its norm (the residual) and the stopping threshold
  * tol + rtol (lam |z| + | |W|^T (|T| + |sigma|) |), in one pass over the coordinates. */
 template <int L, typename scalar_t>
-DEQFAM_HD void gradient(const Problem<scalar_t>& p, const scalar_t* t, const scalar_t* sigma,
+DEQFAM_PASS void gradient(const Problem<scalar_t>& p, const scalar_t* t, const scalar_t* sigma,
                         const scalar_t* z, scalar_t* grad, scalar_t* residual,
                         scalar_t* threshold) {
   const int64_t d = p.d, l = latent_dim<L>(p);
@@ -453,7 +463,7 @@ DEQFAM_HD void gradient(const Problem<scalar_t>& p, const scalar_t* t, const sca
  * (W_ja W_jb), the torch path's Gram of the products, in one pass); false when H is not
  * numerically positive definite (only possible with a non-finite sigma'). */
 template <int L, typename scalar_t>
-DEQFAM_HD bool hessian_cholesky(const Problem<scalar_t>& p, const scalar_t* dsigma,
+DEQFAM_PASS bool hessian_cholesky(const Problem<scalar_t>& p, const scalar_t* dsigma,
                                 scalar_t* H) {
   const int64_t d = p.d, l = latent_dim<L>(p);
   constexpr int64_t G = group_size<L>(L * (L + 1) / 2);
@@ -509,7 +519,7 @@ DEQFAM_HD bool hessian_cholesky(const Problem<scalar_t>& p, const scalar_t* dsig
 
 /* x = (L L^T)^{-1} rhs with the factor F of hessian_cholesky. */
 template <int L, typename scalar_t>
-DEQFAM_HD void cholesky_solve(const scalar_t* F, int64_t l_run, const scalar_t* rhs, scalar_t* x) {
+DEQFAM_PASS void cholesky_solve(const scalar_t* F, int64_t l_run, const scalar_t* rhs, scalar_t* x) {
   const int64_t l = L > 0 ? static_cast<int64_t>(L) : l_run;
   for (int64_t a = 0; a < l; ++a) {
     scalar_t acc = rhs[a];
@@ -573,7 +583,7 @@ static void family_at(const double* __restrict eta, double* __restrict sigma,
 
 /* (sigma, sigma', A) at the d coordinates of pt into pt.sigma, pt.dsigma and a. */
 template <typename scalar_t>
-DEQFAM_HD void family_values(const Point<scalar_t>& pt, scalar_t* a, int64_t d) {
+DEQFAM_PASS void family_values(const Point<scalar_t>& pt, scalar_t* a, int64_t d) {
 #ifndef __CUDACC__
   if constexpr (std::is_same<scalar_t, double>::value) {
     family_at(pt.eta, pt.sigma, pt.dsigma, a, d);
@@ -597,7 +607,7 @@ DEQFAM_HD void family_values(const Point<scalar_t>& pt, scalar_t* a, int64_t d) 
  * J = +inf, as soon as an eta_j leaves the domain (the check also rejects NaN and +-inf on
  * the whole line when check_all is set, as the start check of the torch path does). */
 template <int L, typename scalar_t>
-DEQFAM_HD bool evaluate(const Problem<scalar_t>& p, const scalar_t* z, const Point<scalar_t>& pt,
+DEQFAM_PASS bool evaluate(const Problem<scalar_t>& p, const scalar_t* z, const Point<scalar_t>& pt,
                         const scalar_t* wtt, bool check_all, scalar_t* a_work, scalar_t* value,
                         scalar_t* scale) {
   const int64_t l = latent_dim<L>(p);
@@ -640,7 +650,7 @@ DEQFAM_HD bool evaluate(const Problem<scalar_t>& p, const scalar_t* z, const Poi
  * = J(z) - T(y).B. A start with W z0 + B outside the domain returns at once with
  * iterations = -1 (the caller raises). */
 template <int L, typename scalar_t>
-DEQFAM_HD void solve_sample(const Problem<scalar_t>& p, const scalar_t* y, scalar_t* z,
+DEQFAM_PASS void solve_sample(const Problem<scalar_t>& p, const scalar_t* y, scalar_t* z,
                             scalar_t* work, bool* converged, int64_t* iterations,
                             scalar_t* residual, scalar_t* threshold, scalar_t* objective) {
   const int64_t d = p.d, l = latent_dim<L>(p);
@@ -742,7 +752,7 @@ DEQFAM_HD void solve_sample(const Problem<scalar_t>& p, const scalar_t* y, scala
  * grad_B = -sum_s q, grad_y = T'(y) * (wu - grad_l eta). u is NaN when H(z*) cannot be
  * factored. work holds BACKWARD_WORK_PER_COORD * d scalars. */
 template <int L, typename scalar_t>
-DEQFAM_HD void backward_sample(const Problem<scalar_t>& p, const scalar_t* y, const scalar_t* z,
+DEQFAM_PASS void backward_sample(const Problem<scalar_t>& p, const scalar_t* y, const scalar_t* z,
                                const scalar_t* grad_z, scalar_t grad_l, scalar_t* work,
                                scalar_t* u, scalar_t* r, scalar_t* q, scalar_t* grad_y) {
   const int64_t d = p.d, l = latent_dim<L>(p);
