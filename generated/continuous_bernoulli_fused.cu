@@ -130,23 +130,50 @@ static constexpr int MAX_LATENT = 64;
 
 /* ---- the per-sample solver: the same text runs on the host (gcc) and the device (nvcc) ---- */
 
-/* Options and shared inputs of one batched solve (W is d x l row-major: every pass over the
- * d coordinates reads W row by row, contiguously). */
+/* ---- the passes over the d coordinates of one sample (host and device text) ---- */
+
+/* A pass or step of the per-sample solver: always inlined on the host, so that it is compiled
+ * into each clone of its caller (DEQFAM_CLONES: the AVX2 one vectorises it for AVX2). */
+#if defined(__GNUC__) && !defined(__CUDACC__)
+#define DEQFAM_PASS inline __attribute__((always_inline))
+#else
+#define DEQFAM_PASS DEQFAM_HD inline
+#endif
+
+/* Options and shared inputs of one batched solve. The passes read W through a layout made
+ * once per call (fill_layout_column): W^T and |W|^T (l x d each) and the products
+ * W_ja W_jb (a >= b, rows in the order of the packed lower triangle), so that every pass
+ * reads each of its operands contiguously over j and vectorises over coordinates. */
 template <typename scalar_t>
 struct Problem {
-  const scalar_t* W;
+  const scalar_t* Wt;   /* W^T, l x d */
+  const scalar_t* Wabs; /* |W|^T, l x d */
+  const scalar_t* WW;   /* l(l+1)/2 x d: row a(a+1)/2 + b holds W_ja W_jb, b <= a */
   const scalar_t* B;
   int64_t d, l;
   double lam, tol, rtol, armijo_c, backtrack, shrink_all, min_step, eps;
   int64_t max_iter, ls_steps;
 };
 
-/* Scratch scalars per observed coordinate of one sample: T(y), W d, two sets of
- * (eta, sigma, sigma'), at the iterate and at the line search's trial point, and A(eta) of
- * the point being evaluated. */
-static constexpr int64_t SOLVE_WORK_PER_COORD = 9;
-/* ... and of the backward: (eta, sigma, sigma') at z*. */
-static constexpr int64_t BACKWARD_WORK_PER_COORD = 3;
+/* Scalars of the layout of W for d coordinates and l latents: (2 l + l(l+1)/2) d. */
+DEQFAM_HD inline int64_t layout_size(int64_t d, int64_t l) {
+  return (2 * l + l * (l + 1) / 2) * d;
+}
+
+/* Column j of the layout (Problem) of the row-major d x l matrix W into out. */
+template <typename scalar_t>
+DEQFAM_HD void fill_layout_column(const scalar_t* W, int64_t d, int64_t l, int64_t j,
+                                  scalar_t* out) {
+  const scalar_t* w = W + j * l;
+  scalar_t* ww = out + 2 * l * d;
+  for (int64_t a = 0; a < l; ++a) {
+    out[a * d + j] = w[a];
+    out[(l + a) * d + j] = fabs(w[a]);
+    for (int64_t b = 0; b <= a; ++b) {
+      ww[(a * (a + 1) / 2 + b) * d + j] = w[a] * w[b];
+    }
+  }
+}
 
 /* The latent dimension: the compile-time L when L > 0 (the loops over latents then unroll;
  * the host instantiates L = 1..4, the common case), else p.l at run time. */
@@ -161,128 +188,251 @@ struct LatentCap {
   static constexpr int64_t value = L > 0 ? L : MAX_LATENT;
 };
 
-/* eta, sigma and sigma' at one point (d scalars each). */
-template <typename scalar_t>
-struct Point {
-  scalar_t* eta;
-  scalar_t* sigma;
-  scalar_t* dsigma;
+/* Partial sums of a pass over the coordinates in four lanes: of the first 4 floor(d / 4)
+ * coordinates, coordinate j adds into lane j % 4; the lanes are added in the fixed order
+ * (s0 + s1) + (s2 + s3), then the sum over the last d % 4 coordinates. A lane set is a Quad
+ * of four adjacent coordinates: on the host (GCC) in double precision two SSE2 vectors, on
+ * the device and in single precision four scalars; the arithmetic is lane by lane, so the
+ * rounding is that of scalar code in that order. So every sum over the coordinates
+ * vectorises without reassociating anything (no -ffast-math), and its result depends
+ * neither on the vector width nor on the thread count. */
+template <typename T>
+struct Quad4 {
+  T v[4];
 };
 
-/* eta = W z + B. */
+template <typename T>
+DEQFAM_HD inline Quad4<T> quad4(T a, T b, T c, T d) {
+  Quad4<T> q;
+  q.v[0] = a;
+  q.v[1] = b;
+  q.v[2] = c;
+  q.v[3] = d;
+  return q;
+}
+template <typename T>
+DEQFAM_HD inline Quad4<T> quad_load(const T* x) {
+  return quad4<T>(x[0], x[1], x[2], x[3]);
+}
+template <typename T>
+DEQFAM_HD inline Quad4<T> quad_splat(T c) {
+  return quad4<T>(c, c, c, c);
+}
+template <typename T>
+DEQFAM_HD inline Quad4<T> operator+(const Quad4<T>& a, const Quad4<T>& b) {
+  return quad4<T>(a.v[0] + b.v[0], a.v[1] + b.v[1], a.v[2] + b.v[2], a.v[3] + b.v[3]);
+}
+template <typename T>
+DEQFAM_HD inline Quad4<T> operator-(const Quad4<T>& a, const Quad4<T>& b) {
+  return quad4<T>(a.v[0] - b.v[0], a.v[1] - b.v[1], a.v[2] - b.v[2], a.v[3] - b.v[3]);
+}
+template <typename T>
+DEQFAM_HD inline Quad4<T> operator*(const Quad4<T>& a, const Quad4<T>& b) {
+  return quad4<T>(a.v[0] * b.v[0], a.v[1] * b.v[1], a.v[2] * b.v[2], a.v[3] * b.v[3]);
+}
+template <typename T>
+DEQFAM_HD inline Quad4<T> quad_abs(const Quad4<T>& a) {
+  return quad4<T>(fabs(a.v[0]), fabs(a.v[1]), fabs(a.v[2]), fabs(a.v[3]));
+}
+template <typename T>
+DEQFAM_HD inline T quad_sum(const Quad4<T>& s) {
+  return (s.v[0] + s.v[1]) + (s.v[2] + s.v[3]);
+}
+
+template <typename T>
+struct QuadOf {
+  typedef Quad4<T> type;
+};
+
+#if defined(__GNUC__) && !defined(__CUDACC__)
+typedef double deqfam_v2d __attribute__((vector_size(16)));
+typedef long long deqfam_v2i __attribute__((vector_size(16)));
+
+/* Four doubles as two SSE2 vectors (lanes 0-1, 2-3); in the AVX2 clones, VEX-encoded. Not
+ * one 4-wide GCC vector: where AVX is not enabled (the baseline clone, builds without clones)
+ * GCC keeps such a vector in memory, and the baseline solve was 1.5x slower than with two. */
+struct QuadD {
+  deqfam_v2d lo, hi;
+};
+
+DEQFAM_PASS QuadD quad_load(const double* x) {
+  QuadD q;
+  __builtin_memcpy(&q.lo, x, sizeof q.lo);
+  __builtin_memcpy(&q.hi, x + 2, sizeof q.hi);
+  return q;
+}
+DEQFAM_PASS QuadD quad_splat(double c) {
+  const deqfam_v2d v = {c, c};
+  return QuadD{v, v};
+}
+DEQFAM_PASS QuadD operator+(const QuadD& a, const QuadD& b) {
+  return QuadD{a.lo + b.lo, a.hi + b.hi};
+}
+DEQFAM_PASS QuadD operator-(const QuadD& a, const QuadD& b) {
+  return QuadD{a.lo - b.lo, a.hi - b.hi};
+}
+DEQFAM_PASS QuadD operator*(const QuadD& a, const QuadD& b) {
+  return QuadD{a.lo * b.lo, a.hi * b.hi};
+}
+/* |x|: the sign bit cleared, as fabs. */
+DEQFAM_PASS QuadD quad_abs(const QuadD& a) {
+  const deqfam_v2i mask = {0x7fffffffffffffffLL, 0x7fffffffffffffffLL};
+  return QuadD{(deqfam_v2d)((deqfam_v2i)a.lo & mask), (deqfam_v2d)((deqfam_v2i)a.hi & mask)};
+}
+DEQFAM_PASS double quad_sum(const QuadD& s) {
+  return (s.lo[0] + s.lo[1]) + (s.hi[0] + s.hi[1]);
+}
+
+template <>
+struct QuadOf<double> {
+  typedef QuadD type;
+};
+#endif
+
+/* The four lanes of scalar_t. */
+template <typename scalar_t>
+using Quad = typename QuadOf<scalar_t>::type;
+
+/* Accumulators a pass keeps at once: all of them (in registers) at compile-time L, one at a
+ * time at run-time L (the pass then runs once per accumulator). */
+template <int L>
+DEQFAM_HD constexpr int64_t group_size(int64_t n_const) {
+  return L > 0 ? n_const : 1;
+}
+
+/* eta = W z + B (z_0 W_j0 + z_1 W_j1 + ... + B_j, the torch path's order per coordinate). */
 template <int L, typename scalar_t>
-DEQFAM_HD void natural_parameters(const Problem<scalar_t>& p, const scalar_t* z, scalar_t* eta) {
-  const int64_t l = latent_dim<L>(p);
-  for (int64_t j = 0; j < p.d; ++j) {
-    const scalar_t* w = p.W + j * l;
+DEQFAM_PASS void natural_parameters(const Problem<scalar_t>& p, const scalar_t* z, scalar_t* eta) {
+  const int64_t d = p.d, l = latent_dim<L>(p);
+  for (int64_t j = 0; j < d; ++j) {
     scalar_t e = 0;
     for (int64_t a = 0; a < l; ++a) {
-      e += z[a] * w[a];
+      e += z[a] * p.Wt[a * d + j];
     }
     eta[j] = e + p.B[j];
   }
 }
 
-#ifndef __CUDACC__
-/* (sigma, sigma', A) at n points in double precision, one pass with no branch out of the
- * loop, so that the compiler vectorises it wherever the family's expressions allow: with
- * DEQFAM_LIBMVEC (set by the build on x86-64 glibc >= 2.35), libm's exp, log, log1p and
- * expm1 are declared SIMD at the top of this file and the pass is compiled twice, for AVX2
- * (chosen at load time where the CPU has it) and for the x86-64 baseline. The host's solve in
- * double precision evaluates the family through it; the device and float32 evaluate
- * coordinate by coordinate. */
-#if defined(DEQFAM_LIBMVEC) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("arch=x86-64-v3", "default")))
-#endif
-static void family_at(const double* __restrict eta, double* __restrict sigma,
-                      double* __restrict dsigma, double* __restrict a, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) {
-    double s, ds;
-    deqfam_continuous_bernoulli_eval(eta[j], &s, &ds);
-    sigma[j] = s;
-    dsigma[j] = ds;
-    a[j] = fam_log_partition(eta[j]);
-  }
-}
-#endif
-
-/* (sigma, sigma', A) at the d coordinates of pt into pt.sigma, pt.dsigma and a. */
-template <typename scalar_t>
-DEQFAM_HD void family_values(const Point<scalar_t>& pt, scalar_t* a, int64_t d) {
-#ifndef __CUDACC__
-  if constexpr (std::is_same<scalar_t, double>::value) {
-    family_at(pt.eta, pt.sigma, pt.dsigma, a, d);
-    return;
-  }
-#endif
-  for (int64_t j = 0; j < d; ++j) {
-    const double e = static_cast<double>(pt.eta[j]);
-    double s, ds;
-    deqfam_continuous_bernoulli_eval(e, &s, &ds);
-    pt.sigma[j] = static_cast<scalar_t>(s);
-    pt.dsigma[j] = static_cast<scalar_t>(ds);
-    a[j] = static_cast<scalar_t>(fam_log_partition(e));
-  }
-}
-
-/* At the point (z, eta): J(z) = lam/2 |z|^2 - z.wtt + sum_j A(eta_j), the magnitude
- * quad + |lin| + sum_j |A(eta_j)| of its terms (the Armijo slack's scale), and sigma, sigma'
- * at every coordinate, all from one evaluation of the family per coordinate (so that the
- * next linearisation, at an accepted trial point, costs no transcendental call). False, with
- * J = +inf, as soon as an eta_j leaves the domain (the check also rejects NaN and +-inf on
- * the whole line when check_all is set, as the start check of the torch path does). */
+/* W v at every coordinate: out_j = sum_a W_ja v_a. */
 template <int L, typename scalar_t>
-DEQFAM_HD bool evaluate(const Problem<scalar_t>& p, const scalar_t* z, const Point<scalar_t>& pt,
-                        const scalar_t* wtt, bool check_all, scalar_t* a_work, scalar_t* value,
-                        scalar_t* scale) {
-  const int64_t l = latent_dim<L>(p);
-  scalar_t quad = 0, lin = 0, a_sum = 0, a_abs = 0;
-  for (int64_t a = 0; a < l; ++a) {
-    quad += z[a] * z[a];
-    lin += z[a] * wtt[a];
+DEQFAM_PASS void apply_w(const Problem<scalar_t>& p, const scalar_t* v, scalar_t* out) {
+  const int64_t d = p.d, l = latent_dim<L>(p);
+  for (int64_t j = 0; j < d; ++j) {
+    scalar_t e = 0;
+    for (int64_t a = 0; a < l; ++a) {
+      e += v[a] * p.Wt[a * d + j];
+    }
+    out[j] = e;
   }
-  quad *= static_cast<scalar_t>(0.5 * p.lam);
-  if (check_all || !FAM_WHOLE_LINE) {
-    for (int64_t j = 0; j < p.d; ++j) {
-      const double e = static_cast<double>(pt.eta[j]);
-      if (!(e > FAM_LO && e < FAM_HI)) {
-        *value = static_cast<scalar_t>(INFINITY);
-        *scale = static_cast<scalar_t>(INFINITY);
-        return false;
+}
+
+/* (sum_j x_j, sum_j |x_j|) over the d coordinates, in lanes. */
+template <typename scalar_t>
+DEQFAM_PASS void sum_and_magnitude(const scalar_t* x, int64_t d, scalar_t* sum, scalar_t* mag) {
+  Quad<scalar_t> s = quad_splat(static_cast<scalar_t>(0)), m = s;
+  int64_t j = 0;
+  for (; j + 4 <= d; j += 4) {
+    const Quad<scalar_t> v = quad_load(x + j);
+    s = s + v;
+    m = m + quad_abs(v);
+  }
+  scalar_t s_tail = 0, m_tail = 0;
+  for (; j < d; ++j) {
+    s_tail += x[j];
+    m_tail += fabs(x[j]);
+  }
+  *sum = quad_sum(s) + s_tail;
+  *mag = quad_sum(m) + m_tail;
+}
+
+/* sum_j x_j b_j, in lanes. */
+template <typename scalar_t>
+DEQFAM_PASS scalar_t dot(const scalar_t* x, const scalar_t* b, int64_t d) {
+  Quad<scalar_t> s = quad_splat(static_cast<scalar_t>(0));
+  int64_t j = 0;
+  for (; j + 4 <= d; j += 4) {
+    s = s + quad_load(x + j) * quad_load(b + j);
+  }
+  scalar_t tail = 0;
+  for (; j < d; ++j) {
+    tail += x[j] * b[j];
+  }
+  return quad_sum(s) + tail;
+}
+
+/* out_a = sum_j (c x_j) W_ja (W^T x scaled by c), in lanes. */
+template <int L, typename scalar_t>
+DEQFAM_PASS void transpose_apply(const Problem<scalar_t>& p, const scalar_t* x, scalar_t c,
+                               scalar_t* out) {
+  const int64_t d = p.d, l = latent_dim<L>(p);
+  constexpr int64_t G = group_size<L>(L);
+  const Quad<scalar_t> cq = quad_splat(c);
+  for (int64_t a0 = 0; a0 < l; a0 += G) {
+    Quad<scalar_t> acc[G];
+    scalar_t tail[G];
+    for (int64_t g = 0; g < G; ++g) {
+      acc[g] = quad_splat(static_cast<scalar_t>(0));
+      tail[g] = 0;
+    }
+    int64_t j = 0;
+    for (; j + 4 <= d; j += 4) {
+      const Quad<scalar_t> cx = cq * quad_load(x + j);
+      for (int64_t g = 0; g < G; ++g) {
+        acc[g] = acc[g] + cx * quad_load(p.Wt + (a0 + g) * d + j);
       }
     }
+    for (; j < d; ++j) {
+      for (int64_t g = 0; g < G; ++g) {
+        tail[g] += (c * x[j]) * p.Wt[(a0 + g) * d + j];
+      }
+    }
+    for (int64_t g = 0; g < G; ++g) {
+      out[a0 + g] = quad_sum(acc[g]) + tail[g];
+    }
   }
-  family_values(pt, a_work, p.d);
-  for (int64_t j = 0; j < p.d; ++j) {
-    a_sum += a_work[j];
-    a_abs += fabs(a_work[j]);
-  }
-  *value = quad - lin + a_sum;
-  *scale = quad + fabs(lin) + a_abs;
-  return true;
 }
 
 /* g = lam z - W^T (T - sigma), its norm (the residual) and the stopping threshold
  * tol + rtol (lam |z| + | |W|^T (|T| + |sigma|) |), in one pass over the coordinates. */
 template <int L, typename scalar_t>
-DEQFAM_HD void gradient(const Problem<scalar_t>& p, const scalar_t* t, const scalar_t* sigma,
+DEQFAM_PASS void gradient(const Problem<scalar_t>& p, const scalar_t* t, const scalar_t* sigma,
                         const scalar_t* z, scalar_t* grad, scalar_t* residual,
                         scalar_t* threshold) {
-  const int64_t l = latent_dim<L>(p);
+  const int64_t d = p.d, l = latent_dim<L>(p);
+  constexpr int64_t G = group_size<L>(L);
   /* local accumulators (not grad itself, which the compiler must assume aliases W or t), and
    * fabs rather than a compare per sign, which mispredicts on data of either sign */
   scalar_t acc[LatentCap<L>::value], mag[LatentCap<L>::value];
-  for (int64_t a = 0; a < l; ++a) {
-    acc[a] = 0;
-    mag[a] = 0;
-  }
-  for (int64_t j = 0; j < p.d; ++j) {
-    const scalar_t* w = p.W + j * l;
-    const scalar_t r = t[j] - sigma[j];
-    const scalar_t m = fabs(t[j]) + fabs(sigma[j]);
-    for (int64_t a = 0; a < l; ++a) {
-      acc[a] += r * w[a];
-      mag[a] += m * fabs(w[a]);
+  for (int64_t a0 = 0; a0 < l; a0 += G) {
+    Quad<scalar_t> qa[G], qm[G];
+    scalar_t ta[G], tm[G];
+    for (int64_t g = 0; g < G; ++g) {
+      qa[g] = quad_splat(static_cast<scalar_t>(0));
+      qm[g] = qa[g];
+      ta[g] = 0;
+      tm[g] = 0;
+    }
+    int64_t j = 0;
+    for (; j + 4 <= d; j += 4) {
+      const Quad<scalar_t> tj = quad_load(t + j), sj = quad_load(sigma + j);
+      const Quad<scalar_t> r = tj - sj;
+      const Quad<scalar_t> m = quad_abs(tj) + quad_abs(sj);
+      for (int64_t g = 0; g < G; ++g) {
+        qa[g] = qa[g] + r * quad_load(p.Wt + (a0 + g) * d + j);
+        qm[g] = qm[g] + m * quad_load(p.Wabs + (a0 + g) * d + j);
+      }
+    }
+    for (; j < d; ++j) {
+      const scalar_t r = t[j] - sigma[j];
+      const scalar_t m = fabs(t[j]) + fabs(sigma[j]);
+      for (int64_t g = 0; g < G; ++g) {
+        ta[g] += r * p.Wt[(a0 + g) * d + j];
+        tm[g] += m * p.Wabs[(a0 + g) * d + j];
+      }
+    }
+    for (int64_t g = 0; g < G; ++g) {
+      acc[a0 + g] = quad_sum(qa[g]) + ta[g];
+      mag[a0 + g] = quad_sum(qm[g]) + tm[g];
     }
   }
   scalar_t g2 = 0, z2 = 0, v2 = 0;
@@ -297,33 +447,40 @@ DEQFAM_HD void gradient(const Problem<scalar_t>& p, const scalar_t* t, const sca
                                                        sqrt(static_cast<double>(v2))));
 }
 
-/* Lower Cholesky factor of H = lam I + W^T diag(sigma') W in place (H accumulated row by row
- * of W, one pass); false when H is not numerically positive definite (only possible with a
- * non-finite sigma'). */
+/* Lower Cholesky factor of H = lam I + W^T diag(sigma') W in place (H_ab = sum_j sigma'_j
+ * (W_ja W_jb), the torch path's Gram of the products, in one pass); false when H is not
+ * numerically positive definite (only possible with a non-finite sigma'). */
 template <int L, typename scalar_t>
-DEQFAM_HD bool hessian_cholesky(const Problem<scalar_t>& p, const scalar_t* dsigma,
+DEQFAM_PASS bool hessian_cholesky(const Problem<scalar_t>& p, const scalar_t* dsigma,
                                 scalar_t* H) {
-  const int64_t l = latent_dim<L>(p);
-  /* the lower triangle accumulated in a local array (kept in registers for small L), not in
-   * H, which the compiler must assume aliases W or sigma' */
-  scalar_t tri[LatentCap<L>::value * LatentCap<L>::value];
-  for (int64_t a = 0; a < l; ++a) {
-    for (int64_t b = 0; b <= a; ++b) {
-      tri[a * l + b] = 0;
+  const int64_t d = p.d, l = latent_dim<L>(p);
+  constexpr int64_t G = group_size<L>(L * (L + 1) / 2);
+  const int64_t n_tri = l * (l + 1) / 2;
+  /* the packed lower triangle, accumulated in local lanes (registers for small L), not in H,
+   * which the compiler must assume aliases W or sigma' */
+  for (int64_t c0 = 0, a = 0, b = 0; c0 < n_tri; c0 += G) {
+    Quad<scalar_t> tri[G];
+    scalar_t tail[G];
+    for (int64_t g = 0; g < G; ++g) {
+      tri[g] = quad_splat(static_cast<scalar_t>(0));
+      tail[g] = 0;
     }
-  }
-  for (int64_t j = 0; j < p.d; ++j) {
-    const scalar_t* w = p.W + j * l;
-    for (int64_t a = 0; a < l; ++a) {
-      const scalar_t dwa = dsigma[j] * w[a];
-      for (int64_t b = 0; b <= a; ++b) {
-        tri[a * l + b] += dwa * w[b];
+    int64_t j = 0;
+    for (; j + 4 <= d; j += 4) {
+      const Quad<scalar_t> ds = quad_load(dsigma + j);
+      for (int64_t g = 0; g < G; ++g) {
+        tri[g] = tri[g] + ds * quad_load(p.WW + (c0 + g) * d + j);
       }
     }
-  }
-  for (int64_t a = 0; a < l; ++a) {
-    for (int64_t b = 0; b <= a; ++b) {
-      H[a * l + b] = tri[a * l + b];
+    for (; j < d; ++j) {
+      for (int64_t g = 0; g < G; ++g) {
+        tail[g] += dsigma[j] * p.WW[(c0 + g) * d + j];
+      }
+    }
+    for (int64_t g = 0; g < G; ++g) { /* (a, b) walks the packed triangle row by row */
+      H[a * l + b] = quad_sum(tri[g]) + tail[g];
+      b = b == a ? 0 : b + 1;
+      a = b == 0 ? a + 1 : a;
     }
   }
   for (int64_t a = 0; a < l; ++a) {
@@ -350,7 +507,7 @@ DEQFAM_HD bool hessian_cholesky(const Problem<scalar_t>& p, const scalar_t* dsig
 
 /* x = (L L^T)^{-1} rhs with the factor F of hessian_cholesky. */
 template <int L, typename scalar_t>
-DEQFAM_HD void cholesky_solve(const scalar_t* F, int64_t l_run, const scalar_t* rhs, scalar_t* x) {
+DEQFAM_PASS void cholesky_solve(const scalar_t* F, int64_t l_run, const scalar_t* rhs, scalar_t* x) {
   const int64_t l = L > 0 ? static_cast<int64_t>(L) : l_run;
   for (int64_t a = 0; a < l; ++a) {
     scalar_t acc = rhs[a];
@@ -368,6 +525,106 @@ DEQFAM_HD void cholesky_solve(const scalar_t* F, int64_t l_run, const scalar_t* 
   }
 }
 
+/* Scratch scalars per observed coordinate of one sample: T(y), W d, two sets of
+ * (eta, sigma, sigma'), at the iterate and at the line search's trial point, and A(eta) of
+ * the point being evaluated. */
+static constexpr int64_t SOLVE_WORK_PER_COORD = 9;
+/* ... and of the backward: (eta, sigma, sigma') at z*. */
+static constexpr int64_t BACKWARD_WORK_PER_COORD = 3;
+
+/* eta, sigma and sigma' at one point (d scalars each). */
+template <typename scalar_t>
+struct Point {
+  scalar_t* eta;
+  scalar_t* sigma;
+  scalar_t* dsigma;
+};
+
+#ifndef __CUDACC__
+/* A host function compiled twice where the build allows (GCC on x86-64 glibc, DEQFAM_LIBMVEC):
+ * for AVX2 (x86-64-v3, chosen at load time where the CPU has it) and for the x86-64 baseline,
+ * with the same rounding (the build's -ffp-contract=off keeps fused multiply-adds out). */
+#if defined(DEQFAM_LIBMVEC) && defined(__GNUC__) && !defined(__clang__)
+#define DEQFAM_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define DEQFAM_CLONES
+#endif
+
+/* (sigma, sigma', A) at n points in double precision, one pass with no branch out of the
+ * loop, so that the compiler vectorises it wherever the family's expressions allow: with
+ * DEQFAM_LIBMVEC (set by the build on x86-64 glibc >= 2.35), libm's exp, log, log1p and
+ * expm1 are declared SIMD at the top of this file and the pass is DEQFAM_CLONES. The host's solve in
+ * double precision evaluates the family through it; the device and float32 evaluate
+ * coordinate by coordinate. */
+DEQFAM_CLONES
+static void family_at(const double* __restrict eta, double* __restrict sigma,
+                      double* __restrict dsigma, double* __restrict a, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    double s, ds;
+    deqfam_continuous_bernoulli_eval(eta[j], &s, &ds);
+    sigma[j] = s;
+    dsigma[j] = ds;
+    a[j] = fam_log_partition(eta[j]);
+  }
+}
+#endif
+
+/* (sigma, sigma', A) at the d coordinates of pt into pt.sigma, pt.dsigma and a. */
+template <typename scalar_t>
+DEQFAM_PASS void family_values(const Point<scalar_t>& pt, scalar_t* a, int64_t d) {
+#ifndef __CUDACC__
+  if constexpr (std::is_same<scalar_t, double>::value) {
+    family_at(pt.eta, pt.sigma, pt.dsigma, a, d);
+    return;
+  }
+#endif
+  for (int64_t j = 0; j < d; ++j) {
+    const double e = static_cast<double>(pt.eta[j]);
+    double s, ds;
+    deqfam_continuous_bernoulli_eval(e, &s, &ds);
+    pt.sigma[j] = static_cast<scalar_t>(s);
+    pt.dsigma[j] = static_cast<scalar_t>(ds);
+    a[j] = static_cast<scalar_t>(fam_log_partition(e));
+  }
+}
+
+/* At the point (z, eta): J(z) = lam/2 |z|^2 - z.wtt + sum_j A(eta_j), the magnitude
+ * quad + |lin| + sum_j |A(eta_j)| of its terms (the Armijo slack's scale), and sigma, sigma'
+ * at every coordinate, all from one evaluation of the family per coordinate (so that the
+ * next linearisation, at an accepted trial point, costs no transcendental call). False, with
+ * J = +inf, as soon as an eta_j leaves the domain (the check also rejects NaN and +-inf on
+ * the whole line when check_all is set, as the start check of the torch path does). */
+template <int L, typename scalar_t>
+DEQFAM_PASS bool evaluate(const Problem<scalar_t>& p, const scalar_t* z, const Point<scalar_t>& pt,
+                        const scalar_t* wtt, bool check_all, scalar_t* a_work, scalar_t* value,
+                        scalar_t* scale) {
+  const int64_t l = latent_dim<L>(p);
+  scalar_t quad = 0, lin = 0, a_sum, a_abs;
+  for (int64_t a = 0; a < l; ++a) {
+    quad += z[a] * z[a];
+    lin += z[a] * wtt[a];
+  }
+  quad *= static_cast<scalar_t>(0.5 * p.lam);
+  if (check_all || !FAM_WHOLE_LINE) {
+    /* no branch out of the loop (it vectorises); a point outside is rare */
+    int64_t outside = 0;
+    for (int64_t j = 0; j < p.d; ++j) {
+      const double e = static_cast<double>(pt.eta[j]);
+      outside += (e > FAM_LO) & (e < FAM_HI) ? 0 : 1;
+    }
+    if (outside > 0) {
+      *value = static_cast<scalar_t>(INFINITY);
+      *scale = static_cast<scalar_t>(INFINITY);
+      return false;
+    }
+  }
+  family_values(pt, a_work, p.d);
+  sum_and_magnitude(a_work, p.d, &a_sum, &a_abs);
+  *value = quad - lin + a_sum;
+  *scale = quad + fabs(lin) + a_abs;
+  return true;
+}
+
 /* Newton / Fisher scoring on J for one sample (runtime/solvers/newton.py, same rule):
  * d = -H^{-1} grad (steepest descent if H cannot be factored), the largest Armijo step among
  * s * backtrack^k (k < ls_steps) with slack 64 eps |terms of J|, s back to 1 after a step and
@@ -381,7 +638,7 @@ DEQFAM_HD void cholesky_solve(const scalar_t* F, int64_t l_run, const scalar_t* 
  * = J(z) - T(y).B. A start with W z0 + B outside the domain returns at once with
  * iterations = -1 (the caller raises). */
 template <int L, typename scalar_t>
-DEQFAM_HD void solve_sample(const Problem<scalar_t>& p, const scalar_t* y, scalar_t* z,
+DEQFAM_PASS void solve_sample(const Problem<scalar_t>& p, const scalar_t* y, scalar_t* z,
                             scalar_t* work, bool* converged, int64_t* iterations,
                             scalar_t* residual, scalar_t* threshold, scalar_t* objective) {
   const int64_t d = p.d, l = latent_dim<L>(p);
@@ -393,18 +650,12 @@ DEQFAM_HD void solve_sample(const Problem<scalar_t>& p, const scalar_t* y, scala
   constexpr int64_t cap = LatentCap<L>::value;
   scalar_t wtt[cap], grad[cap], dir[cap], trial[cap];
   scalar_t H[cap * cap];
-  scalar_t tb = 0;
-  for (int64_t a = 0; a < l; ++a) {
-    wtt[a] = 0;
-  }
+  scalar_t tb;
   for (int64_t j = 0; j < d; ++j) {
     t[j] = static_cast<scalar_t>(fam_statistic(static_cast<double>(y[j])));
-    tb += t[j] * p.B[j];
-    const scalar_t* w = p.W + j * l;
-    for (int64_t a = 0; a < l; ++a) {
-      wtt[a] += t[j] * w[a];
-    }
   }
+  transpose_apply<L>(p, t, static_cast<scalar_t>(1), wtt);
+  tb = dot(t, p.B, d);
   natural_parameters<L>(p, z, cur.eta);
   scalar_t j0, scale0;
   if (!evaluate<L>(p, z, cur, wtt, true, a_work, &j0, &scale0)) {
@@ -440,14 +691,7 @@ DEQFAM_HD void solve_sample(const Problem<scalar_t>& p, const scalar_t* y, scala
       slope += grad[a] * dir[a];
     }
     const scalar_t slack = static_cast<scalar_t>(64.0 * p.eps) * scale0;
-    for (int64_t j = 0; j < d; ++j) {
-      const scalar_t* w = p.W + j * l;
-      scalar_t acc = 0;
-      for (int64_t a = 0; a < l; ++a) {
-        acc += dir[a] * w[a];
-      }
-      deta[j] = acc;
-    }
+    apply_w<L>(p, dir, deta);
     bool found = false;
     scalar_t step = 0, jt = 0, st = 0;
     for (int64_t k = 0; k < p.ls_steps && !found; ++k) {
@@ -496,7 +740,7 @@ DEQFAM_HD void solve_sample(const Problem<scalar_t>& p, const scalar_t* y, scala
  * grad_B = -sum_s q, grad_y = T'(y) * (wu - grad_l eta). u is NaN when H(z*) cannot be
  * factored. work holds BACKWARD_WORK_PER_COORD * d scalars. */
 template <int L, typename scalar_t>
-DEQFAM_HD void backward_sample(const Problem<scalar_t>& p, const scalar_t* y, const scalar_t* z,
+DEQFAM_PASS void backward_sample(const Problem<scalar_t>& p, const scalar_t* y, const scalar_t* z,
                                const scalar_t* grad_z, scalar_t grad_l, scalar_t* work,
                                scalar_t* u, scalar_t* r, scalar_t* q, scalar_t* grad_y) {
   const int64_t d = p.d, l = latent_dim<L>(p);
@@ -506,22 +750,16 @@ DEQFAM_HD void backward_sample(const Problem<scalar_t>& p, const scalar_t* y, co
   constexpr int64_t cap = LatentCap<L>::value;
   scalar_t H[cap * cap], rhs[cap];
   natural_parameters<L>(p, z, eta);
-  for (int64_t a = 0; a < l; ++a) {
-    rhs[a] = grad_l * static_cast<scalar_t>(p.lam) * z[a];
-  }
   for (int64_t j = 0; j < d; ++j) {
     double s, ds;
     deqfam_continuous_bernoulli_eval(static_cast<double>(eta[j]), &s, &ds);
     sigma[j] = static_cast<scalar_t>(s);
     dsigma[j] = static_cast<scalar_t>(ds);
     r[j] = static_cast<scalar_t>(fam_statistic(static_cast<double>(y[j]))) - sigma[j];
-    const scalar_t* w = p.W + j * l;
-    for (int64_t a = 0; a < l; ++a) {
-      rhs[a] -= grad_l * r[j] * w[a];
-    }
   }
+  transpose_apply<L>(p, r, grad_l, rhs);
   for (int64_t a = 0; a < l; ++a) {
-    rhs[a] += grad_z[a];
+    rhs[a] = (grad_l * static_cast<scalar_t>(p.lam) * z[a] - rhs[a]) + grad_z[a];
   }
   if (hessian_cholesky<L>(p, dsigma, H)) {
     cholesky_solve<L>(H, l, rhs, u);
@@ -530,17 +768,29 @@ DEQFAM_HD void backward_sample(const Problem<scalar_t>& p, const scalar_t* y, co
       u[a] = static_cast<scalar_t>(NAN);
     }
   }
+  apply_w<L>(p, u, q);  /* W u, into q */
   for (int64_t j = 0; j < d; ++j) {
-    const scalar_t* w = p.W + j * l;
-    scalar_t wu = 0;
-    for (int64_t a = 0; a < l; ++a) {
-      wu += w[a] * u[a];
-    }
+    const scalar_t wu = q[j];
     q[j] = dsigma[j] * wu + grad_l * r[j];
     grad_y[j] = static_cast<scalar_t>(fam_statistic_grad(static_cast<double>(y[j]))) *
                 (wu - grad_l * eta[j]);
   }
 }
+
+#ifndef __CUDACC__
+/* solve_sample of the samples [begin, end) on the host, with one workspace, DEQFAM_CLONES (the
+ * passes inlined here are vectorised for AVX2 where the CPU has it). */
+template <int L, typename scalar_t>
+DEQFAM_CLONES void solve_samples(const Problem<scalar_t>& p, const scalar_t* y, scalar_t* z,
+                                 scalar_t* work, bool* converged, int64_t* iterations,
+                                 scalar_t* residual, scalar_t* threshold, scalar_t* objective,
+                                 int64_t begin, int64_t end) {
+  for (int64_t s = begin; s < end; ++s) {
+    solve_sample<L>(p, y + s * p.d, z + s * p.l, work, converged + s, iterations + s,
+                    residual + s, threshold + s, objective + s);
+  }
+}
+#endif
 #undef DEQFAM_FN
 
 /* ---- host helpers shared by the CPU and CUDA bindings (ATen on the host) ---- */
@@ -582,16 +832,20 @@ static void dispatch_latent(int64_t l, const Fn& fn) {
   }
 }
 
+/* The options of a solve, with W read through `layout` (layout_size(d, l) scalars on W's
+ * device, filled by fill_layout_column for every coordinate). */
 template <typename scalar_t>
-static Problem<scalar_t> make_problem(const at::Tensor& W, const at::Tensor& B, double lam,
-                                      double tol, double rtol, int64_t max_iter,
-                                      double armijo_c, double backtrack, int64_t ls_steps,
-                                      double min_step) {
+static Problem<scalar_t> make_problem(const at::Tensor& W, const scalar_t* layout,
+                                      const at::Tensor& B, double lam, double tol, double rtol,
+                                      int64_t max_iter, double armijo_c, double backtrack,
+                                      int64_t ls_steps, double min_step) {
   Problem<scalar_t> p;
-  p.W = W.data_ptr<scalar_t>();
-  p.B = B.data_ptr<scalar_t>();
   p.d = W.size(0);
   p.l = W.size(1);
+  p.Wt = layout;
+  p.Wabs = layout + p.l * p.d;
+  p.WW = layout + 2 * p.l * p.d;
+  p.B = B.data_ptr<scalar_t>();
   p.lam = lam;
   p.tol = tol;
   p.rtol = rtol;
@@ -636,6 +890,15 @@ static std::tuple<at::Tensor, at::Tensor, at::Tensor> assemble_gradients(
   return std::make_tuple(grad_W, -p.sum(0), std::get<3>(pieces));
 }
 
+/* The layout of W (Problem), one coordinate per thread. */
+template <typename scalar_t>
+__global__ void layout_kernel(const scalar_t* W, int64_t d, int64_t l, scalar_t* out) {
+  const int64_t j = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (j < d) {
+    fill_layout_column(W, d, l, j, out);
+  }
+}
+
 template <int L, typename scalar_t>
 __global__ void solve_kernel(Problem<scalar_t> p, const scalar_t* y, scalar_t* z,
                              scalar_t* work, bool* conv, int64_t* iters, scalar_t* res,
@@ -678,6 +941,17 @@ static unsigned blocks_for(int64_t n, int threads) {
   return static_cast<unsigned>((n + threads - 1) / threads);
 }
 
+/* The layout of the contiguous W on its device (layout_kernel on `stream`). */
+template <typename scalar_t>
+static at::Tensor device_layout(const at::Tensor& W, cudaStream_t stream) {
+  const int64_t d = W.size(0), l = W.size(1);
+  at::Tensor layout = at::empty({layout_size(d, l)}, W.options());
+  const int threads = 64;
+  layout_kernel<scalar_t><<<blocks_for(d, threads), threads, 0, stream>>>(
+      W.data_ptr<scalar_t>(), d, l, layout.data_ptr<scalar_t>());
+  return layout;
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> solve_cuda(
     const at::Tensor& Y, const at::Tensor& W, const at::Tensor& B,
     const c10::optional<at::Tensor>& z0, double lam, double tol, double rtol, int64_t max_iter,
@@ -694,9 +968,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const int threads = 64;
   const cudaStream_t stream = current_stream(Y.device());
   AT_DISPATCH_FLOATING_TYPES(Y.scalar_type(), "continuous_bernoulli_fused_solve_cuda", [&] {
+    const at::Tensor layout = device_layout<scalar_t>(Wc, stream);
     const Problem<scalar_t> p = make_problem<scalar_t>(
-        Wc, Bc, lam, tol, rtol, max_iter, armijo_c, backtrack_factor, line_search_steps,
-        min_step);
+        Wc, layout.data_ptr<scalar_t>(), Bc, lam, tol, rtol, max_iter, armijo_c,
+        backtrack_factor, line_search_steps, min_step);
     dispatch_latent(p.l, [&](auto latent) {
       constexpr int L = decltype(latent)::value;
       solve_kernel<L, scalar_t><<<blocks_for(n, threads), threads, 0, stream>>>(
@@ -724,7 +999,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> solve_backward_cuda(
     const int threads = 64;
     const cudaStream_t stream = current_stream(Y.device());
     AT_DISPATCH_FLOATING_TYPES(Y.scalar_type(), "continuous_bernoulli_fused_backward_cuda", [&] {
-      const Problem<scalar_t> p = make_problem<scalar_t>(Wc, Bc, lam, 0, 0, 0, 0, 0.5, 1, 0);
+      const at::Tensor layout = device_layout<scalar_t>(Wc, stream);
+      const Problem<scalar_t> p = make_problem<scalar_t>(Wc, layout.data_ptr<scalar_t>(), Bc,
+                                                         lam, 0, 0, 0, 0, 0.5, 1, 0);
       dispatch_latent(p.l, [&](auto latent) {
         constexpr int L = decltype(latent)::value;
         backward_kernel<L, scalar_t><<<blocks_for(n, threads), threads, 0, stream>>>(

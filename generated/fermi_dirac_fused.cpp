@@ -161,23 +161,50 @@ static constexpr int MAX_LATENT = 64;
 
 /* ---- the per-sample solver: the same text runs on the host (gcc) and the device (nvcc) ---- */
 
-/* Options and shared inputs of one batched solve (W is d x l row-major: every pass over the
- * d coordinates reads W row by row, contiguously). */
+/* ---- the passes over the d coordinates of one sample (host and device text) ---- */
+
+/* A pass or step of the per-sample solver: always inlined on the host, so that it is compiled
+ * into each clone of its caller (DEQFAM_CLONES: the AVX2 one vectorises it for AVX2). */
+#if defined(__GNUC__) && !defined(__CUDACC__)
+#define DEQFAM_PASS inline __attribute__((always_inline))
+#else
+#define DEQFAM_PASS DEQFAM_HD inline
+#endif
+
+/* Options and shared inputs of one batched solve. The passes read W through a layout made
+ * once per call (fill_layout_column): W^T and |W|^T (l x d each) and the products
+ * W_ja W_jb (a >= b, rows in the order of the packed lower triangle), so that every pass
+ * reads each of its operands contiguously over j and vectorises over coordinates. */
 template <typename scalar_t>
 struct Problem {
-  const scalar_t* W;
+  const scalar_t* Wt;   /* W^T, l x d */
+  const scalar_t* Wabs; /* |W|^T, l x d */
+  const scalar_t* WW;   /* l(l+1)/2 x d: row a(a+1)/2 + b holds W_ja W_jb, b <= a */
   const scalar_t* B;
   int64_t d, l;
   double lam, tol, rtol, armijo_c, backtrack, shrink_all, min_step, eps;
   int64_t max_iter, ls_steps;
 };
 
-/* Scratch scalars per observed coordinate of one sample: T(y), W d, two sets of
- * (eta, sigma, sigma'), at the iterate and at the line search's trial point, and A(eta) of
- * the point being evaluated. */
-static constexpr int64_t SOLVE_WORK_PER_COORD = 9;
-/* ... and of the backward: (eta, sigma, sigma') at z*. */
-static constexpr int64_t BACKWARD_WORK_PER_COORD = 3;
+/* Scalars of the layout of W for d coordinates and l latents: (2 l + l(l+1)/2) d. */
+DEQFAM_HD inline int64_t layout_size(int64_t d, int64_t l) {
+  return (2 * l + l * (l + 1) / 2) * d;
+}
+
+/* Column j of the layout (Problem) of the row-major d x l matrix W into out. */
+template <typename scalar_t>
+DEQFAM_HD void fill_layout_column(const scalar_t* W, int64_t d, int64_t l, int64_t j,
+                                  scalar_t* out) {
+  const scalar_t* w = W + j * l;
+  scalar_t* ww = out + 2 * l * d;
+  for (int64_t a = 0; a < l; ++a) {
+    out[a * d + j] = w[a];
+    out[(l + a) * d + j] = fabs(w[a]);
+    for (int64_t b = 0; b <= a; ++b) {
+      ww[(a * (a + 1) / 2 + b) * d + j] = w[a] * w[b];
+    }
+  }
+}
 
 /* The latent dimension: the compile-time L when L > 0 (the loops over latents then unroll;
  * the host instantiates L = 1..4, the common case), else p.l at run time. */
@@ -192,128 +219,251 @@ struct LatentCap {
   static constexpr int64_t value = L > 0 ? L : MAX_LATENT;
 };
 
-/* eta, sigma and sigma' at one point (d scalars each). */
-template <typename scalar_t>
-struct Point {
-  scalar_t* eta;
-  scalar_t* sigma;
-  scalar_t* dsigma;
+/* Partial sums of a pass over the coordinates in four lanes: of the first 4 floor(d / 4)
+ * coordinates, coordinate j adds into lane j % 4; the lanes are added in the fixed order
+ * (s0 + s1) + (s2 + s3), then the sum over the last d % 4 coordinates. A lane set is a Quad
+ * of four adjacent coordinates: on the host (GCC) in double precision two SSE2 vectors, on
+ * the device and in single precision four scalars; the arithmetic is lane by lane, so the
+ * rounding is that of scalar code in that order. So every sum over the coordinates
+ * vectorises without reassociating anything (no -ffast-math), and its result depends
+ * neither on the vector width nor on the thread count. */
+template <typename T>
+struct Quad4 {
+  T v[4];
 };
 
-/* eta = W z + B. */
+template <typename T>
+DEQFAM_HD inline Quad4<T> quad4(T a, T b, T c, T d) {
+  Quad4<T> q;
+  q.v[0] = a;
+  q.v[1] = b;
+  q.v[2] = c;
+  q.v[3] = d;
+  return q;
+}
+template <typename T>
+DEQFAM_HD inline Quad4<T> quad_load(const T* x) {
+  return quad4<T>(x[0], x[1], x[2], x[3]);
+}
+template <typename T>
+DEQFAM_HD inline Quad4<T> quad_splat(T c) {
+  return quad4<T>(c, c, c, c);
+}
+template <typename T>
+DEQFAM_HD inline Quad4<T> operator+(const Quad4<T>& a, const Quad4<T>& b) {
+  return quad4<T>(a.v[0] + b.v[0], a.v[1] + b.v[1], a.v[2] + b.v[2], a.v[3] + b.v[3]);
+}
+template <typename T>
+DEQFAM_HD inline Quad4<T> operator-(const Quad4<T>& a, const Quad4<T>& b) {
+  return quad4<T>(a.v[0] - b.v[0], a.v[1] - b.v[1], a.v[2] - b.v[2], a.v[3] - b.v[3]);
+}
+template <typename T>
+DEQFAM_HD inline Quad4<T> operator*(const Quad4<T>& a, const Quad4<T>& b) {
+  return quad4<T>(a.v[0] * b.v[0], a.v[1] * b.v[1], a.v[2] * b.v[2], a.v[3] * b.v[3]);
+}
+template <typename T>
+DEQFAM_HD inline Quad4<T> quad_abs(const Quad4<T>& a) {
+  return quad4<T>(fabs(a.v[0]), fabs(a.v[1]), fabs(a.v[2]), fabs(a.v[3]));
+}
+template <typename T>
+DEQFAM_HD inline T quad_sum(const Quad4<T>& s) {
+  return (s.v[0] + s.v[1]) + (s.v[2] + s.v[3]);
+}
+
+template <typename T>
+struct QuadOf {
+  typedef Quad4<T> type;
+};
+
+#if defined(__GNUC__) && !defined(__CUDACC__)
+typedef double deqfam_v2d __attribute__((vector_size(16)));
+typedef long long deqfam_v2i __attribute__((vector_size(16)));
+
+/* Four doubles as two SSE2 vectors (lanes 0-1, 2-3); in the AVX2 clones, VEX-encoded. Not
+ * one 4-wide GCC vector: where AVX is not enabled (the baseline clone, builds without clones)
+ * GCC keeps such a vector in memory, and the baseline solve was 1.5x slower than with two. */
+struct QuadD {
+  deqfam_v2d lo, hi;
+};
+
+DEQFAM_PASS QuadD quad_load(const double* x) {
+  QuadD q;
+  __builtin_memcpy(&q.lo, x, sizeof q.lo);
+  __builtin_memcpy(&q.hi, x + 2, sizeof q.hi);
+  return q;
+}
+DEQFAM_PASS QuadD quad_splat(double c) {
+  const deqfam_v2d v = {c, c};
+  return QuadD{v, v};
+}
+DEQFAM_PASS QuadD operator+(const QuadD& a, const QuadD& b) {
+  return QuadD{a.lo + b.lo, a.hi + b.hi};
+}
+DEQFAM_PASS QuadD operator-(const QuadD& a, const QuadD& b) {
+  return QuadD{a.lo - b.lo, a.hi - b.hi};
+}
+DEQFAM_PASS QuadD operator*(const QuadD& a, const QuadD& b) {
+  return QuadD{a.lo * b.lo, a.hi * b.hi};
+}
+/* |x|: the sign bit cleared, as fabs. */
+DEQFAM_PASS QuadD quad_abs(const QuadD& a) {
+  const deqfam_v2i mask = {0x7fffffffffffffffLL, 0x7fffffffffffffffLL};
+  return QuadD{(deqfam_v2d)((deqfam_v2i)a.lo & mask), (deqfam_v2d)((deqfam_v2i)a.hi & mask)};
+}
+DEQFAM_PASS double quad_sum(const QuadD& s) {
+  return (s.lo[0] + s.lo[1]) + (s.hi[0] + s.hi[1]);
+}
+
+template <>
+struct QuadOf<double> {
+  typedef QuadD type;
+};
+#endif
+
+/* The four lanes of scalar_t. */
+template <typename scalar_t>
+using Quad = typename QuadOf<scalar_t>::type;
+
+/* Accumulators a pass keeps at once: all of them (in registers) at compile-time L, one at a
+ * time at run-time L (the pass then runs once per accumulator). */
+template <int L>
+DEQFAM_HD constexpr int64_t group_size(int64_t n_const) {
+  return L > 0 ? n_const : 1;
+}
+
+/* eta = W z + B (z_0 W_j0 + z_1 W_j1 + ... + B_j, the torch path's order per coordinate). */
 template <int L, typename scalar_t>
-DEQFAM_HD void natural_parameters(const Problem<scalar_t>& p, const scalar_t* z, scalar_t* eta) {
-  const int64_t l = latent_dim<L>(p);
-  for (int64_t j = 0; j < p.d; ++j) {
-    const scalar_t* w = p.W + j * l;
+DEQFAM_PASS void natural_parameters(const Problem<scalar_t>& p, const scalar_t* z, scalar_t* eta) {
+  const int64_t d = p.d, l = latent_dim<L>(p);
+  for (int64_t j = 0; j < d; ++j) {
     scalar_t e = 0;
     for (int64_t a = 0; a < l; ++a) {
-      e += z[a] * w[a];
+      e += z[a] * p.Wt[a * d + j];
     }
     eta[j] = e + p.B[j];
   }
 }
 
-#ifndef __CUDACC__
-/* (sigma, sigma', A) at n points in double precision, one pass with no branch out of the
- * loop, so that the compiler vectorises it wherever the family's expressions allow: with
- * DEQFAM_LIBMVEC (set by the build on x86-64 glibc >= 2.35), libm's exp, log, log1p and
- * expm1 are declared SIMD at the top of this file and the pass is compiled twice, for AVX2
- * (chosen at load time where the CPU has it) and for the x86-64 baseline. The host's solve in
- * double precision evaluates the family through it; the device and float32 evaluate
- * coordinate by coordinate. */
-#if defined(DEQFAM_LIBMVEC) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("arch=x86-64-v3", "default")))
-#endif
-static void family_at(const double* __restrict eta, double* __restrict sigma,
-                      double* __restrict dsigma, double* __restrict a, int64_t n) {
-  for (int64_t j = 0; j < n; ++j) {
-    double s, ds;
-    deqfam_fermi_dirac_eval(eta[j], &s, &ds);
-    sigma[j] = s;
-    dsigma[j] = ds;
-    a[j] = fam_log_partition(eta[j]);
-  }
-}
-#endif
-
-/* (sigma, sigma', A) at the d coordinates of pt into pt.sigma, pt.dsigma and a. */
-template <typename scalar_t>
-DEQFAM_HD void family_values(const Point<scalar_t>& pt, scalar_t* a, int64_t d) {
-#ifndef __CUDACC__
-  if constexpr (std::is_same<scalar_t, double>::value) {
-    family_at(pt.eta, pt.sigma, pt.dsigma, a, d);
-    return;
-  }
-#endif
-  for (int64_t j = 0; j < d; ++j) {
-    const double e = static_cast<double>(pt.eta[j]);
-    double s, ds;
-    deqfam_fermi_dirac_eval(e, &s, &ds);
-    pt.sigma[j] = static_cast<scalar_t>(s);
-    pt.dsigma[j] = static_cast<scalar_t>(ds);
-    a[j] = static_cast<scalar_t>(fam_log_partition(e));
-  }
-}
-
-/* At the point (z, eta): J(z) = lam/2 |z|^2 - z.wtt + sum_j A(eta_j), the magnitude
- * quad + |lin| + sum_j |A(eta_j)| of its terms (the Armijo slack's scale), and sigma, sigma'
- * at every coordinate, all from one evaluation of the family per coordinate (so that the
- * next linearisation, at an accepted trial point, costs no transcendental call). False, with
- * J = +inf, as soon as an eta_j leaves the domain (the check also rejects NaN and +-inf on
- * the whole line when check_all is set, as the start check of the torch path does). */
+/* W v at every coordinate: out_j = sum_a W_ja v_a. */
 template <int L, typename scalar_t>
-DEQFAM_HD bool evaluate(const Problem<scalar_t>& p, const scalar_t* z, const Point<scalar_t>& pt,
-                        const scalar_t* wtt, bool check_all, scalar_t* a_work, scalar_t* value,
-                        scalar_t* scale) {
-  const int64_t l = latent_dim<L>(p);
-  scalar_t quad = 0, lin = 0, a_sum = 0, a_abs = 0;
-  for (int64_t a = 0; a < l; ++a) {
-    quad += z[a] * z[a];
-    lin += z[a] * wtt[a];
+DEQFAM_PASS void apply_w(const Problem<scalar_t>& p, const scalar_t* v, scalar_t* out) {
+  const int64_t d = p.d, l = latent_dim<L>(p);
+  for (int64_t j = 0; j < d; ++j) {
+    scalar_t e = 0;
+    for (int64_t a = 0; a < l; ++a) {
+      e += v[a] * p.Wt[a * d + j];
+    }
+    out[j] = e;
   }
-  quad *= static_cast<scalar_t>(0.5 * p.lam);
-  if (check_all || !FAM_WHOLE_LINE) {
-    for (int64_t j = 0; j < p.d; ++j) {
-      const double e = static_cast<double>(pt.eta[j]);
-      if (!(e > FAM_LO && e < FAM_HI)) {
-        *value = static_cast<scalar_t>(INFINITY);
-        *scale = static_cast<scalar_t>(INFINITY);
-        return false;
+}
+
+/* (sum_j x_j, sum_j |x_j|) over the d coordinates, in lanes. */
+template <typename scalar_t>
+DEQFAM_PASS void sum_and_magnitude(const scalar_t* x, int64_t d, scalar_t* sum, scalar_t* mag) {
+  Quad<scalar_t> s = quad_splat(static_cast<scalar_t>(0)), m = s;
+  int64_t j = 0;
+  for (; j + 4 <= d; j += 4) {
+    const Quad<scalar_t> v = quad_load(x + j);
+    s = s + v;
+    m = m + quad_abs(v);
+  }
+  scalar_t s_tail = 0, m_tail = 0;
+  for (; j < d; ++j) {
+    s_tail += x[j];
+    m_tail += fabs(x[j]);
+  }
+  *sum = quad_sum(s) + s_tail;
+  *mag = quad_sum(m) + m_tail;
+}
+
+/* sum_j x_j b_j, in lanes. */
+template <typename scalar_t>
+DEQFAM_PASS scalar_t dot(const scalar_t* x, const scalar_t* b, int64_t d) {
+  Quad<scalar_t> s = quad_splat(static_cast<scalar_t>(0));
+  int64_t j = 0;
+  for (; j + 4 <= d; j += 4) {
+    s = s + quad_load(x + j) * quad_load(b + j);
+  }
+  scalar_t tail = 0;
+  for (; j < d; ++j) {
+    tail += x[j] * b[j];
+  }
+  return quad_sum(s) + tail;
+}
+
+/* out_a = sum_j (c x_j) W_ja (W^T x scaled by c), in lanes. */
+template <int L, typename scalar_t>
+DEQFAM_PASS void transpose_apply(const Problem<scalar_t>& p, const scalar_t* x, scalar_t c,
+                               scalar_t* out) {
+  const int64_t d = p.d, l = latent_dim<L>(p);
+  constexpr int64_t G = group_size<L>(L);
+  const Quad<scalar_t> cq = quad_splat(c);
+  for (int64_t a0 = 0; a0 < l; a0 += G) {
+    Quad<scalar_t> acc[G];
+    scalar_t tail[G];
+    for (int64_t g = 0; g < G; ++g) {
+      acc[g] = quad_splat(static_cast<scalar_t>(0));
+      tail[g] = 0;
+    }
+    int64_t j = 0;
+    for (; j + 4 <= d; j += 4) {
+      const Quad<scalar_t> cx = cq * quad_load(x + j);
+      for (int64_t g = 0; g < G; ++g) {
+        acc[g] = acc[g] + cx * quad_load(p.Wt + (a0 + g) * d + j);
       }
     }
+    for (; j < d; ++j) {
+      for (int64_t g = 0; g < G; ++g) {
+        tail[g] += (c * x[j]) * p.Wt[(a0 + g) * d + j];
+      }
+    }
+    for (int64_t g = 0; g < G; ++g) {
+      out[a0 + g] = quad_sum(acc[g]) + tail[g];
+    }
   }
-  family_values(pt, a_work, p.d);
-  for (int64_t j = 0; j < p.d; ++j) {
-    a_sum += a_work[j];
-    a_abs += fabs(a_work[j]);
-  }
-  *value = quad - lin + a_sum;
-  *scale = quad + fabs(lin) + a_abs;
-  return true;
 }
 
 /* g = lam z - W^T (T - sigma), its norm (the residual) and the stopping threshold
  * tol + rtol (lam |z| + | |W|^T (|T| + |sigma|) |), in one pass over the coordinates. */
 template <int L, typename scalar_t>
-DEQFAM_HD void gradient(const Problem<scalar_t>& p, const scalar_t* t, const scalar_t* sigma,
+DEQFAM_PASS void gradient(const Problem<scalar_t>& p, const scalar_t* t, const scalar_t* sigma,
                         const scalar_t* z, scalar_t* grad, scalar_t* residual,
                         scalar_t* threshold) {
-  const int64_t l = latent_dim<L>(p);
+  const int64_t d = p.d, l = latent_dim<L>(p);
+  constexpr int64_t G = group_size<L>(L);
   /* local accumulators (not grad itself, which the compiler must assume aliases W or t), and
    * fabs rather than a compare per sign, which mispredicts on data of either sign */
   scalar_t acc[LatentCap<L>::value], mag[LatentCap<L>::value];
-  for (int64_t a = 0; a < l; ++a) {
-    acc[a] = 0;
-    mag[a] = 0;
-  }
-  for (int64_t j = 0; j < p.d; ++j) {
-    const scalar_t* w = p.W + j * l;
-    const scalar_t r = t[j] - sigma[j];
-    const scalar_t m = fabs(t[j]) + fabs(sigma[j]);
-    for (int64_t a = 0; a < l; ++a) {
-      acc[a] += r * w[a];
-      mag[a] += m * fabs(w[a]);
+  for (int64_t a0 = 0; a0 < l; a0 += G) {
+    Quad<scalar_t> qa[G], qm[G];
+    scalar_t ta[G], tm[G];
+    for (int64_t g = 0; g < G; ++g) {
+      qa[g] = quad_splat(static_cast<scalar_t>(0));
+      qm[g] = qa[g];
+      ta[g] = 0;
+      tm[g] = 0;
+    }
+    int64_t j = 0;
+    for (; j + 4 <= d; j += 4) {
+      const Quad<scalar_t> tj = quad_load(t + j), sj = quad_load(sigma + j);
+      const Quad<scalar_t> r = tj - sj;
+      const Quad<scalar_t> m = quad_abs(tj) + quad_abs(sj);
+      for (int64_t g = 0; g < G; ++g) {
+        qa[g] = qa[g] + r * quad_load(p.Wt + (a0 + g) * d + j);
+        qm[g] = qm[g] + m * quad_load(p.Wabs + (a0 + g) * d + j);
+      }
+    }
+    for (; j < d; ++j) {
+      const scalar_t r = t[j] - sigma[j];
+      const scalar_t m = fabs(t[j]) + fabs(sigma[j]);
+      for (int64_t g = 0; g < G; ++g) {
+        ta[g] += r * p.Wt[(a0 + g) * d + j];
+        tm[g] += m * p.Wabs[(a0 + g) * d + j];
+      }
+    }
+    for (int64_t g = 0; g < G; ++g) {
+      acc[a0 + g] = quad_sum(qa[g]) + ta[g];
+      mag[a0 + g] = quad_sum(qm[g]) + tm[g];
     }
   }
   scalar_t g2 = 0, z2 = 0, v2 = 0;
@@ -328,33 +478,40 @@ DEQFAM_HD void gradient(const Problem<scalar_t>& p, const scalar_t* t, const sca
                                                        sqrt(static_cast<double>(v2))));
 }
 
-/* Lower Cholesky factor of H = lam I + W^T diag(sigma') W in place (H accumulated row by row
- * of W, one pass); false when H is not numerically positive definite (only possible with a
- * non-finite sigma'). */
+/* Lower Cholesky factor of H = lam I + W^T diag(sigma') W in place (H_ab = sum_j sigma'_j
+ * (W_ja W_jb), the torch path's Gram of the products, in one pass); false when H is not
+ * numerically positive definite (only possible with a non-finite sigma'). */
 template <int L, typename scalar_t>
-DEQFAM_HD bool hessian_cholesky(const Problem<scalar_t>& p, const scalar_t* dsigma,
+DEQFAM_PASS bool hessian_cholesky(const Problem<scalar_t>& p, const scalar_t* dsigma,
                                 scalar_t* H) {
-  const int64_t l = latent_dim<L>(p);
-  /* the lower triangle accumulated in a local array (kept in registers for small L), not in
-   * H, which the compiler must assume aliases W or sigma' */
-  scalar_t tri[LatentCap<L>::value * LatentCap<L>::value];
-  for (int64_t a = 0; a < l; ++a) {
-    for (int64_t b = 0; b <= a; ++b) {
-      tri[a * l + b] = 0;
+  const int64_t d = p.d, l = latent_dim<L>(p);
+  constexpr int64_t G = group_size<L>(L * (L + 1) / 2);
+  const int64_t n_tri = l * (l + 1) / 2;
+  /* the packed lower triangle, accumulated in local lanes (registers for small L), not in H,
+   * which the compiler must assume aliases W or sigma' */
+  for (int64_t c0 = 0, a = 0, b = 0; c0 < n_tri; c0 += G) {
+    Quad<scalar_t> tri[G];
+    scalar_t tail[G];
+    for (int64_t g = 0; g < G; ++g) {
+      tri[g] = quad_splat(static_cast<scalar_t>(0));
+      tail[g] = 0;
     }
-  }
-  for (int64_t j = 0; j < p.d; ++j) {
-    const scalar_t* w = p.W + j * l;
-    for (int64_t a = 0; a < l; ++a) {
-      const scalar_t dwa = dsigma[j] * w[a];
-      for (int64_t b = 0; b <= a; ++b) {
-        tri[a * l + b] += dwa * w[b];
+    int64_t j = 0;
+    for (; j + 4 <= d; j += 4) {
+      const Quad<scalar_t> ds = quad_load(dsigma + j);
+      for (int64_t g = 0; g < G; ++g) {
+        tri[g] = tri[g] + ds * quad_load(p.WW + (c0 + g) * d + j);
       }
     }
-  }
-  for (int64_t a = 0; a < l; ++a) {
-    for (int64_t b = 0; b <= a; ++b) {
-      H[a * l + b] = tri[a * l + b];
+    for (; j < d; ++j) {
+      for (int64_t g = 0; g < G; ++g) {
+        tail[g] += dsigma[j] * p.WW[(c0 + g) * d + j];
+      }
+    }
+    for (int64_t g = 0; g < G; ++g) { /* (a, b) walks the packed triangle row by row */
+      H[a * l + b] = quad_sum(tri[g]) + tail[g];
+      b = b == a ? 0 : b + 1;
+      a = b == 0 ? a + 1 : a;
     }
   }
   for (int64_t a = 0; a < l; ++a) {
@@ -381,7 +538,7 @@ DEQFAM_HD bool hessian_cholesky(const Problem<scalar_t>& p, const scalar_t* dsig
 
 /* x = (L L^T)^{-1} rhs with the factor F of hessian_cholesky. */
 template <int L, typename scalar_t>
-DEQFAM_HD void cholesky_solve(const scalar_t* F, int64_t l_run, const scalar_t* rhs, scalar_t* x) {
+DEQFAM_PASS void cholesky_solve(const scalar_t* F, int64_t l_run, const scalar_t* rhs, scalar_t* x) {
   const int64_t l = L > 0 ? static_cast<int64_t>(L) : l_run;
   for (int64_t a = 0; a < l; ++a) {
     scalar_t acc = rhs[a];
@@ -399,6 +556,106 @@ DEQFAM_HD void cholesky_solve(const scalar_t* F, int64_t l_run, const scalar_t* 
   }
 }
 
+/* Scratch scalars per observed coordinate of one sample: T(y), W d, two sets of
+ * (eta, sigma, sigma'), at the iterate and at the line search's trial point, and A(eta) of
+ * the point being evaluated. */
+static constexpr int64_t SOLVE_WORK_PER_COORD = 9;
+/* ... and of the backward: (eta, sigma, sigma') at z*. */
+static constexpr int64_t BACKWARD_WORK_PER_COORD = 3;
+
+/* eta, sigma and sigma' at one point (d scalars each). */
+template <typename scalar_t>
+struct Point {
+  scalar_t* eta;
+  scalar_t* sigma;
+  scalar_t* dsigma;
+};
+
+#ifndef __CUDACC__
+/* A host function compiled twice where the build allows (GCC on x86-64 glibc, DEQFAM_LIBMVEC):
+ * for AVX2 (x86-64-v3, chosen at load time where the CPU has it) and for the x86-64 baseline,
+ * with the same rounding (the build's -ffp-contract=off keeps fused multiply-adds out). */
+#if defined(DEQFAM_LIBMVEC) && defined(__GNUC__) && !defined(__clang__)
+#define DEQFAM_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define DEQFAM_CLONES
+#endif
+
+/* (sigma, sigma', A) at n points in double precision, one pass with no branch out of the
+ * loop, so that the compiler vectorises it wherever the family's expressions allow: with
+ * DEQFAM_LIBMVEC (set by the build on x86-64 glibc >= 2.35), libm's exp, log, log1p and
+ * expm1 are declared SIMD at the top of this file and the pass is DEQFAM_CLONES. The host's solve in
+ * double precision evaluates the family through it; the device and float32 evaluate
+ * coordinate by coordinate. */
+DEQFAM_CLONES
+static void family_at(const double* __restrict eta, double* __restrict sigma,
+                      double* __restrict dsigma, double* __restrict a, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) {
+    double s, ds;
+    deqfam_fermi_dirac_eval(eta[j], &s, &ds);
+    sigma[j] = s;
+    dsigma[j] = ds;
+    a[j] = fam_log_partition(eta[j]);
+  }
+}
+#endif
+
+/* (sigma, sigma', A) at the d coordinates of pt into pt.sigma, pt.dsigma and a. */
+template <typename scalar_t>
+DEQFAM_PASS void family_values(const Point<scalar_t>& pt, scalar_t* a, int64_t d) {
+#ifndef __CUDACC__
+  if constexpr (std::is_same<scalar_t, double>::value) {
+    family_at(pt.eta, pt.sigma, pt.dsigma, a, d);
+    return;
+  }
+#endif
+  for (int64_t j = 0; j < d; ++j) {
+    const double e = static_cast<double>(pt.eta[j]);
+    double s, ds;
+    deqfam_fermi_dirac_eval(e, &s, &ds);
+    pt.sigma[j] = static_cast<scalar_t>(s);
+    pt.dsigma[j] = static_cast<scalar_t>(ds);
+    a[j] = static_cast<scalar_t>(fam_log_partition(e));
+  }
+}
+
+/* At the point (z, eta): J(z) = lam/2 |z|^2 - z.wtt + sum_j A(eta_j), the magnitude
+ * quad + |lin| + sum_j |A(eta_j)| of its terms (the Armijo slack's scale), and sigma, sigma'
+ * at every coordinate, all from one evaluation of the family per coordinate (so that the
+ * next linearisation, at an accepted trial point, costs no transcendental call). False, with
+ * J = +inf, as soon as an eta_j leaves the domain (the check also rejects NaN and +-inf on
+ * the whole line when check_all is set, as the start check of the torch path does). */
+template <int L, typename scalar_t>
+DEQFAM_PASS bool evaluate(const Problem<scalar_t>& p, const scalar_t* z, const Point<scalar_t>& pt,
+                        const scalar_t* wtt, bool check_all, scalar_t* a_work, scalar_t* value,
+                        scalar_t* scale) {
+  const int64_t l = latent_dim<L>(p);
+  scalar_t quad = 0, lin = 0, a_sum, a_abs;
+  for (int64_t a = 0; a < l; ++a) {
+    quad += z[a] * z[a];
+    lin += z[a] * wtt[a];
+  }
+  quad *= static_cast<scalar_t>(0.5 * p.lam);
+  if (check_all || !FAM_WHOLE_LINE) {
+    /* no branch out of the loop (it vectorises); a point outside is rare */
+    int64_t outside = 0;
+    for (int64_t j = 0; j < p.d; ++j) {
+      const double e = static_cast<double>(pt.eta[j]);
+      outside += (e > FAM_LO) & (e < FAM_HI) ? 0 : 1;
+    }
+    if (outside > 0) {
+      *value = static_cast<scalar_t>(INFINITY);
+      *scale = static_cast<scalar_t>(INFINITY);
+      return false;
+    }
+  }
+  family_values(pt, a_work, p.d);
+  sum_and_magnitude(a_work, p.d, &a_sum, &a_abs);
+  *value = quad - lin + a_sum;
+  *scale = quad + fabs(lin) + a_abs;
+  return true;
+}
+
 /* Newton / Fisher scoring on J for one sample (runtime/solvers/newton.py, same rule):
  * d = -H^{-1} grad (steepest descent if H cannot be factored), the largest Armijo step among
  * s * backtrack^k (k < ls_steps) with slack 64 eps |terms of J|, s back to 1 after a step and
@@ -412,7 +669,7 @@ DEQFAM_HD void cholesky_solve(const scalar_t* F, int64_t l_run, const scalar_t* 
  * = J(z) - T(y).B. A start with W z0 + B outside the domain returns at once with
  * iterations = -1 (the caller raises). */
 template <int L, typename scalar_t>
-DEQFAM_HD void solve_sample(const Problem<scalar_t>& p, const scalar_t* y, scalar_t* z,
+DEQFAM_PASS void solve_sample(const Problem<scalar_t>& p, const scalar_t* y, scalar_t* z,
                             scalar_t* work, bool* converged, int64_t* iterations,
                             scalar_t* residual, scalar_t* threshold, scalar_t* objective) {
   const int64_t d = p.d, l = latent_dim<L>(p);
@@ -424,18 +681,12 @@ DEQFAM_HD void solve_sample(const Problem<scalar_t>& p, const scalar_t* y, scala
   constexpr int64_t cap = LatentCap<L>::value;
   scalar_t wtt[cap], grad[cap], dir[cap], trial[cap];
   scalar_t H[cap * cap];
-  scalar_t tb = 0;
-  for (int64_t a = 0; a < l; ++a) {
-    wtt[a] = 0;
-  }
+  scalar_t tb;
   for (int64_t j = 0; j < d; ++j) {
     t[j] = static_cast<scalar_t>(fam_statistic(static_cast<double>(y[j])));
-    tb += t[j] * p.B[j];
-    const scalar_t* w = p.W + j * l;
-    for (int64_t a = 0; a < l; ++a) {
-      wtt[a] += t[j] * w[a];
-    }
   }
+  transpose_apply<L>(p, t, static_cast<scalar_t>(1), wtt);
+  tb = dot(t, p.B, d);
   natural_parameters<L>(p, z, cur.eta);
   scalar_t j0, scale0;
   if (!evaluate<L>(p, z, cur, wtt, true, a_work, &j0, &scale0)) {
@@ -471,14 +722,7 @@ DEQFAM_HD void solve_sample(const Problem<scalar_t>& p, const scalar_t* y, scala
       slope += grad[a] * dir[a];
     }
     const scalar_t slack = static_cast<scalar_t>(64.0 * p.eps) * scale0;
-    for (int64_t j = 0; j < d; ++j) {
-      const scalar_t* w = p.W + j * l;
-      scalar_t acc = 0;
-      for (int64_t a = 0; a < l; ++a) {
-        acc += dir[a] * w[a];
-      }
-      deta[j] = acc;
-    }
+    apply_w<L>(p, dir, deta);
     bool found = false;
     scalar_t step = 0, jt = 0, st = 0;
     for (int64_t k = 0; k < p.ls_steps && !found; ++k) {
@@ -527,7 +771,7 @@ DEQFAM_HD void solve_sample(const Problem<scalar_t>& p, const scalar_t* y, scala
  * grad_B = -sum_s q, grad_y = T'(y) * (wu - grad_l eta). u is NaN when H(z*) cannot be
  * factored. work holds BACKWARD_WORK_PER_COORD * d scalars. */
 template <int L, typename scalar_t>
-DEQFAM_HD void backward_sample(const Problem<scalar_t>& p, const scalar_t* y, const scalar_t* z,
+DEQFAM_PASS void backward_sample(const Problem<scalar_t>& p, const scalar_t* y, const scalar_t* z,
                                const scalar_t* grad_z, scalar_t grad_l, scalar_t* work,
                                scalar_t* u, scalar_t* r, scalar_t* q, scalar_t* grad_y) {
   const int64_t d = p.d, l = latent_dim<L>(p);
@@ -537,22 +781,16 @@ DEQFAM_HD void backward_sample(const Problem<scalar_t>& p, const scalar_t* y, co
   constexpr int64_t cap = LatentCap<L>::value;
   scalar_t H[cap * cap], rhs[cap];
   natural_parameters<L>(p, z, eta);
-  for (int64_t a = 0; a < l; ++a) {
-    rhs[a] = grad_l * static_cast<scalar_t>(p.lam) * z[a];
-  }
   for (int64_t j = 0; j < d; ++j) {
     double s, ds;
     deqfam_fermi_dirac_eval(static_cast<double>(eta[j]), &s, &ds);
     sigma[j] = static_cast<scalar_t>(s);
     dsigma[j] = static_cast<scalar_t>(ds);
     r[j] = static_cast<scalar_t>(fam_statistic(static_cast<double>(y[j]))) - sigma[j];
-    const scalar_t* w = p.W + j * l;
-    for (int64_t a = 0; a < l; ++a) {
-      rhs[a] -= grad_l * r[j] * w[a];
-    }
   }
+  transpose_apply<L>(p, r, grad_l, rhs);
   for (int64_t a = 0; a < l; ++a) {
-    rhs[a] += grad_z[a];
+    rhs[a] = (grad_l * static_cast<scalar_t>(p.lam) * z[a] - rhs[a]) + grad_z[a];
   }
   if (hessian_cholesky<L>(p, dsigma, H)) {
     cholesky_solve<L>(H, l, rhs, u);
@@ -561,17 +799,29 @@ DEQFAM_HD void backward_sample(const Problem<scalar_t>& p, const scalar_t* y, co
       u[a] = static_cast<scalar_t>(NAN);
     }
   }
+  apply_w<L>(p, u, q);  /* W u, into q */
   for (int64_t j = 0; j < d; ++j) {
-    const scalar_t* w = p.W + j * l;
-    scalar_t wu = 0;
-    for (int64_t a = 0; a < l; ++a) {
-      wu += w[a] * u[a];
-    }
+    const scalar_t wu = q[j];
     q[j] = dsigma[j] * wu + grad_l * r[j];
     grad_y[j] = static_cast<scalar_t>(fam_statistic_grad(static_cast<double>(y[j]))) *
                 (wu - grad_l * eta[j]);
   }
 }
+
+#ifndef __CUDACC__
+/* solve_sample of the samples [begin, end) on the host, with one workspace, DEQFAM_CLONES (the
+ * passes inlined here are vectorised for AVX2 where the CPU has it). */
+template <int L, typename scalar_t>
+DEQFAM_CLONES void solve_samples(const Problem<scalar_t>& p, const scalar_t* y, scalar_t* z,
+                                 scalar_t* work, bool* converged, int64_t* iterations,
+                                 scalar_t* residual, scalar_t* threshold, scalar_t* objective,
+                                 int64_t begin, int64_t end) {
+  for (int64_t s = begin; s < end; ++s) {
+    solve_sample<L>(p, y + s * p.d, z + s * p.l, work, converged + s, iterations + s,
+                    residual + s, threshold + s, objective + s);
+  }
+}
+#endif
 #undef DEQFAM_FN
 
 /* ---- host helpers shared by the CPU and CUDA bindings (ATen on the host) ---- */
@@ -613,16 +863,20 @@ static void dispatch_latent(int64_t l, const Fn& fn) {
   }
 }
 
+/* The options of a solve, with W read through `layout` (layout_size(d, l) scalars on W's
+ * device, filled by fill_layout_column for every coordinate). */
 template <typename scalar_t>
-static Problem<scalar_t> make_problem(const at::Tensor& W, const at::Tensor& B, double lam,
-                                      double tol, double rtol, int64_t max_iter,
-                                      double armijo_c, double backtrack, int64_t ls_steps,
-                                      double min_step) {
+static Problem<scalar_t> make_problem(const at::Tensor& W, const scalar_t* layout,
+                                      const at::Tensor& B, double lam, double tol, double rtol,
+                                      int64_t max_iter, double armijo_c, double backtrack,
+                                      int64_t ls_steps, double min_step) {
   Problem<scalar_t> p;
-  p.W = W.data_ptr<scalar_t>();
-  p.B = B.data_ptr<scalar_t>();
   p.d = W.size(0);
   p.l = W.size(1);
+  p.Wt = layout;
+  p.Wabs = layout + p.l * p.d;
+  p.WW = layout + 2 * p.l * p.d;
+  p.B = B.data_ptr<scalar_t>();
   p.lam = lam;
   p.tol = tol;
   p.rtol = rtol;
@@ -656,6 +910,18 @@ static int64_t task_grain(int64_t d, int64_t l) {
   return std::max<int64_t>(1, (int64_t{1} << 15) / (d * (l + 4)));
 }
 
+/* The layout of the contiguous W (Problem) in host memory. */
+template <typename scalar_t>
+static std::vector<scalar_t> host_layout(const at::Tensor& W) {
+  const int64_t d = W.size(0), l = W.size(1);
+  std::vector<scalar_t> layout(layout_size(d, l));
+  const scalar_t* w = W.data_ptr<scalar_t>();
+  for (int64_t j = 0; j < d; ++j) {
+    fill_layout_column(w, d, l, j, layout.data());
+  }
+  return layout;
+}
+
 /* The solve on the CPU: chunks of samples per task (task_grain), one workspace per chunk. */
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> solve_cpu(
     const at::Tensor& Y, const at::Tensor& W, const at::Tensor& B,
@@ -665,9 +931,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   auto out = solve_outputs(Y, W, z0);
   at::Tensor Yc = Y.contiguous(), Wc = W.contiguous(), Bc = B.contiguous();
   AT_DISPATCH_FLOATING_TYPES(Y.scalar_type(), "fermi_dirac_fused_solve", [&] {
+    const std::vector<scalar_t> layout = host_layout<scalar_t>(Wc);
     const Problem<scalar_t> p = make_problem<scalar_t>(
-        Wc, Bc, lam, tol, rtol, max_iter, armijo_c, backtrack_factor, line_search_steps,
-        min_step);
+        Wc, layout.data(), Bc, lam, tol, rtol, max_iter, armijo_c, backtrack_factor,
+        line_search_steps, min_step);
     const scalar_t* py = Yc.data_ptr<scalar_t>();
     scalar_t* pz = std::get<0>(out).data_ptr<scalar_t>();
     bool* pc = std::get<1>(out).data_ptr<bool>();
@@ -679,36 +946,61 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
       constexpr int L = decltype(latent)::value;
       at::parallel_for(0, Y.size(0), task_grain(p.d, p.l), [&](int64_t begin, int64_t end) {
         std::vector<scalar_t> work(SOLVE_WORK_PER_COORD * p.d);
-        for (int64_t s = begin; s < end; ++s) {
-          solve_sample<L>(p, py + s * p.d, pz + s * p.l, work.data(), pc + s, pi + s, pr + s,
-                          pt + s, po + s);
-        }
+        solve_samples<L>(p, py, pz, work.data(), pc, pi, pr, pt, po, begin, end);
       });
     });
   });
   return out;
 }
 
-/* grad_W += r u^T - q z^T and grad_B -= q for one sample, from the pieces of backward_sample
- * (runtime/implicit.py's closed form, one sample at a time). */
+/* grad_W^T += u r^T - z q^T (l x d: contiguous over the coordinates, so that it vectorises)
+ * and grad_B -= q for one sample, from the pieces of backward_sample (runtime/implicit.py's
+ * closed form, one sample at a time; each entry r_j u_a - q_j z_a). */
 template <int L, typename scalar_t>
-static void accumulate_sample(const Problem<scalar_t>& p, const scalar_t* r, const scalar_t* q,
-                              const scalar_t* u, const scalar_t* z, scalar_t* grad_w,
-                              scalar_t* grad_b) {
-  const int64_t l = latent_dim<L>(p);
-  for (int64_t j = 0; j < p.d; ++j) {
-    scalar_t* g = grad_w + j * l;
-    for (int64_t a = 0; a < l; ++a) {
-      g[a] += r[j] * u[a] - q[j] * z[a];
+static inline void accumulate_sample(const Problem<scalar_t>& p, const scalar_t* r,
+                                     const scalar_t* q, const scalar_t* u, const scalar_t* z,
+                                     scalar_t* grad_wt, scalar_t* grad_b) {
+  const int64_t d = p.d, l = latent_dim<L>(p);
+  for (int64_t a = 0; a < l; ++a) {
+    const scalar_t ua = u[a], za = z[a];
+    scalar_t* g = grad_wt + a * d;
+    for (int64_t j = 0; j < d; ++j) {
+      g[j] += r[j] * ua - q[j] * za;
     }
+  }
+  for (int64_t j = 0; j < d; ++j) {
     grad_b[j] -= q[j];
   }
 }
 
+/* The backward of the blocks [first, last) of `grain` samples each (solve_backward_cpu):
+ * block blk sums its samples' grad_W^T, grad_B into part_wt + blk l d, part_b + blk d.
+ * DEQFAM_CLONES, as solve_samples. */
+template <int L, typename scalar_t>
+DEQFAM_CLONES void backward_blocks(const Problem<scalar_t>& p, const scalar_t* y,
+                                   const scalar_t* z, const scalar_t* grad_z,
+                                   const scalar_t* grad_l, scalar_t* grad_y, scalar_t* part_wt,
+                                   scalar_t* part_b, int64_t n, int64_t grain, int64_t first,
+                                   int64_t last) {
+  const int64_t d = p.d, l = p.l;
+  std::vector<scalar_t> work((BACKWARD_WORK_PER_COORD + 2) * d);
+  scalar_t* r = work.data() + BACKWARD_WORK_PER_COORD * d;
+  scalar_t* q = r + d;
+  scalar_t u[MAX_LATENT];
+  for (int64_t blk = first; blk < last; ++blk) {
+    for (int64_t s = blk * grain; s < std::min(n, (blk + 1) * grain); ++s) {
+      backward_sample<L>(p, y + s * d, z + s * l, grad_z + s * l, grad_l[s], work.data(), u, r,
+                         q, grad_y + s * d);
+      accumulate_sample<L>(p, r, q, u, z + s * l, part_wt + blk * l * d, part_b + blk * d);
+    }
+  }
+}
+
 /* The implicit backward on the CPU. Samples are cut into fixed blocks of task_grain; each
- * block sums its samples' grad_W, grad_B into its own row of `part_w`, `part_b`, and the rows
- * are summed in order: deterministic for any number of threads, and no (N, d) pieces r, p or
- * GEMMs over them (their fresh pages cost more than the arithmetic at small l). */
+ * block sums its samples' grad_W, grad_B into its own slice of `part_wt`, `part_b`, and the
+ * slices are summed in block order: deterministic for any number of threads, and no (N, d)
+ * pieces r, p or GEMMs over them (their fresh pages cost more than the arithmetic at small
+ * l). */
 std::tuple<at::Tensor, at::Tensor, at::Tensor> solve_backward_cpu(
     const at::Tensor& grad_z, const at::Tensor& grad_objective, const at::Tensor& z,
     const at::Tensor& Y, const at::Tensor& W, const at::Tensor& B, double lam) {
@@ -718,39 +1010,41 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> solve_backward_cpu(
   const int64_t n = Y.size(0), d = Y.size(1), l = W.size(1);
   const int64_t grain = task_grain(d, l);
   const int64_t blocks = std::max<int64_t>(1, (n + grain - 1) / grain);
-  at::Tensor part_w = at::zeros({blocks, d * l}, Y.options());
-  at::Tensor part_b = at::zeros({blocks, d}, Y.options());
+  at::Tensor grad_W = at::empty({d, l}, Y.options());
+  at::Tensor grad_B = at::empty({d}, Y.options());
   at::Tensor grad_Y = at::empty({n, d}, Y.options());
   AT_DISPATCH_FLOATING_TYPES(Y.scalar_type(), "fermi_dirac_fused_solve_backward", [&] {
-    const Problem<scalar_t> p = make_problem<scalar_t>(Wc, Bc, lam, 0, 0, 0, 0, 0.5, 1, 0);
-    const scalar_t* py = Yc.data_ptr<scalar_t>();
-    const scalar_t* pz = zc.data_ptr<scalar_t>();
-    const scalar_t* pg = gc.data_ptr<scalar_t>();
-    const scalar_t* pgl = gl.data_ptr<scalar_t>();
-    scalar_t* ppw = part_w.data_ptr<scalar_t>();
-    scalar_t* ppb = part_b.data_ptr<scalar_t>();
-    scalar_t* pgy = grad_Y.data_ptr<scalar_t>();
+    const std::vector<scalar_t> layout = host_layout<scalar_t>(Wc);
+    const Problem<scalar_t> p =
+        make_problem<scalar_t>(Wc, layout.data(), Bc, lam, 0, 0, 0, 0, 0.5, 1, 0);
+    std::vector<scalar_t> part_wt(blocks * l * d), part_b(blocks * d);
     dispatch_latent(l, [&](auto latent) {
       constexpr int L = decltype(latent)::value;
       at::parallel_for(0, blocks, 1, [&](int64_t first, int64_t last) {
-        std::vector<scalar_t> work((BACKWARD_WORK_PER_COORD + 2) * d);
-        scalar_t* r = work.data() + BACKWARD_WORK_PER_COORD * d;
-        scalar_t* q = r + d;
-        scalar_t u[MAX_LATENT];
-        for (int64_t blk = first; blk < last; ++blk) {
-          scalar_t* grad_w = ppw + blk * d * l;
-          scalar_t* grad_b = ppb + blk * d;
-          for (int64_t s = blk * grain; s < std::min(n, (blk + 1) * grain); ++s) {
-            const scalar_t* zs = pz + s * l;
-            backward_sample<L>(p, py + s * d, zs, pg + s * l, pgl[s], work.data(), u, r, q,
-                               pgy + s * d);
-            accumulate_sample<L>(p, r, q, u, zs, grad_w, grad_b);
-          }
-        }
+        backward_blocks<L>(p, Yc.data_ptr<scalar_t>(), zc.data_ptr<scalar_t>(),
+                           gc.data_ptr<scalar_t>(), gl.data_ptr<scalar_t>(),
+                           grad_Y.data_ptr<scalar_t>(), part_wt.data(), part_b.data(), n, grain,
+                           first, last);
       });
     });
+    scalar_t* gw = grad_W.data_ptr<scalar_t>();
+    scalar_t* gb = grad_B.data_ptr<scalar_t>();
+    for (int64_t j = 0; j < d; ++j) {
+      for (int64_t a = 0; a < l; ++a) {
+        scalar_t acc = part_wt[a * d + j];
+        for (int64_t blk = 1; blk < blocks; ++blk) {
+          acc += part_wt[(blk * l + a) * d + j];
+        }
+        gw[j * l + a] = acc;
+      }
+      scalar_t acc = part_b[j];
+      for (int64_t blk = 1; blk < blocks; ++blk) {
+        acc += part_b[blk * d + j];
+      }
+      gb[j] = acc;
+    }
   });
-  return std::make_tuple(part_w.sum(0).view({d, l}), part_b.sum(0), grad_Y);
+  return std::make_tuple(grad_W, grad_B, grad_Y);
 }
 
 /* ---- autograd of ::solve, in C++ for every device (the Autograd dispatch key): the

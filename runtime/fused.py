@@ -166,13 +166,15 @@ def fused_solve(
         int(cfg.line_search_steps),
         float(cfg.min_step),
     )
-    # the kernel flags a start W z0 + B outside the domain with iterations = -1 (it checks
-    # every coordinate as it evaluates J there, so no torch pass over (N, d) is needed here)
-    require_inside_start(
-        iterations >= 0,
-        f"W z0 + B outside the domain {fam.domain} of family {fam.name!r}",
-        "choose B (or z0) so that eta starts strictly inside the domain",
-    )
+    # the kernel flags a start W z0 + B outside the domain with iterations = -1 and
+    # converged = False (it checks every coordinate as it evaluates J there, so no torch pass
+    # over (N, d) is needed here); the flags are read only when some sample did not converge
+    if not bool(converged.all()):
+        require_inside_start(
+            iterations >= 0,
+            f"W z0 + B outside the domain {fam.domain} of family {fam.name!r}",
+            "choose B (or z0) so that eta starts strictly inside the domain",
+        )
     stats = SolverStats(
         solver="newton (fused)",
         iterations=iterations,

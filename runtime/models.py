@@ -26,8 +26,10 @@ from .solvers import (
     check_convergence,
 )
 from .validation import (
+    CheckMemo,
     DataError,
     check_choice,
+    parameters_pass,
     validate_canonical,
     validate_finite_parameters,
     validate_observations,
@@ -126,6 +128,7 @@ class ExpFamPCA(nn.Module):
         self.B = nn.Parameter(b0)
         self.last_stats: SolverStats | None = None
         self.last_implicit: ImplicitResult | None = None
+        self._checked_parameters = CheckMemo()
 
     def extra_repr(self) -> str:
         return (
@@ -159,9 +162,19 @@ class ExpFamPCA(nn.Module):
     def check_parameters(self) -> None:
         """Raise ``DataError`` if ``W`` or ``B`` has a non-finite entry, ``DomainError`` if a
         coordinate of ``B`` (the canonical parameter ``eta = W z + B`` at ``z = 0``, where the
-        solvers start) lies outside the family's domain."""
-        validate_finite_parameters({"W": self.W, "B": self.B}, what="ExpFamPCA")
-        validate_canonical(self.B.detach(), self.family.domain, self.family.name, what="B")
+        solvers start) lies outside the family's domain.
+
+        Runs before every solve, so: nothing when ``W`` and ``B`` are the tensors that passed
+        last time and unmodified since (``CheckMemo``: an in-place change, an optimizer step,
+        a new tensor all count), else one fast pass (``parameters_pass``), and the exact
+        checks, which name the bad entry, only where that pass fails."""
+        W, B = self.W, self.B
+        if self._checked_parameters.unchanged(W, B):
+            return
+        if not parameters_pass(W.detach(), B.detach(), self.family.domain):
+            validate_finite_parameters({"W": W, "B": B}, what="ExpFamPCA")
+            validate_canonical(B.detach(), self.family.domain, self.family.name, what="B")
+        self._checked_parameters.remember(W, B)
 
     def _validate_latents(self, Z: Tensor) -> Tensor:
         if not isinstance(Z, Tensor) or Z.dim() != 2 or Z.shape[1] != self.latent_dim:

@@ -13,6 +13,8 @@ Two kinds of bad input are told apart:
 from __future__ import annotations
 
 import math
+import weakref
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -95,9 +97,11 @@ def validate_observations(
         raise DataError(f"{what} has {y.shape[1]} columns, the model expects {data_dim}")
     if not torch.is_floating_point(y):
         raise DataError(f"{what} must be floating point, got {y.dtype}")
-    # one pass for finiteness and magnitude (NaN and +-inf fail |y| <= 2**53 too); the
-    # entry-by-entry diagnosis only when it fails: the batch is checked on every solve
-    if not bool((y.abs() <= MAX_ABS_OBSERVATION).all()):
+    # one pass for finiteness and magnitude: min and max (NaN propagates through both, and
+    # NaN and +-inf fail -2**53 <= min, max <= 2**53); the entry-by-entry diagnosis only when
+    # it fails: the batch is checked on every solve (aminmax allocates nothing of y's size)
+    low, high = torch.aminmax(y.detach())
+    if not (-MAX_ABS_OBSERVATION <= float(low) and float(high) <= MAX_ABS_OBSERVATION):
         _raise_non_finite_or_huge(y, what)
     if support not in _CONSTRAINED_SUPPORTS and support_max is None:
         return y
@@ -174,9 +178,64 @@ def validate_finite_parameters(named: dict[str, Tensor], what: str = "model") ->
             )
 
 
+def parameters_pass(W: Tensor, B: Tensor, domain: tuple[float, float]) -> bool:
+    """Fast sufficient test that ``W`` is finite and every entry of ``B`` lies strictly inside
+    ``domain``, by three reductions and no tensor of their size: ``sum(W)`` is finite only if
+    every entry is (NaN and +-inf propagate), and ``lo < min(B)``, ``max(B) < hi`` (NaN fails
+    both). False does not mean bad (the sum of large finite entries can overflow): the caller
+    then runs the exact checks (``validate_finite_parameters``, ``validate_canonical``)."""
+    with torch.no_grad():
+        total = float(W.sum())
+        low, high = torch.aminmax(B)
+    return math.isfinite(total) and float(domain[0]) < float(low) and float(high) < float(domain[1])
+
+
+class CheckMemo:
+    """The tensors that last passed a check, so that an unchanged tensor is not checked again:
+    each is held by weak reference (a freed tensor whose ``id`` is reused never matches) with
+    its version counter (which every in-place operation bumps: autograd's own test for a
+    modified tensor), storage pointer, shape and strides. Writes that bypass the version
+    counter (through ``.data``, or a NumPy array sharing the storage) are not seen, as autograd
+    does not see them. Pickles and copies as empty."""
+
+    def __init__(self) -> None:
+        self._entries: tuple[tuple[Any, tuple[Any, ...]], ...] = ()
+
+    @staticmethod
+    def _stamp(t: Tensor) -> tuple[Any, ...]:
+        return (t._version, t.data_ptr(), t.shape, t.stride())
+
+    def unchanged(self, *tensors: Tensor) -> bool:
+        """Whether ``tensors`` are the remembered ones, none modified since."""
+        if len(tensors) != len(self._entries):
+            return False
+        return all(
+            ref() is t and stamp == self._stamp(t)
+            for (ref, stamp), t in zip(self._entries, tensors, strict=True)
+        )
+
+    def remember(self, *tensors: Tensor) -> None:
+        """Remember ``tensors`` as they are now (they have just passed the check)."""
+        self._entries = tuple((weakref.ref(t), self._stamp(t)) for t in tensors)
+
+    def forget(self) -> None:
+        self._entries = ()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._entries = ()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> CheckMemo:
+        return CheckMemo()
+
+
 __all__ = [
+    "CheckMemo",
     "DataError",
     "DomainError",
+    "parameters_pass",
     "validate_canonical",
     "validate_finite_parameters",
     "validate_observations",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 import types
 
 import numpy as np
@@ -16,6 +17,7 @@ from deqfam.api import builtin_module
 from deqfam.runtime.family import TorchFamily, as_torch_family
 from deqfam.runtime.models import ExpFamPCA
 from deqfam.runtime.solvers import ConvergenceError, ConvergenceWarning
+from deqfam.runtime.validation import DataError, DomainError
 
 F64 = torch.float64
 
@@ -147,6 +149,42 @@ def test_input_validation_messages():
         model(np.zeros((3, 5)))
     with pytest.raises(ValueError, match="latent_dim=2 columns"):
         model.reconstruct(torch.zeros(3, 3, dtype=F64))
+
+
+def test_parameter_check_skips_only_unchanged_parameters():
+    """check_parameters passes W, B once and then skips them only while they are unchanged:
+    an in-place NaN in W, B moved outside the domain in place, or a new W tensor are caught on
+    the next forward; finite W whose sum overflows (the fast pass fails) is accepted by the
+    exact check; a pickled copy checks again."""
+    W, B, Y = problem("negative_binomial", n=4, seed=31)  # domain (-inf, 0)
+    model = make_model("negative_binomial", W, B)
+    model(Y)
+    model(Y)  # W, B remembered as passed
+    with torch.no_grad():
+        model.W[1, 0] = math.nan
+    with pytest.raises(DataError, match=r"parameter W\[1, 0\] = nan is not finite"):
+        model(Y)
+    with torch.no_grad():
+        model.W.copy_(W)
+    model(Y)
+    with torch.no_grad():
+        model.B[2] = 0.5
+    with pytest.raises(DomainError, match=r"B\[2\] = 0.5 \(column 2\) is outside"):
+        model(Y)
+    with torch.no_grad():
+        model.B.copy_(B)
+    model(Y)
+    model.W = torch.nn.Parameter(torch.full_like(W, math.inf))
+    with pytest.raises(DataError, match=r"parameter W\[0, 0\] = inf is not finite"):
+        model(Y)
+    model.W = torch.nn.Parameter(torch.full_like(W, 1e308))  # sum(W) = inf, every entry finite
+    model.check_parameters()
+    copy = pickle.loads(pickle.dumps(model))
+    with torch.no_grad():
+        copy.B[0] = math.nan
+    with pytest.raises(DataError, match=r"parameter B\[0\] = nan is not finite"):
+        copy.check_parameters()
+    model.check_parameters()  # the original is untouched
 
 
 def test_constructor_validation():
