@@ -73,8 +73,9 @@ def _render_field(family, field: str, text: str, target: str) -> str:
 
 
 def _comment_header(source: str) -> str:
-    """The leading comment block of a kernel file (everything before the first #include)."""
-    return source.split("#include", 1)[0]
+    """The leading comment block of a kernel file: everything before its first preprocessor
+    line (an #include, or the fused source's #if around the SIMD declarations)."""
+    return re.split(r"^#", source, maxsplit=1, flags=re.MULTILINE)[0]
 
 
 # --------------------------------------------------------------------------------------------
