@@ -89,13 +89,16 @@ def _nvcc_flags() -> list[str]:
     return ["-std=c++17", "--expt-relaxed-constexpr", *(f"-I{p}" for p in includes)]
 
 
-@pytest.mark.slow
 @pytest.mark.skipif(
     shutil.which("nvcc") is None,
     reason="nvcc is not on PATH: the CUDA sources compile only where the toolkit is installed",
 )
 def test_fused_cuda_source_compiles_with_nvcc(tmp_path):
-    """The torch CUDA extension source compiles (it is never run without a GPU)."""
+    """The torch CUDA extension source compiles (it is never run without a GPU).
+
+    In the default run (about 35 s on 2 cores): the issue asks that the tests compile the
+    CUDA op wherever nvcc exists.
+    """
     source = ROOT / "generated" / "poisson_fused.cu"
     out = tmp_path / "poisson_fused.o"
     cmd = ["nvcc", "-c", str(source), "-o", str(out), "-diag-suppress", "177", *_nvcc_flags()]
