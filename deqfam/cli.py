@@ -186,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="precision >= 0 of the Gaussian prior on the loadings W and offsets B (default: "
         "0.125 x the number of rows, a weight decay of 0.125 on the per-sample objective; "
-        "smaller fits the training data more closely, e.g. 1 to match glmpca's deviance; "
+        "smaller fits the training data more closely, e.g. 1 to match glmpca's training "
+        "deviance, and predicts held-out data worse (BENCHMARKS.md, 'The default prior'); "
         "with 0 the joint objective has no minimiser)",
     )
     p.add_argument("--seed", type=opt.seed_int, default=0, help="random seed (init, shuffling)")
