@@ -182,13 +182,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--weight-decay",
-        type=opt.nonnegative_finite_float,
+        type=opt.weight_decay_or_auto,
         default=None,
         help="precision >= 0 of the Gaussian prior on the loadings W and offsets B (default: "
         "0.125 x the number of rows, a weight decay of 0.125 on the per-sample objective; "
         "smaller fits the training data more closely, e.g. 1 to match glmpca's training "
         "deviance, and predicts held-out data worse (BENCHMARKS.md, 'The default prior'); "
-        "with 0 the joint objective has no minimiser)",
+        "with 0 the joint objective has no minimiser; 'auto': chosen from 0.001-10 x the "
+        "number of rows by predicting held-out entries, one extra fit per candidate)",
     )
     p.add_argument("--seed", type=opt.seed_int, default=0, help="random seed (init, shuffling)")
     _add_output_dir(

@@ -49,6 +49,8 @@ def write_fit_outputs(
             params["spec_sha256"] = hashlib.sha256(spec_bytes).hexdigest()
         torch.save(params, staging / PARAMS_NAME)
         record = {**res.history.to_dict(), "threads": res.threads, "backend": res.backend}
+        if res.prior_choice is not None:  # fit(weight_decay="auto")
+            record["prior_choice"] = res.prior_choice
         (staging / "history.json").write_text(json.dumps(record, indent=2))
         if res.stats is not None:
             summary = {**res.stats.summary(), "failed_samples": res.stats.failed_indices()}

@@ -65,6 +65,8 @@ class FitResult:
     #: the backend asked for and the solver that ran the final solve ("newton" on the torch
     #: path, "newton (fused)" on the fused one)
     backend: dict[str, Any] | None = None
+    #: with ``weight_decay="auto"``: what was tried and chosen (``deqfam.prior_choice``)
+    prior_choice: dict[str, Any] | None = None
 
 
 def fit(
@@ -77,7 +79,7 @@ def fit(
     batch_size: int = 500,
     lr: float = DEFAULT_LR,
     seed: int = 0,
-    weight_decay: float | None = DEFAULT_WEIGHT_DECAY,
+    weight_decay: float | str | None = DEFAULT_WEIGHT_DECAY,
     out_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
@@ -115,7 +117,10 @@ def fit(
 
     ``weight_decay`` is the precision ``w`` of the Gaussian prior on ``(W, B)``; ``None``
     (default) takes ``w = 0.125 N`` for ``N`` rows (``runtime.fitting.prior``), recorded in
-    the run's settings and ``FitResult.model.weight_decay``.
+    the run's settings and ``FitResult.model.weight_decay``. ``"auto"`` chooses ``w = c N``
+    by the held-out half loss over a grid of ``c`` (``deqfam.prior_choice``; one extra fit per
+    grid point on 90% of the rows), recorded in ``FitResult.prior_choice`` and
+    ``history.json``.
 
     ``optimizer="newton"`` (default) minimises the joint MAP objective by alternating the
     latent Newton solve with Newton / Fisher scoring per column (``runtime.fitting``) until
@@ -149,7 +154,18 @@ def fit(
         with time_budget(None, "fit setup (generating the fused solver's source)"):
             register_fused_source(family, module, derive=derive)
         backend = fit_backend(fam_torch, backend, data.numel())
-    if weight_decay is None:  # the default prior, scaled with the number of rows
+    prior_choice = None
+    if isinstance(weight_decay, str):
+        check_choice("weight_decay", weight_decay, ("auto",))
+        kw = {  # every candidate fit trains as this one will, quietly and in memory
+            "epochs": epochs, "batch_size": batch_size, "lr": lr, "tol": tol, "window": window,
+            "lr_decay": lr_decay, "max_decays": max_decays, "init_bias": init_bias,
+            "allow_inadmissible": allow_inadmissible, "threads": threads,
+            "optimizer": optimizer, "backend": requested_backend, "progress": False,
+        }  # fmt: skip
+        prior_choice = _auto_prior(data, family, fam_torch, latent_dim, lam, seed, progress, kw)
+        weight_decay = prior_choice.weight_decay(data.shape[0])
+    elif weight_decay is None:  # the default prior, scaled with the number of rows
         weight_decay = default_weight_decay(data.shape[0])
     run_info = {**run_settings(module, data, latent_dim, lam, weight_decay), "optimizer": optimizer}
     model = ExpFamPCA(
@@ -218,9 +234,22 @@ def fit(
     result = FitResult(model, z.numpy(), cov.numpy(), history, out, stats, cfg, choice.to_dict())
     result.backend = {"requested": requested_backend, "solver": stats.solver}
     result.spec_text = spec_text_of(family)
+    result.prior_choice = prior_choice.to_dict() if prior_choice is not None else None
     if out is not None:
         write_fit_outputs(result, labels, label_names)
     return result
+
+
+def _auto_prior(data, family, fam_torch, latent_dim, lam, seed, progress, kw):
+    """``weight_decay="auto"``: :func:`deqfam.prior_choice.choose_weight_decay` with one
+    quiet in-memory ``fit`` per candidate, under this fit's optimizer, backend and threads."""
+    from deqfam.prior_choice import choose_weight_decay
+
+    def fit_at(rows: torch.Tensor, w: float) -> tuple[torch.Tensor, torch.Tensor]:
+        res = fit(rows, family, latent_dim, lam=lam, seed=seed, weight_decay=w, **kw)
+        return res.model.W, res.model.B
+
+    return choose_weight_decay(data, fam_torch, lam, fit_at, seed=seed, progress=progress)
 
 
 class OutputExistsError(ValueError):

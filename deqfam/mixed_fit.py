@@ -68,6 +68,11 @@ def fit_mixed(
     specs = families if isinstance(families, ColumnSpecs) else None
     families = specs.families if specs is not None else families
     data = data.to(torch.float64)
+    if isinstance(weight_decay, str):
+        raise ValueError(
+            f"weight decay {weight_decay!r} applies to a fit of one scalar family; pass a "
+            "number for mixed or vector columns"
+        )
     if weight_decay is None:  # the per-sample rule of ``deqfam fit``
         weight_decay = default_weight_decay(data.shape[0])
     model = ExpFamPCA(

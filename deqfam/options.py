@@ -112,6 +112,12 @@ def nonnegative_finite_float(text: str) -> float:
     return value
 
 
+def weight_decay_or_auto(text: str) -> float | str:
+    """``auto`` (the prior chosen by a held-out criterion, ``deqfam.prior_choice``) or a
+    finite number >= 0."""
+    return "auto" if text.strip().lower() == "auto" else nonnegative_finite_float(text)
+
+
 def param_assignment(text: str) -> tuple[str, float]:
     """``NAME=VALUE`` with a finite number VALUE (a spec parameter override)."""
     match = _PARAM_RE.match(text.strip())
