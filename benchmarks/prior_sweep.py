@@ -17,6 +17,7 @@ thread, lam = 0.1.
     python -m benchmarks.prior_sweep --data digits --weight-decays 1,3,10,100,500
     python -m benchmarks.prior_sweep --data paper --n-grid 320 --families bernoulli \
         --weight-decays 3,10,500
+    python -m benchmarks.prior_sweep --data digits --weight-decays auto   # fit's "auto" prior
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from deqfam.alignment import orthogonal_basis, pca_embedding
 from deqfam.fitting import fit
 
 
-def digits_row(family: str, w: float) -> dict:
+def digits_row(family: str, w: float | str) -> dict:
     """One digits fit at weight decay ``w`` (module docstring)."""
     train, test = digits(family)
     t = time.perf_counter()
@@ -50,7 +51,7 @@ def digits_row(family: str, w: float) -> dict:
     return {
         "data": f"digits {train.shape[0]}x{train.shape[1]}, l=10",
         "family": family,
-        "weight_decay": w,
+        **_prior(res, w),
         "seconds": seconds,
         "iterations": res.history.iterations,
         "stop_reason": res.history.stop_reason,
@@ -60,7 +61,14 @@ def digits_row(family: str, w: float) -> dict:
     }
 
 
-def paper_rows(family: str, n_grid: int, seed: int, weights: list[float]) -> list[dict]:
+def _prior(res, requested: float | str) -> dict:
+    """The weight decay a fit ran at; for ``auto`` also what it tried and chose."""
+    if requested != "auto":
+        return {"weight_decay": requested}
+    return {"weight_decay": res.model.weight_decay, "requested": "auto", **res.prior_choice}
+
+
+def paper_rows(family: str, n_grid: int, seed: int, weights: list[float | str]) -> list[dict]:
     """Fits of one paper data set at each weight decay (module docstring): a seeded tenth of
     the rows is held out for the held-out half deviance, the rest are fitted and aligned."""
     ds = paper_dataset(family, n_grid=n_grid, seed=seed)
@@ -80,7 +88,7 @@ def paper_rows(family: str, n_grid: int, seed: int, weights: list[float]) -> lis
             {
                 "data": f"paper {y.shape[0]}x{y.shape[1]}, l=2",
                 "family": family,
-                "weight_decay": w,
+                **_prior(res, w),
                 "seconds": seconds,
                 "iterations": res.history.iterations,
                 "stop_reason": res.history.stop_reason,
@@ -104,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--weight-decays", default="1,3,10,100,500")
     args = apply_quick(ap.parse_args(argv), n_grid=20, weight_decays="1,500")
     set_threads(args.threads)
-    weights = [float(v) for v in args.weight_decays.split(",")]
+    weights = [v if v == "auto" else float(v) for v in args.weight_decays.split(",")]
     default = "poisson,bernoulli" if args.data == "digits" else "gaussian,bernoulli,poisson"
     rows: list[dict] = []
     for family in (args.families or default).split(","):

@@ -402,7 +402,7 @@ def prior_sweep(fig: Figures) -> str:
         [
             r["data"],
             r["family"],
-            f"{r['weight_decay']:g}",
+            f"{r['weight_decay']:g}" + (" (auto)" if r.get("requested") == "auto" else ""),
             f"{r['seconds']:.1f}",
             f"{r['iterations']} ({r['stop_reason']})",
             *(format(r[k], fmt) for k in keys),
@@ -428,4 +428,6 @@ TABLES: dict[str, Callable[[Figures], str]] = {
     "digits_expfam": digits_expfam,
     "prior_sweep_digits": prior_sweep,
     "prior_sweep_paper": prior_sweep,
+    "prior_sweep_digits_auto": prior_sweep,
+    "prior_sweep_paper_auto": prior_sweep,
 }
