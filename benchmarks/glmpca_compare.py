@@ -94,20 +94,15 @@ def heldout_half_deviance(
     family: str, y: np.ndarray, W: np.ndarray, B: np.ndarray, lam: float, seed: int = 0
 ) -> float:
     """Deviance per image of each held-out half of the pixels, predicted by the MAP latent of
-    the other half under ``(W, B)`` (module docstring; summed over both halves)."""
+    the other half under ``(W, B)`` (module docstring; summed over both halves; the split and
+    the prediction are ``fit(weight_decay="auto")``'s, ``runtime.fitting.heldout``)."""
     from deqfam.api import family_module, torch_family
-    from deqfam.runtime.solvers import newton
+    from deqfam.runtime.fitting.heldout import predicted_halves
 
     fam = torch_family(family_module(family))
     Wt, Bt, Y = (torch.as_tensor(a, dtype=torch.float64) for a in (W, B, y))
-    perm = torch.as_tensor(np.random.default_rng(seed).permutation(y.shape[1]))
-    halves = (perm[: y.shape[1] // 2], perm[y.shape[1] // 2 :])
-    total = 0.0
-    for seen, unseen in (halves, halves[::-1]):
-        z = newton(fam, Wt[seen], Bt[seen], fam.sufficient_statistic(Y[:, seen]), lam).value
-        eta = (z @ Wt[unseen].T + Bt[unseen]).numpy()
-        total += deviance(family, y[:, unseen.numpy()], eta)
-    return total
+    halves = predicted_halves(fam, Y, Wt, Bt, lam, seed)
+    return sum(deviance(family, y[:, cols.numpy()], eta.numpy()) for cols, eta in halves)
 
 
 def run_deqfam_process(

@@ -37,16 +37,28 @@ def column_halves(n_columns: int, seed: int = 0) -> tuple[Tensor, Tensor]:
     return perm[: n_columns // 2], perm[n_columns // 2 :]
 
 
+def predicted_halves(
+    family, Y: Tensor, W: Tensor, B: Tensor, lam: float, seed: int = 0
+) -> list[tuple[Tensor, Tensor]]:
+    """``[(b, eta_b), (a, eta_a)]``: the columns of each half of :func:`column_halves` and
+    their natural parameters ``W_b z_s(a) + B_b`` predicted from the MAP latents of the
+    other half (module docstring)."""
+    Y, W, B = (t.to(torch.float64) for t in (Y, W, B))
+    T = family.sufficient_statistic(Y)
+    halves = column_halves(Y.shape[1], seed)
+    out = []
+    for seen, unseen in (halves, halves[::-1]):
+        z = newton(family, W[seen], B[seen], T[:, seen], lam).value
+        out.append((unseen, z @ W[unseen].T + B[unseen]))
+    return out
+
+
 def heldout_half_loss(family, Y: Tensor, W: Tensor, B: Tensor, lam: float, seed: int = 0) -> float:
     """``L_a + L_b`` of the module docstring for the rows ``Y`` under loadings ``W`` (``d x l``)
     and offsets ``B`` (``d``), per row."""
-    Y, W, B = (t.to(torch.float64) for t in (Y, W, B))
-    T = family.sufficient_statistic(Y)
+    T = family.sufficient_statistic(Y.to(torch.float64))
     total = 0.0
-    halves = column_halves(Y.shape[1], seed)
-    for seen, unseen in (halves, halves[::-1]):
-        z = newton(family, W[seen], B[seen], T[:, seen], lam).value
-        eta = z @ W[unseen].T + B[unseen]
+    for unseen, eta in predicted_halves(family, Y, W, B, lam, seed):
         total += float((family.log_partition(eta) - T[:, unseen] * eta).sum()) / Y.shape[0]
     return total
 
